@@ -1,0 +1,475 @@
+//! The engine: video frames and audio in, frames out in order at a fixed latency.
+//!
+//! For each frame it waits until the audio ring covers the window the renderer declared (or the audio has
+//! ended, or has been missing for longer than `audio_timeout`), hands the frame and its audio to the render
+//! worker, and emits frames strictly in input order. In live mode a frame whose render is not back by its
+//! deadline (`pts + latency`) goes out as the fallback and is counted; a frame already past its deadline
+//! when its audio arrives is not rendered at all (QoS). Offline there are no deadlines: every frame is
+//! rendered. Nothing is dropped, duplicated or reordered.
+//!
+//! The engine uses no GStreamer types; each frame carries a caller payload `P` (the element keeps its
+//! `gst::Buffer` there) that comes back with the output.
+
+pub mod stats;
+mod worker;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::channel::{RecvTimeoutError, TrySendError};
+
+pub use stats::{Stats, StatsSnapshot};
+use worker::{Done, Job, JobResult, Worker};
+
+use crate::audio::{AudioProducer, AudioRing, AudioWindow, RingConfig};
+use crate::error::{Error, Result};
+use crate::frame::{Patch, VideoFrame};
+use crate::render::Renderer;
+
+/// What a late (or failed) frame is replaced with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Fallback {
+    /// The input frame, unchanged.
+    #[default]
+    Original,
+    /// The input frame with the last good rendered patch blended in (the mouth does not snap back to the
+    /// original for a single late frame); the original when nothing was rendered yet.
+    LastRender,
+}
+
+/// Whether deadlines apply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Frames are due at `pts + latency`; late ones are replaced by the fallback.
+    #[default]
+    Live,
+    /// No clock: every frame is rendered, however long it takes (files).
+    Offline,
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Fixed latency in ns; `None` takes the renderer's recommendation.
+    pub latency: Option<u64>,
+    pub fallback: Fallback,
+    pub mode: Mode,
+    /// When the audio lags the video by more than this (ns), frames go out without waiting for it.
+    pub audio_timeout: u64,
+    /// Frames queued at or rendering on the worker at once.
+    pub max_in_flight: usize,
+    pub ring: RingConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            latency: None,
+            fallback: Fallback::Original,
+            mode: Mode::Live,
+            audio_timeout: 1_000_000_000,
+            max_in_flight: 2,
+            ring: RingConfig::default(),
+        }
+    }
+}
+
+/// Why a frame looks the way it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameStatus {
+    /// The renderer's result.
+    Rendered,
+    /// Fallback: the render was not ready at the deadline, or the frame was too late to start.
+    Late,
+    /// Fallback: the renderer failed on this frame (see [`EngineEvent::RenderFailed`]).
+    Failed,
+    /// Fallback: no audio arrived for this frame within `audio_timeout`.
+    NoAudio,
+}
+
+/// One frame leaving the engine.
+pub struct OutputFrame<P> {
+    pub payload: P,
+    /// The input frame.
+    pub frame: VideoFrame,
+    /// The new image (same layout as `frame`), or `None` when the input goes out unchanged.
+    pub image: Option<Vec<u8>>,
+    pub status: FrameStatus,
+}
+
+impl<P> fmt::Debug for OutputFrame<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutputFrame")
+            .field("pts", &self.frame.pts)
+            .field("changed", &self.image.is_some())
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+/// Things the caller should tell the user about (the element posts them as messages).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    RenderFailed(String),
+    /// Audio stopped arriving: frames pass through until it comes back.
+    AudioMissing { lag_ns: u64 },
+    AudioResumed,
+}
+
+enum State {
+    WaitingAudio,
+    InFlight,
+    Done { image: Option<Vec<u8>>, status: FrameStatus },
+}
+
+struct Pending<P> {
+    seq: u64,
+    frame: VideoFrame,
+    payload: P,
+    state: State,
+}
+
+/// See the module documentation.
+pub struct Engine<P> {
+    config: EngineConfig,
+    latency: u64,
+    window: AudioWindow,
+    renderer_name: &'static str,
+    ring: AudioRing,
+    worker: Worker,
+    pending: VecDeque<Pending<P>>,
+    next_seq: u64,
+    /// Results of a flushed stream are recognised by their epoch and ignored.
+    epoch: u64,
+    in_flight: usize,
+    audio_eos: bool,
+    audio_missing: bool,
+    last_patch: Option<Arc<Patch>>,
+    /// QoS: frames with pts before this are not rendered.
+    earliest: Option<u64>,
+    last_video_pts: Option<u64>,
+    stats: Arc<Stats>,
+    events: Vec<EngineEvent>,
+    audio_pool: Vec<Vec<f32>>,
+}
+
+impl<P> Engine<P> {
+    /// Starts an engine around `renderer`; returns it with the producer end of its audio ring.
+    pub fn new(renderer: Box<dyn Renderer>, config: EngineConfig) -> Result<(Self, AudioProducer)> {
+        let window = renderer.window();
+        let latency = config.latency.unwrap_or_else(|| renderer.recommended_latency());
+        let renderer_name = renderer.name();
+        let (producer, ring) = AudioRing::new(&config.ring);
+        let worker = Worker::spawn(renderer, config.max_in_flight)?;
+        let stats = Arc::new(Stats::new(ring.counters().clone()));
+        let engine = Engine {
+            config,
+            latency,
+            window,
+            renderer_name,
+            ring,
+            worker,
+            pending: VecDeque::new(),
+            next_seq: 0,
+            epoch: 0,
+            in_flight: 0,
+            audio_eos: false,
+            audio_missing: false,
+            last_patch: None,
+            earliest: None,
+            last_video_pts: None,
+            stats,
+            events: Vec::new(),
+            audio_pool: Vec::new(),
+        };
+        Ok((engine, producer))
+    }
+
+    /// The fixed latency in ns: frame `pts` goes out by `pts + latency`.
+    pub fn latency(&self) -> u64 {
+        self.latency
+    }
+
+    /// The renderer's audio window.
+    pub fn window(&self) -> AudioWindow {
+        self.window
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Frames inside the engine (waiting for audio, rendering, or done but not yet emitted).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Deadline (running time, ns) of the oldest frame not yet emitted.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.pending.front().map(|p| p.frame.pts + self.latency)
+    }
+
+    /// Running time just past the newest audio received.
+    pub fn audio_end(&mut self) -> Option<u64> {
+        self.ring.end_time()
+    }
+
+    /// Takes the events since the last call.
+    pub fn take_events(&mut self) -> Vec<EngineEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Adds a frame. Frames are emitted in the order they are pushed.
+    pub fn push_video(&mut self, frame: VideoFrame, payload: P) {
+        Stats::add(&self.stats.frames_in);
+        self.last_video_pts = Some(self.last_video_pts.map_or(frame.pts, |t| t.max(frame.pts)));
+        self.pending.push_back(Pending { seq: self.next_seq, frame, payload, state: State::WaitingAudio });
+        self.next_seq += 1;
+    }
+
+    /// The audio has ended: frames still waiting for it are rendered with silence.
+    pub fn audio_eos(&mut self) {
+        self.audio_eos = true;
+    }
+
+    /// QoS from downstream: frames with pts before `t` are not worth rendering.
+    pub fn set_earliest(&mut self, t: Option<u64>) {
+        self.earliest = t;
+    }
+
+    /// Collects finished renders, starts the renders whose audio is ready and returns the frames that are
+    /// due, in order. `now` is the current running time in live mode (for deadlines); ignored offline.
+    pub fn process(&mut self, now: Option<u64>) -> Vec<OutputFrame<P>> {
+        let _span = tracing::trace_span!("engine_process", pending = self.pending.len()).entered();
+        let now = if self.config.mode == Mode::Live { now } else { None };
+        self.collect_results();
+        self.dispatch(now, false);
+        self.emit(now)
+    }
+
+    /// Blocks until a render result arrives or `timeout` passes; returns whether one arrived.
+    pub fn wait(&mut self, timeout: Duration) -> bool {
+        if self.in_flight == 0 {
+            return false;
+        }
+        match self.worker.results.recv_timeout(timeout) {
+            Ok(r) => {
+                self.accept(r);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.worker_lost();
+                false
+            }
+        }
+    }
+
+    /// End of stream: renders every frame still inside (silence where audio is missing), waits for them
+    /// and returns them all in order. In live mode deadlines still apply (`now`).
+    pub fn finish(&mut self, now: Option<u64>) -> Vec<OutputFrame<P>> {
+        let now = if self.config.mode == Mode::Live { now } else { None };
+        let mut out = Vec::new();
+        loop {
+            self.collect_results();
+            self.dispatch(now, true);
+            out.extend(self.emit(now));
+            if self.pending.is_empty() {
+                break;
+            }
+            if !self.wait(Duration::from_secs(60)) && self.in_flight > 0 {
+                self.worker_lost();
+            }
+        }
+        out
+    }
+
+    /// Flush: drops every frame and all audio, resets the renderer. The engine is ready for a new stream.
+    pub fn flush(&mut self) {
+        self.epoch += 1;
+        self.pending.clear();
+        self.in_flight = 0;
+        self.ring.clear();
+        self.audio_eos = false;
+        self.audio_missing = false;
+        self.earliest = None;
+        self.last_video_pts = None;
+        self.last_patch = None;
+        // Results of the old epoch still in the channel are ignored when they arrive.
+        let _ = self.worker.jobs.send(Job::Reset);
+    }
+
+    fn collect_results(&mut self) {
+        while let Ok(r) = self.worker.results.try_recv() {
+            self.accept(r);
+        }
+    }
+
+    fn accept(&mut self, r: JobResult) {
+        self.audio_pool.push(r.audio);
+        if r.epoch != self.epoch {
+            return;
+        }
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.stats.record_render_time(r.elapsed);
+        let (image, status) = match r.outcome {
+            Ok(Some(Done { image, patch })) => {
+                self.last_patch = Some(patch);
+                (Some(image), FrameStatus::Rendered)
+            }
+            Ok(None) => (None, FrameStatus::Rendered),
+            Err(e) => {
+                self.events.push(EngineEvent::RenderFailed(e.to_string()));
+                (None, FrameStatus::Failed)
+            }
+        };
+        // A frame already sent out as late is gone from the queue: its result only updated `last_patch`.
+        if let Some(i) = self.pending.iter().position(|p| p.seq == r.seq) {
+            let image = match status {
+                FrameStatus::Failed => self.fallback_image(&self.pending[i].frame),
+                _ => image,
+            };
+            self.pending[i].state = State::Done { image, status };
+        }
+    }
+
+    fn worker_lost(&mut self) {
+        self.events.push(EngineEvent::RenderFailed(
+            Error::WorkerStopped(format!("renderer `{}` stopped answering", self.renderer_name)).to_string(),
+        ));
+        self.in_flight = 0;
+        for p in &mut self.pending {
+            if matches!(p.state, State::InFlight) {
+                p.state = State::Done { image: None, status: FrameStatus::Failed };
+            }
+        }
+    }
+
+    fn fallback_image(&self, frame: &VideoFrame) -> Option<Vec<u8>> {
+        match (self.config.fallback, &self.last_patch) {
+            (Fallback::LastRender, Some(patch)) => Some(frame.composite(patch)),
+            _ => None,
+        }
+    }
+
+    /// Starts renders in order for the frames whose audio is ready.
+    fn dispatch(&mut self, now: Option<u64>, eos: bool) {
+        let audio_end = self.ring.end_time();
+        // Audio missing for too long: let frames pass instead of waiting for their deadlines.
+        if let Some(video) = self.last_video_pts {
+            let lag = video.saturating_sub(audio_end.unwrap_or(0));
+            let missing = !self.audio_eos && lag > self.config.audio_timeout;
+            if missing != self.audio_missing {
+                self.audio_missing = missing;
+                self.events.push(if missing {
+                    EngineEvent::AudioMissing { lag_ns: lag }
+                } else {
+                    EngineEvent::AudioResumed
+                });
+            }
+        }
+        for i in 0..self.pending.len() {
+            let p = &self.pending[i];
+            if !matches!(p.state, State::WaitingAudio) {
+                continue;
+            }
+            let pts = p.frame.pts;
+            let deadline = pts + self.latency;
+            let covered = audio_end.is_some_and(|end| end >= self.window.end(pts));
+            let too_late = now.is_some_and(|n| n >= deadline) || self.earliest.is_some_and(|e| pts < e);
+            if too_late {
+                Stats::add(&self.stats.frames_late);
+                let image = self.fallback_image(&self.pending[i].frame);
+                self.pending[i].state = State::Done { image, status: FrameStatus::Late };
+                continue;
+            }
+            if !(covered || self.audio_eos || eos) {
+                if self.audio_missing {
+                    let image = self.fallback_image(&self.pending[i].frame);
+                    self.pending[i].state = State::Done { image, status: FrameStatus::NoAudio };
+                    continue;
+                }
+                break; // later frames need even more audio
+            }
+            if self.in_flight >= self.config.max_in_flight {
+                break;
+            }
+            let n = self.window.samples();
+            let mut audio = self.audio_pool.pop().unwrap_or_default();
+            audio.resize(n, 0.0);
+            let (start, lead) = self.window.placement(pts);
+            let info = self.ring.read(start, &mut audio[lead..], true);
+            let job = Job::Render {
+                seq: self.pending[i].seq,
+                epoch: self.epoch,
+                frame: self.pending[i].frame.clone(),
+                audio,
+                audio_missing: info.missing + lead,
+            };
+            match self.worker.jobs.try_send(job) {
+                Ok(()) => {
+                    self.in_flight += 1;
+                    self.pending[i].state = State::InFlight;
+                }
+                Err(TrySendError::Full(_)) => break,
+                Err(TrySendError::Disconnected(_)) => {
+                    self.worker_lost();
+                    self.pending[i].state = State::Done { image: None, status: FrameStatus::Failed };
+                }
+            }
+        }
+        // Audio before the oldest window still to be read can go; nothing newer may be lost silently.
+        let oldest_needed = self
+            .pending
+            .iter()
+            .find(|p| matches!(p.state, State::WaitingAudio))
+            .map(|p| self.window.start(p.frame.pts));
+        match oldest_needed {
+            Some(t) => {
+                self.ring.release_before(t);
+                self.ring.protect_from(t);
+            }
+            None => {
+                if let Some(last) = self.last_video_pts {
+                    self.ring.release_before(self.window.start(last));
+                }
+                self.ring.protect_from(u64::MAX);
+            }
+        }
+    }
+
+    /// Pops the frames at the head that are done, or due (live).
+    fn emit(&mut self, now: Option<u64>) -> Vec<OutputFrame<P>> {
+        let mut out = Vec::new();
+        while let Some(head) = self.pending.front() {
+            let due = now.is_some_and(|n| n >= head.frame.pts + self.latency);
+            if !matches!(head.state, State::Done { .. }) && !due {
+                break;
+            }
+            let p = self.pending.pop_front().expect("head exists");
+            let (image, status) = match p.state {
+                State::Done { image, status } => (image, status),
+                // An in-flight render stays counted in `in_flight` until the worker hands it back.
+                State::InFlight | State::WaitingAudio => {
+                    Stats::add(&self.stats.frames_late);
+                    (self.fallback_image(&p.frame), FrameStatus::Late)
+                }
+            };
+            match status {
+                FrameStatus::Rendered => Stats::add(&self.stats.frames_rendered),
+                FrameStatus::NoAudio => {
+                    Stats::add(&self.stats.frames_no_audio);
+                    Stats::add(&self.stats.frames_fallback);
+                }
+                FrameStatus::Late | FrameStatus::Failed => Stats::add(&self.stats.frames_fallback),
+            }
+            out.push(OutputFrame { payload: p.payload, frame: p.frame, image, status });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

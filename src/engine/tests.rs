@@ -1,0 +1,230 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::frame::PixelFormat;
+use crate::render::{Passthrough, RenderJob, Rendered};
+
+const MS: u64 = 1_000_000;
+const FRAME: u64 = 40 * MS;
+
+fn frame(k: u64) -> VideoFrame {
+    VideoFrame::from_vec(PixelFormat::Rgba, 8, 8, vec![k as u8; 256], k * FRAME).unwrap()
+}
+
+/// A renderer with a look-ahead that paints a patch whose red value is the window's mean audio level,
+/// optionally slowly, failing or panicking on chosen frames.
+struct Probe {
+    after: u64,
+    delay: Duration,
+    fail_at: Option<u64>,
+    panic_at: Option<u64>,
+    renders: Arc<AtomicUsize>,
+}
+
+impl Probe {
+    fn new(after: u64) -> Self {
+        Probe { after, delay: Duration::ZERO, fail_at: None, panic_at: None, renders: Arc::default() }
+    }
+}
+
+impl Renderer for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+    fn window(&self) -> AudioWindow {
+        AudioWindow { before: 20 * MS, after: self.after }
+    }
+    fn render(&mut self, job: &RenderJob<'_>) -> Result<Rendered> {
+        self.renders.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        let k = job.frame.pts / FRAME;
+        if self.panic_at == Some(k) {
+            panic!("probe panics on frame {k}");
+        }
+        if self.fail_at == Some(k) {
+            return Err(Error::Render { renderer: "probe", reason: format!("fails on frame {k}") });
+        }
+        let level = job.audio.iter().sum::<f32>() / job.audio.len() as f32;
+        Ok(Rendered::Patch(Patch::solid(0, 0, 2, 2, [(level * 100.0) as u8, 0, 0, 255])))
+    }
+}
+
+fn offline() -> EngineConfig {
+    EngineConfig { mode: Mode::Offline, ..Default::default() }
+}
+
+fn drain_offline<P>(e: &mut Engine<P>, want: usize) -> Vec<OutputFrame<P>> {
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while out.len() < want && start.elapsed() < Duration::from_secs(10) {
+        out.extend(e.process(None));
+        e.wait(Duration::from_millis(10));
+    }
+    out
+}
+
+#[test]
+fn passthrough_keeps_every_frame_in_order_without_copies() {
+    let (mut e, _audio) = Engine::<u64>::new(Box::new(Passthrough), offline()).unwrap();
+    for k in 0..20 {
+        e.push_video(frame(k), k);
+    }
+    e.audio_eos();
+    let out = drain_offline(&mut e, 20);
+    assert_eq!(out.iter().map(|o| o.payload).collect::<Vec<_>>(), (0..20).collect::<Vec<_>>());
+    assert!(out.iter().all(|o| o.image.is_none() && o.status == FrameStatus::Rendered));
+    let s = e.stats().snapshot();
+    assert_eq!((s.frames_in, s.frames_rendered, s.frames_fallback), (20, 20, 0));
+}
+
+#[test]
+fn a_frame_waits_for_its_look_ahead() {
+    let probe = Probe::new(100 * MS);
+    let renders = probe.renders.clone();
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(probe), offline()).unwrap();
+    e.push_video(frame(0), 0);
+    audio.push(Some(0), &[0.5; 1584]).unwrap(); // 99 ms: one sample short
+    assert!(e.process(None).is_empty());
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(renders.load(Ordering::SeqCst), 0, "rendered before its window was complete");
+    audio.push(None, &[0.5; 16]).unwrap();
+    let out = drain_offline(&mut e, 1);
+    assert_eq!(out.len(), 1);
+    // Window [-20 ms, 100 ms): the first 20 ms are silence before the stream start.
+    let red = out[0].image.as_ref().unwrap()[0];
+    assert_eq!(red, (0.5f32 * 100.0 * 100.0 / 120.0) as u8);
+}
+
+#[test]
+fn eos_finishes_waiting_frames_with_silence() {
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(Probe::new(100 * MS)), offline()).unwrap();
+    audio.push(Some(0), &[1.0; 1600]).unwrap(); // 100 ms
+    for k in 0..5 {
+        e.push_video(frame(k), k);
+    }
+    let first = drain_offline(&mut e, 1);
+    assert_eq!(first.len(), 1, "frame 0 has its audio");
+    e.audio_eos();
+    let rest = e.finish(None);
+    assert_eq!(rest.iter().map(|o| o.payload).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert!(rest.iter().all(|o| o.status == FrameStatus::Rendered));
+    assert_eq!(e.stats().snapshot().audio_underruns, 4);
+    assert_eq!(e.pending(), 0);
+}
+
+#[test]
+fn late_renders_go_out_as_the_fallback_and_are_counted() {
+    let mut probe = Probe::new(0);
+    probe.delay = Duration::from_millis(100);
+    let cfg = EngineConfig { latency: Some(30 * MS), ..Default::default() };
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(probe), cfg).unwrap();
+    audio.push(Some(0), &vec![0.1; 16000]).unwrap();
+    for k in 0..3 {
+        e.push_video(frame(k), k);
+    }
+    assert!(e.process(Some(0)).is_empty());
+    assert_eq!(e.next_deadline(), Some(30 * MS));
+    // Frame 0's deadline passes while it renders.
+    let out = e.process(Some(30 * MS));
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].payload, out[0].status), (0, FrameStatus::Late));
+    assert!(out[0].image.is_none(), "fallback=original sends the input");
+    let out = e.process(Some(200 * MS));
+    assert_eq!(out.iter().map(|o| o.payload).collect::<Vec<_>>(), vec![1, 2]);
+    let s = e.stats().snapshot();
+    assert_eq!((s.frames_late, s.frames_fallback, s.frames_rendered), (3, 3, 0));
+}
+
+#[test]
+fn last_render_fallback_blends_the_previous_patch() {
+    let cfg = EngineConfig { latency: Some(40 * MS), fallback: Fallback::LastRender, ..Default::default() };
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(Probe::new(0)), cfg).unwrap();
+    audio.push(Some(0), &vec![1.0; 16000]).unwrap();
+    e.push_video(frame(0), 0);
+    let mut out = Vec::new();
+    while out.is_empty() {
+        out = e.process(Some(0));
+        e.wait(Duration::from_millis(10));
+    }
+    assert_eq!(out[0].status, FrameStatus::Rendered);
+    let rendered = out[0].image.clone().unwrap();
+    // Frame 1 is already past its deadline when it arrives: not rendered, the last patch is reused.
+    e.push_video(frame(1), 1);
+    let out = e.process(Some(FRAME + 40 * MS));
+    assert_eq!(out[0].status, FrameStatus::Late);
+    let img = out[0].image.as_ref().expect("last render blended in");
+    assert_eq!(img[0..3], rendered[0..3]);
+    assert_eq!(img[8 * 4 * 4], 1, "outside the patch the frame is the input frame");
+}
+
+#[test]
+fn missing_audio_lets_frames_pass_after_the_timeout() {
+    let cfg = EngineConfig { latency: Some(500 * MS), audio_timeout: 200 * MS, ..Default::default() };
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(Probe::new(0)), cfg).unwrap();
+    for k in 0..10 {
+        e.push_video(frame(k), k);
+    }
+    // Video reached 360 ms with no audio: frames after the timeout pass immediately.
+    let out = e.process(Some(360 * MS));
+    assert_eq!(out.len(), 10);
+    assert!(out.iter().all(|o| o.status == FrameStatus::NoAudio));
+    assert!(matches!(e.take_events()[..], [EngineEvent::AudioMissing { .. }]));
+    audio.push(Some(400 * MS), &[0.0; 1600]).unwrap();
+    e.push_video(frame(10), 10);
+    let mut out = Vec::new();
+    while out.is_empty() {
+        out = e.process(Some(400 * MS));
+        e.wait(Duration::from_millis(10));
+    }
+    assert_eq!(out[0].status, FrameStatus::Rendered);
+    assert_eq!(e.take_events(), vec![EngineEvent::AudioResumed]);
+}
+
+#[test]
+fn renderer_errors_and_panics_become_fallback_frames() {
+    let mut probe = Probe::new(0);
+    probe.fail_at = Some(1);
+    probe.panic_at = Some(2);
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(probe), offline()).unwrap();
+    audio.push(Some(0), &vec![0.0; 16000]).unwrap();
+    for k in 0..4 {
+        e.push_video(frame(k), k);
+    }
+    let out = drain_offline(&mut e, 4);
+    let st: Vec<_> = out.iter().map(|o| o.status).collect();
+    assert_eq!(st, [FrameStatus::Rendered, FrameStatus::Failed, FrameStatus::Failed, FrameStatus::Rendered]);
+    let ev = e.take_events();
+    assert_eq!(ev.len(), 2);
+    assert!(matches!(&ev[1], EngineEvent::RenderFailed(m) if m.contains("panicked: probe panics on frame 2")));
+}
+
+#[test]
+fn qos_skips_frames_before_the_earliest_time() {
+    let probe = Probe::new(0);
+    let renders = probe.renders.clone();
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(probe), offline()).unwrap();
+    audio.push(Some(0), &vec![0.0; 16000]).unwrap();
+    e.set_earliest(Some(2 * FRAME));
+    for k in 0..4 {
+        e.push_video(frame(k), k);
+    }
+    let out = drain_offline(&mut e, 4);
+    assert_eq!(out.iter().filter(|o| o.status == FrameStatus::Late).count(), 2);
+    assert_eq!(renders.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn flush_drops_frames_and_audio() {
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(Probe::new(100 * MS)), offline()).unwrap();
+    audio.push(Some(0), &[0.0; 160]).unwrap();
+    e.push_video(frame(0), 0);
+    e.process(None);
+    e.flush();
+    assert_eq!(e.pending(), 0);
+    assert_eq!(e.audio_end(), None);
+    // A new stream after the flush works.
+    audio.push(Some(5000 * MS), &[0.0; 3200]).unwrap();
+    e.push_video(VideoFrame::from_vec(PixelFormat::Rgba, 8, 8, vec![0; 256], 5000 * MS).unwrap(), 1);
+    assert_eq!(drain_offline(&mut e, 1).len(), 1);
+}
