@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
@@ -77,6 +77,8 @@ struct Anchor {
 
 /// Where the samples a producer pushes are headed; created with [`AudioRing::new`].
 pub struct AudioProducer {
+    /// Set by the consumer after a flush.
+    reanchor_requested: Arc<AtomicBool>,
     samples: HeapProd<f32>,
     anchors: HeapProd<Anchor>,
     counters: Arc<AudioCounters>,
@@ -101,6 +103,9 @@ impl AudioProducer {
         };
         if samples.is_empty() {
             return Ok(0);
+        }
+        if self.reanchor_requested.swap(false, Ordering::Acquire) {
+            self.reanchor = true;
         }
         let jumped = self.next_time.is_none_or(|expected| time.abs_diff(expected) > self.tolerance_ns);
         let needs_anchor = jumped || self.reanchor;
@@ -159,6 +164,8 @@ pub struct ReadInfo {
 
 /// The consumer end: a time-indexed history of the audio; see the module docs.
 pub struct AudioRing {
+    /// Set by [`AudioRing::clear`]: the producer's next block starts a new anchor.
+    reanchor: Arc<AtomicBool>,
     samples: HeapCons<f32>,
     anchors: HeapCons<Anchor>,
     counters: Arc<AudioCounters>,
@@ -181,7 +188,9 @@ impl AudioRing {
         let counters = Arc::new(AudioCounters::default());
         let (sp, sc) = HeapRb::<f32>::new(config.handoff_samples.max(1)).split();
         let (ap, ac) = HeapRb::<Anchor>::new(256).split();
+        let reanchor = Arc::new(AtomicBool::new(false));
         let producer = AudioProducer {
+            reanchor_requested: reanchor.clone(),
             samples: sp,
             anchors: ap,
             counters: counters.clone(),
@@ -191,6 +200,7 @@ impl AudioRing {
             reanchor: false,
         };
         let ring = AudioRing {
+            reanchor,
             samples: sc,
             anchors: ac,
             counters,
@@ -200,7 +210,7 @@ impl AudioRing {
             history_index: 0,
             segments: VecDeque::new(),
             capacity: config.history_samples.max(1),
-            protect_from: u64::MAX,
+            protect_from: 0,
         };
         (producer, ring)
     }
@@ -230,16 +240,22 @@ impl AudioRing {
                 .front()
                 .map_or(u64::MAX, |a| a.index.saturating_sub(self.next_index));
             let take = (left as u64).min(until_anchor).max(1) as usize;
-            let (a, b) = self.samples.as_slices();
-            let from_a = take.min(a.len());
-            self.history.extend(&a[..from_a]);
-            self.history.extend(&b[..take - from_a]);
-            self.samples.skip(take);
             match self.segments.back_mut() {
-                Some(seg) => seg.len += take as u64,
-                // Samples without an anchor cannot happen: the producer anchors its first block.
-                None => unreachable!("audio samples arrived before their first anchor"),
+                Some(seg) => {
+                    seg.len += take as u64;
+                    let (a, b) = self.samples.as_slices();
+                    let from_a = take.min(a.len());
+                    self.history.extend(&a[..from_a]);
+                    self.history.extend(&b[..take - from_a]);
+                }
+                // Only samples pushed while the ring was being cleared can lack an anchor: they belong
+                // to the flushed stream.
+                None => {
+                    tracing::debug!(samples = take, "dropping audio from before a flush");
+                    self.history_index += take as u64;
+                }
             }
+            self.samples.skip(take);
             self.next_index += take as u64;
             left -= take;
         }
@@ -274,6 +290,14 @@ impl AudioRing {
         self.history_index += n;
         while let Some(s) = self.segments.front_mut() {
             if s.index + s.len <= self.history_index {
+                if self.segments.len() == 1 {
+                    // Keep the newest segment, empty, so contiguous samples still know their time.
+                    let s = &mut self.segments[0];
+                    s.time = s.end_time();
+                    s.index += s.len;
+                    s.len = 0;
+                    break;
+                }
                 self.segments.pop_front();
             } else {
                 if s.index < self.history_index {
@@ -305,7 +329,7 @@ impl AudioRing {
     }
 
     /// Declares that frames still need the samples from time `t` on (`u64::MAX`: none do), so that
-    /// dropping them for lack of space is counted as an overrun.
+    /// dropping them for lack of space is counted as an overrun. Until told otherwise, all are needed.
     pub fn protect_from(&mut self, t: u64) {
         self.protect_from = t;
     }
@@ -360,6 +384,7 @@ impl AudioRing {
 
     /// Drops all audio (flush); the producer's next block re-anchors by its timestamp.
     pub fn clear(&mut self) {
+        self.reanchor.store(true, Ordering::Release);
         self.drain();
         let n = self.history.len() as u64;
         self.drop_front(n);
@@ -444,6 +469,7 @@ mod tests {
     fn wraps_around_many_times() {
         let cfg = RingConfig { handoff_samples: 100, history_samples: 250, tolerance_ns: 2 * MS };
         let (mut p, mut r) = AudioRing::new(&cfg);
+        r.protect_from(u64::MAX); // nobody needs old audio here
         let mut t = 0;
         for block in 0..1000 {
             let data = ramp(block * 64, 64);
@@ -503,6 +529,28 @@ mod tests {
         assert_eq!(r.len(), 800);
         r.clear();
         assert!(r.is_empty() && r.end_time().is_none());
+    }
+
+    #[test]
+    fn contiguous_audio_after_release_keeps_its_time() {
+        let (mut p, mut r) = AudioRing::new(&RingConfig::default());
+        p.push(Some(0), &[1.0; 160]).unwrap();
+        r.release_before(100 * MS); // everything released
+        assert_eq!(r.len(), 0);
+        p.push(None, &[2.0; 160]).unwrap(); // contiguous: [10, 20) ms
+        assert_eq!(r.end_time(), Some(20 * MS));
+        let mut out = vec![0.0; 160];
+        assert_eq!(r.read(10 * MS, &mut out, false).missing, 0);
+    }
+
+    #[test]
+    fn a_flush_makes_the_producer_reanchor() {
+        let (mut p, mut r) = AudioRing::new(&RingConfig::default());
+        p.push(Some(0), &[1.0; 160]).unwrap();
+        r.clear();
+        p.push(None, &[2.0; 160]).unwrap(); // continues its clock at 10 ms, with a new anchor
+        assert_eq!(r.start_time(), Some(10 * MS));
+        assert_eq!(r.len(), 160);
     }
 
     #[test]

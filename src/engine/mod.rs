@@ -145,6 +145,7 @@ pub struct Engine<P> {
     epoch: u64,
     in_flight: usize,
     audio_eos: bool,
+    audio_absent: bool,
     audio_missing: bool,
     last_patch: Option<Arc<Patch>>,
     /// QoS: frames with pts before this are not rendered.
@@ -176,6 +177,7 @@ impl<P> Engine<P> {
             epoch: 0,
             in_flight: 0,
             audio_eos: false,
+            audio_absent: false,
             audio_missing: false,
             last_patch: None,
             earliest: None,
@@ -211,6 +213,12 @@ impl<P> Engine<P> {
         self.pending.front().map(|p| p.frame.pts + self.latency)
     }
 
+    /// Moves audio pushed so far from the hand-off ring into the history (the caller feeds a large block
+    /// in pieces on the engine's own thread).
+    pub fn drain_audio(&mut self) {
+        self.ring.drain();
+    }
+
     /// Running time just past the newest audio received.
     pub fn audio_end(&mut self) -> Option<u64> {
         self.ring.end_time()
@@ -232,6 +240,21 @@ impl<P> Engine<P> {
     /// The audio has ended: frames still waiting for it are rendered with silence.
     pub fn audio_eos(&mut self) {
         self.audio_eos = true;
+    }
+
+    /// There is no audio source at all: frames pass through (status [`FrameStatus::NoAudio`]) at once.
+    pub fn set_audio_absent(&mut self, absent: bool) {
+        self.audio_absent = absent;
+    }
+
+    /// Renders queued at or running on the worker.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Changes the latency for the frames not yet emitted.
+    pub fn set_latency(&mut self, latency: u64) {
+        self.latency = latency;
     }
 
     /// QoS from downstream: frames with pts before `t` are not worth rendering.
@@ -360,7 +383,7 @@ impl<P> Engine<P> {
         // Audio missing for too long: let frames pass instead of waiting for their deadlines.
         if let Some(video) = self.last_video_pts {
             let lag = video.saturating_sub(audio_end.unwrap_or(0));
-            let missing = !self.audio_eos && lag > self.config.audio_timeout;
+            let missing = self.audio_absent || (!self.audio_eos && lag > self.config.audio_timeout);
             if missing != self.audio_missing {
                 self.audio_missing = missing;
                 self.events.push(if missing {
@@ -431,12 +454,16 @@ impl<P> Engine<P> {
                 self.ring.release_before(t);
                 self.ring.protect_from(t);
             }
-            None => {
-                if let Some(last) = self.last_video_pts {
-                    self.ring.release_before(self.window.start(last));
+            // No frame waits: the next one will have a later pts than the last, so older audio can go.
+            // Before any video everything may still be needed: dropping it is an overrun.
+            None => match self.last_video_pts {
+                Some(last) => {
+                    let t = self.window.start(last + 1);
+                    self.ring.release_before(t);
+                    self.ring.protect_from(t);
                 }
-                self.ring.protect_from(u64::MAX);
-            }
+                None => self.ring.protect_from(0),
+            },
         }
     }
 

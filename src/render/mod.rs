@@ -70,12 +70,11 @@ impl RendererKind {
         }
     }
 
-    /// Builds the renderer; `extra_delay` adds artificial render time (testing, simulating slow machines).
-    pub fn create(self, extra_delay: Duration) -> Result<Box<dyn Renderer>> {
-        let inner: Box<dyn Renderer> = match self {
+    /// Builds the renderer.
+    pub fn create(self) -> Result<Box<dyn Renderer>> {
+        Ok(match self {
             RendererKind::Passthrough => Box::new(Passthrough),
-        };
-        Ok(if extra_delay.is_zero() { inner } else { Box::new(Delayed { inner, delay: extra_delay }) })
+        })
     }
 }
 
@@ -95,26 +94,45 @@ impl FromStr for RendererKind {
     }
 }
 
-/// Wraps a renderer and sleeps `delay` before each frame: makes deadline handling testable and shows what
-/// a slower machine would do.
-pub struct Delayed {
+/// Wraps a renderer to behave like a heavier one: `delay` more compute per frame and a look-ahead of at
+/// least `lookahead`. Users check a pipeline's latency budget with it before they have a slow renderer;
+/// tests use it to exercise deadlines and audio windows.
+pub struct Simulated {
     pub inner: Box<dyn Renderer>,
     pub delay: Duration,
+    pub lookahead: u64,
 }
 
-impl Renderer for Delayed {
+impl Simulated {
+    /// `inner` unchanged when there is nothing to simulate.
+    pub fn wrap(inner: Box<dyn Renderer>, delay: Duration, lookahead: u64) -> Box<dyn Renderer> {
+        if delay.is_zero() && lookahead <= inner.window().after {
+            inner
+        } else {
+            Box::new(Simulated { inner, delay, lookahead })
+        }
+    }
+}
+
+impl Renderer for Simulated {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
     fn window(&self) -> AudioWindow {
-        self.inner.window()
+        let w = self.inner.window();
+        AudioWindow { before: w.before, after: w.after.max(self.lookahead) }
     }
     fn recommended_latency(&self) -> u64 {
-        self.inner.recommended_latency()
+        let extra = self.window().after - self.inner.window().after;
+        self.inner.recommended_latency() + extra + self.delay.as_nanos() as u64
     }
     fn render(&mut self, job: &RenderJob<'_>) -> Result<Rendered> {
         std::thread::sleep(self.delay);
-        self.inner.render(job)
+        // The inner renderer gets the window it asked for: the head of the simulated one.
+        let w = self.inner.window();
+        let n = w.samples().min(job.audio.len());
+        let inner_job = RenderJob { frame: job.frame, audio: &job.audio[..n], audio_missing: job.audio_missing.min(n) };
+        self.inner.render(&inner_job)
     }
     fn reset(&mut self) {
         self.inner.reset()

@@ -1,0 +1,777 @@
+//! Implementation of the `lipsync` element.
+//!
+//! Data flow: the aggregate function (on the aggregator's src task) pops audio buffers into the engine's
+//! audio ring and video buffers into the engine (mapped, not copied), lets the engine start renders and
+//! collect results, and pushes the frames the engine releases, in order, with their input timestamps.
+//!
+//! Timing: the element's latency is the Aggregator's `latency` property (default: the renderer's
+//! recommendation); the base class adds it to upstream's in the latency query and, in live pipelines, wakes
+//! `aggregate(timeout=true)` at `next_time + latency` = the deadline of the oldest frame inside, which then
+//! goes out rendered or as the fallback. Non-live, every frame is rendered.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use parking_lot::Mutex;
+
+use lipsync::engine::{EngineEvent, Stats, StatsSnapshot};
+use lipsync::render::Simulated;
+use lipsync::{AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, PixelFormat, RendererKind, VideoFrame};
+
+use super::{Fallback, Renderer};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("lipsync", gst::DebugColorFlags::empty(), Some("Streaming lip-sync"))
+});
+
+const DEFAULT_RENDERER: Renderer = Renderer::Passthrough;
+const DEFAULT_FALLBACK: Fallback = Fallback::Original;
+const DEFAULT_AUDIO_TIMEOUT: u64 = 1_000_000_000;
+const DEFAULT_STATS_INTERVAL: u64 = 1_000_000_000;
+const DEFAULT_SIMULATE_DELAY: u64 = 0;
+const DEFAULT_SIMULATE_LOOKAHEAD: u64 = 0;
+/// Renders queued on the worker at once.
+const MAX_IN_FLIGHT: usize = 2;
+/// Audio is handed to the ring in pieces of at most this many samples.
+const AUDIO_CHUNK: usize = 4096;
+
+const VIDEO_FORMATS: [gst_video::VideoFormat; 6] = [
+    gst_video::VideoFormat::Rgb,
+    gst_video::VideoFormat::Rgba,
+    gst_video::VideoFormat::Bgrx,
+    gst_video::VideoFormat::Bgra,
+    gst_video::VideoFormat::I420,
+    gst_video::VideoFormat::Nv12,
+];
+
+#[derive(Debug, Clone)]
+struct Settings {
+    renderer: Renderer,
+    fallback: Fallback,
+    audio_timeout: u64,
+    stats_interval: u64,
+    simulate_delay: u64,
+    simulate_lookahead: u64,
+    /// The latency the element chose itself; while `latency` still has this value, renderer changes move
+    /// it to the new renderer's recommendation.
+    auto_latency: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            renderer: DEFAULT_RENDERER,
+            fallback: DEFAULT_FALLBACK,
+            audio_timeout: DEFAULT_AUDIO_TIMEOUT,
+            stats_interval: DEFAULT_STATS_INTERVAL,
+            simulate_delay: DEFAULT_SIMULATE_DELAY,
+            simulate_lookahead: DEFAULT_SIMULATE_LOOKAHEAD,
+            auto_latency: None,
+        }
+    }
+}
+
+/// Per-stream state, from `start` to `stop`.
+struct Stream {
+    engine: Engine<gst::Buffer>,
+    audio: AudioProducer,
+    /// Layout of video buffers without a `GstVideoMeta`, from the negotiated caps.
+    layout: Option<FrameLayout>,
+    /// Running time of the last video frame pushed into the engine.
+    last_video_rt: Option<u64>,
+    /// Scratch space for converting audio bytes to samples.
+    samples: Vec<f32>,
+    next_stats_at: Option<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    stream: Option<Stream>,
+}
+
+pub struct LipSync {
+    video_pad: gst_base::AggregatorPad,
+    audio_pad: Mutex<Option<gst_base::AggregatorPad>>,
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    /// Counters of the current (or last) stream; kept after stop so the properties stay readable.
+    stats: Mutex<Arc<Stats>>,
+}
+
+fn video_caps() -> gst::Caps {
+    gst_video::VideoCapsBuilder::new().format_list(VIDEO_FORMATS).build()
+}
+
+fn audio_caps() -> gst::Caps {
+    gst_audio::AudioCapsBuilder::new_interleaved()
+        .format(gst_audio::AudioFormat::F32le)
+        .rate(lipsync::audio::SAMPLE_RATE as i32)
+        .channels(1)
+        .build()
+}
+
+fn layout_from_info(info: &gst_video::VideoInfo) -> Result<FrameLayout, lipsync::Error> {
+    let format = PixelFormat::from_name(info.format().to_str().as_str())?;
+    let mut layout = FrameLayout::new(format, info.width(), info.height());
+    for p in 0..format.n_planes() {
+        layout.offsets[p] = info.offset()[p];
+        layout.strides[p] = info.stride()[p] as usize;
+    }
+    Ok(layout)
+}
+
+impl Settings {
+    fn renderer(&self) -> Result<Box<dyn lipsync::Renderer>, lipsync::Error> {
+        let inner = RendererKind::from(self.renderer).create()?;
+        Ok(Simulated::wrap(inner, Duration::from_nanos(self.simulate_delay), self.simulate_lookahead))
+    }
+}
+
+impl LipSync {
+    fn settings(&self) -> Settings {
+        self.settings.lock().clone()
+    }
+
+    /// Unless the user chose a latency, follow the renderer's recommendation.
+    fn update_default_latency(&self) {
+        let settings = self.settings();
+        let user_chose = settings.auto_latency.is_some_and(|auto| auto != self.own_latency());
+        if !user_chose && let Ok(r) = settings.renderer() {
+            let ns = r.recommended_latency();
+            self.settings.lock().auto_latency = Some(ns);
+            self.obj().set_property("latency", ns);
+        }
+    }
+
+    /// The element's own latency (the Aggregator `latency` property), in ns.
+    fn own_latency(&self) -> u64 {
+        self.obj().property::<u64>("latency")
+    }
+
+
+    /// Current running time minus upstream latency: the time base of the engine's deadlines. `None` when
+    /// the pipeline is not live (then there are no deadlines).
+    fn now(&self) -> Option<u64> {
+        let obj = self.obj();
+        let total = obj.latency()?;
+        let clock = obj.clock()?;
+        let base = obj.base_time()?;
+        let running = clock.time().checked_sub(base)?;
+        let upstream = total.nseconds().saturating_sub(self.own_latency());
+        Some(running.nseconds().saturating_sub(upstream))
+    }
+
+    fn push_audio(&self, stream: &mut Stream, pad: &gst_base::AggregatorPad, buffer: &gst::Buffer) {
+        let segment = pad.segment();
+        let rt = buffer.pts().and_then(|pts| {
+            segment.downcast_ref::<gst::ClockTime>().and_then(|s| s.to_running_time(pts)).map(|t| t.nseconds())
+        });
+        let Ok(map) = buffer.map_readable() else {
+            gst::warning!(CAT, imp = self, "cannot map an audio buffer, skipping it");
+            return;
+        };
+        stream.samples.clear();
+        stream
+            .samples
+            .extend(map.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        // In pieces, draining in between: the hand-off ring never overflows on a large buffer.
+        let mut pts = rt;
+        for chunk in stream.samples.chunks(AUDIO_CHUNK) {
+            if let Err(e) = stream.audio.push(pts.take(), chunk) {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Dropping audio: {}", e),
+                    ["The first audio buffer needs a timestamp; later ones may continue by sample count"]
+                );
+                return;
+            }
+            stream.engine.drain_audio();
+        }
+    }
+
+    fn push_video(&self, stream: &mut Stream, buffer: gst::Buffer) -> Result<(), gst::FlowError> {
+        let Some(pts) = buffer.pts() else {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Video buffer without a timestamp"),
+                ["lipsync needs timestamped video; use do-timestamp=true on the source or a timestamping element"]
+            );
+            return Err(gst::FlowError::Error);
+        };
+        let segment = self.video_pad.segment();
+        let rt = segment
+            .downcast_ref::<gst::ClockTime>()
+            .and_then(|s| s.to_running_time(pts))
+            .map(|t| t.nseconds())
+            .unwrap_or_else(|| {
+                gst::debug!(CAT, imp = self, "frame at {pts} outside the segment");
+                stream.last_video_rt.unwrap_or(0)
+            });
+        let Some(mut layout) = stream.layout else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Video buffer before caps"));
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        if let Some(meta) = buffer.meta::<gst_video::VideoMeta>() {
+            for p in 0..layout.format.n_planes() {
+                layout.offsets[p] = meta.offset()[p];
+                layout.strides[p] = meta.stride()[p] as usize;
+            }
+        }
+        let duration = buffer.duration().map(|d| d.nseconds());
+        let data = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("Cannot map a video buffer"));
+            gst::FlowError::Error
+        })?;
+        let frame = VideoFrame::new(layout, Arc::new(data), rt, duration).map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
+            gst::FlowError::Error
+        })?;
+        stream.last_video_rt = Some(rt);
+        stream.engine.push_video(frame, buffer);
+        Ok(())
+    }
+
+    /// Non-live: take the next frame only once the audio has caught up with it, so the engine holds about
+    /// a window of frames rather than the whole video.
+    fn may_take_video(&self, stream: &mut Stream, buffer: &gst::Buffer, audio_done: bool) -> bool {
+        if audio_done {
+            return true;
+        }
+        let rt = buffer.pts().and_then(|pts| {
+            self.video_pad.segment().downcast_ref::<gst::ClockTime>().and_then(|s| s.to_running_time(pts))
+        });
+        match (rt, stream.engine.audio_end()) {
+            (Some(rt), Some(end)) => end >= rt.nseconds(),
+            (None, _) => true, // let push_video report it
+            (Some(_), None) => false,
+        }
+    }
+
+    fn output_buffer(out: OutputFrame<gst::Buffer>) -> gst::Buffer {
+        match out.image {
+            None => out.payload,
+            Some(image) => {
+                let mut buffer = gst::Buffer::from_mut_slice(image);
+                {
+                    let b = buffer.get_mut().expect("new buffer is writable");
+                    if let Err(e) = out.payload.copy_into(b, gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS | gst::BufferCopyFlags::META, ..) {
+                        gst::warning!(CAT, "cannot copy buffer metadata: {e}");
+                    }
+                }
+                buffer
+            }
+        }
+    }
+
+    fn post_events(&self, events: Vec<EngineEvent>) {
+        for e in events {
+            match e {
+                EngineEvent::RenderFailed(msg) => {
+                    gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}", msg), ["The frame went out as the fallback"])
+                }
+                EngineEvent::AudioMissing { lag_ns } => gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Demux,
+                    ("No audio: video passes through unchanged"),
+                    ["Audio lags the video by {} ms (audio-timeout); link audio_sink to lip-sync", lag_ns / 1_000_000]
+                ),
+                EngineEvent::AudioResumed => {
+                    gst::info!(CAT, imp = self, "audio resumed, lip-sync rendering again")
+                }
+            }
+        }
+    }
+
+    fn stats_structure(s: &StatsSnapshot) -> gst::Structure {
+        gst::Structure::builder("lipsync-stats")
+            .field("frames-in", s.frames_in)
+            .field("frames-rendered", s.frames_rendered)
+            .field("frames-late", s.frames_late)
+            .field("frames-fallback", s.frames_fallback)
+            .field("frames-no-audio", s.frames_no_audio)
+            .field("audio-underruns", s.audio_underruns)
+            .field("audio-overruns", s.audio_overruns)
+            .field("audio-underrun-samples", s.audio_underrun_samples)
+            .field("audio-overrun-samples", s.audio_overrun_samples)
+            .field("render-time-p50", s.render_p50)
+            .field("render-time-p90", s.render_p90)
+            .field("render-time-p99", s.render_p99)
+            .field("render-time-max", s.render_max)
+            .build()
+    }
+
+    fn post_stats(&self) {
+        let snapshot = self.stats.lock().snapshot();
+        let msg = gst::message::Element::builder(Self::stats_structure(&snapshot)).src(&*self.obj()).build();
+        let _ = self.obj().post_message(msg);
+    }
+
+    /// Pushes frames downstream; the state lock is not held.
+    fn push_outputs(&self, outputs: Vec<OutputFrame<gst::Buffer>>) -> Result<gst::FlowSuccess, gst::FlowError> {
+        for out in outputs {
+            gst::trace!(CAT, imp = self, "out: {:?}", out);
+            self.obj().finish_buffer(Self::output_buffer(out))?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Video caps changed: frames of the old caps leave first (rendered with the audio there is).
+    fn drain_for_caps(&self) -> Result<(), gst::FlowError> {
+        let now = self.now();
+        let outputs = {
+            let mut state = self.state.lock();
+            match state.stream.as_mut() {
+                Some(stream) if stream.engine.pending() > 0 => stream.engine.finish(now),
+                _ => Vec::new(),
+            }
+        };
+        self.push_outputs(outputs).map(|_| ())
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for LipSync {
+    const NAME: &'static str = "GstLipSync";
+    type Type = super::LipSync;
+    type ParentType = gst_base::Aggregator;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let templ = klass.pad_template("video_sink").expect("video_sink template");
+        let video_pad = gst::PadBuilder::<gst_base::AggregatorPad>::from_template(&templ).build();
+        LipSync {
+            video_pad,
+            audio_pad: Mutex::new(None),
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(State::default()),
+            stats: Mutex::new(Arc::default()),
+        }
+    }
+}
+
+impl ObjectImpl for LipSync {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let counter = |name: &str, nick: &str, blurb: &str| {
+                glib::ParamSpecUInt64::builder(name).nick(nick).blurb(blurb).read_only().build()
+            };
+            vec![
+                glib::ParamSpecEnum::builder_with_default("renderer", DEFAULT_RENDERER)
+                    .nick("Renderer")
+                    .blurb("How the mouth is re-rendered")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("fallback", DEFAULT_FALLBACK)
+                    .nick("Fallback")
+                    .blurb("What a frame whose render misses its deadline (or fails) is replaced with")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("audio-timeout")
+                    .nick("Audio timeout")
+                    .blurb("When the audio lags the video by more than this (ns), video passes through unchanged")
+                    .default_value(DEFAULT_AUDIO_TIMEOUT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("stats-interval")
+                    .nick("Stats interval")
+                    .blurb("Stream time (ns) between `lipsync-stats` element messages (0 = only at EOS)")
+                    .default_value(DEFAULT_STATS_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("simulate-delay")
+                    .nick("Simulate delay")
+                    .blurb("Extra compute time (ns) per frame: simulates a slower renderer or machine")
+                    .default_value(DEFAULT_SIMULATE_DELAY)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("simulate-lookahead")
+                    .nick("Simulate look-ahead")
+                    .blurb("Audio look-ahead (ns) the renderer waits for, at least: simulates e.g. STSA's 205 ms")
+                    .default_value(DEFAULT_SIMULATE_LOOKAHEAD)
+                    .mutable_ready()
+                    .build(),
+                counter("frames-in", "Frames in", "Video frames received"),
+                counter("frames-rendered", "Frames rendered", "Frames sent with the renderer's result"),
+                counter("frames-late", "Frames late", "Frames whose render was not ready by their deadline"),
+                counter("frames-fallback", "Frames fallback", "Frames sent as the fallback (late, failed, no audio)"),
+                counter("audio-underruns", "Audio underruns", "Audio windows that had missing samples (silence)"),
+                counter("audio-overruns", "Audio overruns", "Times audio was dropped because it came too fast"),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock();
+        match pspec.name() {
+            "renderer" => {
+                settings.renderer = value.get().expect("type checked upstream");
+                drop(settings);
+                self.update_default_latency();
+            }
+            "fallback" => settings.fallback = value.get().expect("type checked upstream"),
+            "audio-timeout" => settings.audio_timeout = value.get().expect("type checked upstream"),
+            "stats-interval" => settings.stats_interval = value.get().expect("type checked upstream"),
+            "simulate-delay" => {
+                settings.simulate_delay = value.get().expect("type checked upstream");
+                drop(settings);
+                self.update_default_latency();
+            }
+            "simulate-lookahead" => {
+                settings.simulate_lookahead = value.get().expect("type checked upstream");
+                drop(settings);
+                self.update_default_latency();
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let snapshot = || self.stats.lock().snapshot();
+        match pspec.name() {
+            "renderer" => self.settings.lock().renderer.to_value(),
+            "fallback" => self.settings.lock().fallback.to_value(),
+            "audio-timeout" => self.settings.lock().audio_timeout.to_value(),
+            "stats-interval" => self.settings.lock().stats_interval.to_value(),
+            "simulate-delay" => self.settings.lock().simulate_delay.to_value(),
+            "simulate-lookahead" => self.settings.lock().simulate_lookahead.to_value(),
+            "frames-in" => snapshot().frames_in.to_value(),
+            "frames-rendered" => snapshot().frames_rendered.to_value(),
+            "frames-late" => snapshot().frames_late.to_value(),
+            "frames-fallback" => snapshot().frames_fallback.to_value(),
+            "audio-underruns" => snapshot().audio_underruns.to_value(),
+            "audio-overruns" => snapshot().audio_overruns.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.add_pad(&self.video_pad).expect("adding video_sink");
+        // Audio that never came must not hold back live video.
+        obj.set_ignore_inactive_pads(true);
+        self.update_default_latency();
+    }
+}
+
+impl GstObjectImpl for LipSync {}
+
+impl ElementImpl for LipSync {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Lip sync",
+                "Filter/Effect/Video",
+                "Re-renders the mouth of a face video so that it speaks the audio, at a fixed latency",
+                "The lipsync developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let agg_pad = gst_base::AggregatorPad::static_type();
+            vec![
+                gst::PadTemplate::with_gtype("src", gst::PadDirection::Src, gst::PadPresence::Always, &video_caps(), agg_pad)
+                    .expect("src template"),
+                gst::PadTemplate::with_gtype(
+                    "video_sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &video_caps(),
+                    agg_pad,
+                )
+                .expect("video_sink template"),
+                gst::PadTemplate::with_gtype(
+                    "audio_sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &audio_caps(),
+                    agg_pad,
+                )
+                .expect("audio_sink template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        let mut audio = self.audio_pad.lock();
+        if audio.as_ref().is_some_and(|a| a.upcast_ref::<gst::Pad>() == pad) {
+            *audio = None;
+        }
+        drop(audio);
+        self.parent_release_pad(pad);
+    }
+}
+
+impl AggregatorImpl for LipSync {
+    fn create_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        _req_name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst_base::AggregatorPad> {
+        let mut audio = self.audio_pad.lock();
+        if templ.name_template() != "audio_sink" || audio.is_some() {
+            gst::warning!(CAT, imp = self, "only one audio_sink pad can be requested");
+            return None;
+        }
+        let pad = gst::PadBuilder::<gst_base::AggregatorPad>::from_template(templ).name("audio_sink").build();
+        *audio = Some(pad.clone());
+        Some(pad)
+    }
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings();
+        let renderer = settings.renderer().map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["{}", e]))?;
+        let config = EngineConfig {
+            latency: Some(self.own_latency()),
+            fallback: settings.fallback.into(),
+            audio_timeout: settings.audio_timeout,
+            max_in_flight: MAX_IN_FLIGHT,
+            ..Default::default()
+        };
+        let (engine, audio) =
+            Engine::new(renderer, config).map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["{}", e]))?;
+        if engine.latency() < engine.window().after {
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Negotiation,
+                ("latency {} ms is shorter than the renderer's audio look-ahead {} ms: live frames will be late",
+                    engine.latency() / 1_000_000, engine.window().after / 1_000_000)
+            );
+        }
+        *self.stats.lock() = engine.stats().clone();
+        self.state.lock().stream = Some(Stream {
+            engine,
+            audio,
+            layout: None,
+            last_video_rt: None,
+            samples: Vec::new(),
+            next_stats_at: None,
+        });
+        gst::debug!(CAT, imp = self, "started");
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.state.lock().stream = None;
+        gst::debug!(CAT, imp = self, "stopped");
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if let Some(stream) = self.state.lock().stream.as_mut() {
+            stream.engine.flush();
+            stream.last_video_rt = None;
+            stream.next_stats_at = None;
+        }
+        self.parent_flush()
+    }
+
+    fn negotiate(&self) -> bool {
+        // Output caps are the video input's, set when its caps arrive (sink_event).
+        true
+    }
+
+    fn next_time(&self) -> Option<gst::ClockTime> {
+        let own = self.own_latency();
+        let mut state = self.state.lock();
+        let stream = state.stream.as_mut()?;
+        match stream.engine.next_deadline() {
+            Some(deadline) => Some(gst::ClockTime::from_nseconds(deadline.saturating_sub(own))),
+            // No video inside: wake up for the queued audio (live, nothing else would take it while the
+            // video pad is empty), or when more audio is due.
+            None => {
+                let audio_pad = self.audio_pad.lock().clone();
+                let queued = audio_pad.and_then(|pad| {
+                    let buffer = pad.peek_buffer()?;
+                    pad.segment().downcast_ref::<gst::ClockTime>()?.to_running_time(buffer.pts()?)
+                });
+                queued.or_else(|| stream.engine.audio_end().map(gst::ClockTime::from_nseconds))
+            }
+        }
+    }
+
+    fn sink_event(&self, pad: &gst_base::AggregatorPad, event: gst::Event) -> bool {
+        use gst::EventView;
+        let is_video = pad == &self.video_pad;
+        match event.view() {
+            EventView::Caps(c) if is_video => {
+                let caps = c.caps_owned();
+                let info = match gst_video::VideoInfo::from_caps(&caps) {
+                    Ok(info) => info,
+                    Err(_) => {
+                        gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Invalid video caps {}", caps));
+                        return false;
+                    }
+                };
+                let layout = match layout_from_info(&info) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{}", e));
+                        return false;
+                    }
+                };
+                if self.drain_for_caps().is_err() {
+                    gst::debug!(CAT, imp = self, "downstream refused frames while draining for new caps");
+                }
+                if let Some(stream) = self.state.lock().stream.as_mut() {
+                    stream.layout = Some(layout);
+                }
+                gst::debug!(CAT, imp = self, "video caps {caps}");
+                self.obj().set_src_caps(&caps);
+                true
+            }
+            EventView::Caps(_) => true, // audio: the template fixes the format
+            EventView::Segment(s) if is_video => {
+                if let Ok(segment) = s.segment().clone().downcast::<gst::ClockTime>() {
+                    self.obj().update_segment(&segment);
+                }
+                self.parent_sink_event(pad, event)
+            }
+            _ => self.parent_sink_event(pad, event),
+        }
+    }
+
+    fn sink_query(&self, pad: &gst_base::AggregatorPad, query: &mut gst::QueryRef) -> bool {
+        use gst::QueryViewMut;
+        match query.view_mut() {
+            QueryViewMut::Caps(q) if pad == &self.video_pad => {
+                // Video caps go straight through: offer what downstream takes.
+                let templ = video_caps();
+                let filter = q.filter_owned();
+                let peer = self.obj().src_pad().peer_query_caps(filter.as_ref());
+                q.set_result(&peer.intersect_with_mode(&templ, gst::CapsIntersectMode::First));
+                true
+            }
+            QueryViewMut::AcceptCaps(q) if pad == &self.video_pad => {
+                let caps = q.caps_owned();
+                let ok = caps.can_intersect(&video_caps()) && self.obj().src_pad().peer_query_accept_caps(&caps);
+                q.set_result(ok);
+                true
+            }
+            _ => self.parent_sink_query(pad, query),
+        }
+    }
+
+    fn src_query(&self, query: &mut gst::QueryRef) -> bool {
+        use gst::QueryViewMut;
+        match query.view_mut() {
+            QueryViewMut::Caps(q) => {
+                let filter = q.filter_owned();
+                let peer = self.video_pad.peer_query_caps(filter.as_ref());
+                q.set_result(&peer.intersect_with_mode(&video_caps(), gst::CapsIntersectMode::First));
+                true
+            }
+            _ => self.parent_src_query(query),
+        }
+    }
+
+    fn src_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Qos(q) = event.view() {
+            let (_kind, _proportion, jitter, timestamp) = q.get();
+            if let (Some(ts), Some(stream)) = (timestamp, self.state.lock().stream.as_mut()) {
+                // Frames before `earliest` are already too late downstream: not worth rendering.
+                let earliest = if jitter > 0 { ts.nseconds() + jitter as u64 } else { ts.nseconds() };
+                stream.engine.set_earliest((jitter > 0).then_some(earliest));
+            }
+        }
+        self.parent_src_event(event)
+    }
+
+    fn aggregate(&self, timeout: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let _span = lipsync_span(timeout);
+        let audio_pad = self.audio_pad.lock().clone();
+        let now = self.now();
+        let live = now.is_some();
+        let own_latency = self.own_latency();
+        let stats_interval = self.settings.lock().stats_interval;
+        let mut outputs = Vec::new();
+        let (events, eos, post_stats) = {
+            let mut state = self.state.lock();
+            let Some(stream) = state.stream.as_mut() else {
+                return Err(gst::FlowError::Flushing);
+            };
+            stream.engine.set_latency(own_latency);
+            stream.engine.set_audio_absent(audio_pad.is_none());
+            // Audio first: everything queued goes into the ring.
+            let mut audio_done = true;
+            if let Some(pad) = &audio_pad {
+                while let Some(buffer) = pad.pop_buffer() {
+                    self.push_audio(stream, pad, &buffer);
+                }
+                if pad.is_eos() {
+                    stream.engine.audio_eos();
+                } else {
+                    audio_done = false;
+                }
+            }
+            // Then video: live, take everything (the engine keeps the deadlines); otherwise pace by audio.
+            while let Some(buffer) = self.video_pad.peek_buffer() {
+                if buffer.flags().contains(gst::BufferFlags::GAP) && buffer.size() == 0 {
+                    self.video_pad.drop_buffer();
+                    continue;
+                }
+                if !live && !self.may_take_video(stream, &buffer, audio_done) {
+                    break;
+                }
+                self.video_pad.drop_buffer();
+                self.push_video(stream, buffer)?;
+            }
+            outputs.extend(stream.engine.process(now));
+            if !live {
+                // Without a clock nothing else would wake us when the worker finishes: wait for it here
+                // once its queue is full.
+                while stream.engine.in_flight() >= MAX_IN_FLIGHT {
+                    stream.engine.wait(Duration::from_secs(10));
+                    outputs.extend(stream.engine.process(None));
+                }
+            }
+            let video_eos = self.video_pad.is_eos();
+            if video_eos && audio_done {
+                outputs.extend(stream.engine.finish(now));
+            }
+            let eos = video_eos && stream.engine.pending() == 0;
+            let mut post_stats = false;
+            if stats_interval > 0
+                && let Some(last) = outputs.last()
+            {
+                let t = last.frame.pts;
+                match stream.next_stats_at {
+                    Some(at) if t >= at => {
+                        post_stats = true;
+                        stream.next_stats_at = Some(t + stats_interval);
+                    }
+                    None => stream.next_stats_at = Some(t + stats_interval),
+                    _ => {}
+                }
+            }
+            (stream.engine.take_events(), eos, post_stats)
+        };
+        self.post_events(events);
+        self.push_outputs(outputs)?;
+        if post_stats {
+            self.post_stats();
+        }
+        if eos {
+            gst::debug!(CAT, imp = self, "all frames out, EOS");
+            self.post_stats();
+            return Err(gst::FlowError::Eos);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+fn lipsync_span(timeout: bool) -> tracing::span::EnteredSpan {
+    tracing::trace_span!("lipsync_aggregate", timeout).entered()
+}

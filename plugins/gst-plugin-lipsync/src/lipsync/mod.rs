@@ -1,0 +1,54 @@
+//! The `lipsync` element: an Aggregator with a `video_sink` pad, an `audio_sink` request pad and a video
+//! `src` pad; it runs the lipsync engine and outputs every input frame, in order, within its latency.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct LipSync(ObjectSubclass<imp::LipSync>) @extends gst_base::Aggregator, gst::Element, gst::Object;
+}
+
+/// The element's `renderer` property.
+#[derive(Debug, Default, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstLipSyncRenderer")]
+pub enum Renderer {
+    #[default]
+    #[enum_value(name = "Passthrough: frames go through unchanged, with the engine's timing", nick = "passthrough")]
+    Passthrough = 0,
+}
+
+impl From<Renderer> for lipsync::RendererKind {
+    fn from(r: Renderer) -> Self {
+        match r {
+            Renderer::Passthrough => lipsync::RendererKind::Passthrough,
+        }
+    }
+}
+
+/// The element's `fallback` property.
+#[derive(Debug, Default, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstLipSyncFallback")]
+pub enum Fallback {
+    #[default]
+    #[enum_value(name = "Original: a late frame goes out unchanged", nick = "original")]
+    Original = 0,
+    #[enum_value(name = "Last render: the last good render is blended into a late frame", nick = "last-render")]
+    LastRender = 1,
+}
+
+impl From<Fallback> for lipsync::Fallback {
+    fn from(f: Fallback) -> Self {
+        match f {
+            Fallback::Original => lipsync::Fallback::Original,
+            Fallback::LastRender => lipsync::Fallback::LastRender,
+        }
+    }
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(Some(plugin), "lipsync", gst::Rank::NONE, LipSync::static_type())
+}

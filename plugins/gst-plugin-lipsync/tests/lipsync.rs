@@ -1,0 +1,362 @@
+//! Harness and pipeline tests of the `lipsync` element (registered statically; `plugin_file.rs` checks
+//! the built .so in its own process).
+
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gst_check::Harness;
+
+const MS: u64 = 1_000_000;
+const FRAME: u64 = 40 * MS;
+const W: u32 = 64;
+const H: u32 = 48;
+
+fn init() {
+    use std::sync::Once;
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let registry = std::env::temp_dir().join(format!("lipsync-test-registry-{}.bin", std::process::id()));
+        // SAFETY: set once, before GStreamer starts any thread.
+        unsafe { std::env::set_var("GST_REGISTRY", registry) };
+        gst::init().unwrap();
+        gstlipsync::plugin_register_static().expect("register lipsync");
+    });
+}
+
+fn video_caps(format: &str, w: u32, h: u32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", w as i32)
+        .field("height", h as i32)
+        .field("framerate", gst::Fraction::new(25, 1))
+        .build()
+}
+
+fn audio_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("rate", 16000i32)
+        .field("channels", 1i32)
+        .field("layout", "interleaved")
+        .build()
+}
+
+fn video_buffer(k: u64, size: usize) -> gst::Buffer {
+    let mut b = gst::Buffer::from_mut_slice(vec![k as u8; size]);
+    {
+        let b = b.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_nseconds(k * FRAME));
+        b.set_duration(gst::ClockTime::from_nseconds(FRAME));
+    }
+    b
+}
+
+/// `ms` of audio starting at `start_ms`, value `v`.
+fn audio_buffer(start_ms: u64, ms: u64, v: f32) -> gst::Buffer {
+    let n = (ms * 16) as usize;
+    let bytes: Vec<u8> = std::iter::repeat_n(v.to_le_bytes(), n).flatten().collect();
+    let mut b = gst::Buffer::from_mut_slice(bytes);
+    {
+        let b = b.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_nseconds(start_ms * MS));
+        b.set_duration(gst::ClockTime::from_nseconds(ms * MS));
+    }
+    b
+}
+
+struct Setup {
+    element: gst::Element,
+    video: Harness,
+    audio: Option<Harness>,
+    bus: gst::Bus,
+}
+
+fn setup(props: &[(&str, &dyn ToValue)], with_audio: bool, live: bool) -> Setup {
+    init();
+    let element = gst::ElementFactory::make("lipsync").build().unwrap();
+    for (name, value) in props {
+        element.set_property_from_value(name, &value.to_value());
+    }
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut video = Harness::with_element(&element, Some("video_sink"), Some("src"));
+    video.set_live(live);
+    video.set_src_caps(video_caps("RGBA", W, H));
+    let audio = with_audio.then(|| {
+        let mut a = Harness::with_element(&element, Some("audio_sink"), None);
+        a.set_live(live);
+        a.set_src_caps(audio_caps());
+        a
+    });
+    Setup { element, video, audio, bus }
+}
+
+fn counter(e: &gst::Element, name: &str) -> u64 {
+    e.property::<u64>(name)
+}
+
+/// Pulls buffers until EOS.
+fn pull_all(h: &mut Harness) -> Vec<gst::Buffer> {
+    let mut out = Vec::new();
+    while let Some(b) = h.pull_until_eos().expect("output before the timeout") {
+        out.push(b);
+    }
+    out
+}
+
+fn messages(bus: &gst::Bus, kind: gst::MessageType) -> Vec<gst::Message> {
+    std::iter::from_fn(|| bus.pop_filtered(&[kind])).collect()
+}
+
+#[test]
+fn every_frame_comes_out_once_in_order_with_its_pts() {
+    let mut s = setup(&[], true, false);
+    let size = (W * H * 4) as usize;
+    for k in 0..20 {
+        s.audio.as_mut().unwrap().push(audio_buffer(k * 40, 40, 0.1)).unwrap();
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
+    s.video.push_event(gst::event::Eos::new());
+    let out = pull_all(&mut s.video);
+    let pts: Vec<u64> = out.iter().map(|b| b.pts().unwrap().nseconds()).collect();
+    assert_eq!(pts, (0..20).map(|k| k * FRAME).collect::<Vec<_>>());
+    // Passthrough: the very input buffers, not copies.
+    assert!(out.iter().enumerate().all(|(k, b)| b.map_readable().unwrap()[0] == k as u8));
+    assert_eq!(counter(&s.element, "frames-in"), 20);
+    assert_eq!(counter(&s.element, "frames-rendered"), 20);
+    assert_eq!(counter(&s.element, "frames-fallback"), 0);
+    let stats = messages(&s.bus, gst::MessageType::Element);
+    let last = stats.last().expect("a lipsync-stats message at EOS");
+    let st = last.structure().unwrap();
+    assert_eq!(st.name(), "lipsync-stats");
+    assert_eq!(st.get::<u64>("frames-in").unwrap(), 20);
+}
+
+#[test]
+fn latency_query_is_the_property_plus_upstream() {
+    let mut s = setup(&[("latency", &(120 * MS))], true, true);
+    s.video.set_upstream_latency(gst::ClockTime::from_nseconds(30 * MS));
+    s.audio.as_mut().unwrap().set_upstream_latency(gst::ClockTime::from_nseconds(30 * MS));
+    let latency = s.video.query_latency().expect("live latency");
+    assert_eq!(latency.nseconds(), 150 * MS);
+}
+
+#[test]
+fn default_latency_follows_the_renderer_until_the_user_sets_it() {
+    init();
+    let e = gst::ElementFactory::make("lipsync").build().unwrap();
+    assert_eq!(e.property::<u64>("latency"), 40 * MS, "passthrough: one frame of compute");
+    e.set_property("simulate-lookahead", 205 * MS);
+    assert_eq!(e.property::<u64>("latency"), 245 * MS, "look-ahead plus one frame");
+    e.set_property("latency", 300 * MS);
+    e.set_property("simulate-lookahead", 100 * MS);
+    assert_eq!(e.property::<u64>("latency"), 300 * MS, "the user's choice stays");
+}
+
+#[test]
+fn eos_flushes_frames_still_waiting_for_audio() {
+    let mut s = setup(&[("simulate-lookahead", &(200 * MS))], true, false);
+    let size = (W * H * 4) as usize;
+    // Audio for 100 ms only: every frame's window reaches past it.
+    s.audio.as_mut().unwrap().push(audio_buffer(0, 100, 0.3)).unwrap();
+    for k in 0..10 {
+        s.video.push(video_buffer(k, size)).unwrap();
+        if k == 0 {
+            s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
+        }
+    }
+    s.video.push_event(gst::event::Eos::new());
+    let out = pull_all(&mut s.video);
+    assert_eq!(out.len(), 10);
+    assert_eq!(counter(&s.element, "frames-rendered"), 10);
+    assert_eq!(counter(&s.element, "audio-underruns"), 10, "every window had missing audio");
+}
+
+#[test]
+fn audio_gaps_count_as_underruns() {
+    let mut s = setup(&[("simulate-lookahead", &(40 * MS))], true, false);
+    let size = (W * H * 4) as usize;
+    let a = s.audio.as_mut().unwrap();
+    a.push(audio_buffer(0, 80, 0.1)).unwrap();
+    a.push(audio_buffer(200, 200, 0.1)).unwrap(); // no audio in [80, 200) ms
+    // Non-live, the aggregator only runs when every pad has data or is EOS.
+    a.push_event(gst::event::Eos::new());
+    for k in 0..8 {
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    s.video.push_event(gst::event::Eos::new());
+    assert_eq!(pull_all(&mut s.video).len(), 8);
+    // Frames 2, 3 and 4 have windows [40k, 40k + 40) ms inside the gap.
+    assert_eq!(counter(&s.element, "audio-underruns"), 3);
+    assert_eq!(counter(&s.element, "audio-overruns"), 0);
+}
+
+#[test]
+fn audio_far_ahead_of_any_video_counts_as_overruns() {
+    let mut s = setup(&[], true, true);
+    // Live on the real clock; the aggregator learns that it is live from the latency query a sink makes.
+    s.video.use_systemclock();
+    s.element.set_base_time(gst::SystemClock::obtain().time());
+    s.video.query_latency();
+    let a = s.audio.as_mut().unwrap();
+    // 12 s of audio and no video at all: the 10 s history overflows.
+    for k in 0..12 {
+        a.push(audio_buffer(k * 1000, 1000, 0.1)).unwrap();
+    }
+    let start = Instant::now();
+    while counter(&s.element, "audio-overruns") == 0 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(counter(&s.element, "audio-overruns") >= 1);
+    assert_eq!(counter(&s.element, "frames-in"), 0);
+}
+
+#[test]
+fn caps_change_mid_stream() {
+    let mut s = setup(&[], true, false);
+    for k in 0..10u64 {
+        s.audio.as_mut().unwrap().push(audio_buffer(k * 40, 40, 0.1)).unwrap();
+        if k == 5 {
+            s.video.set_src_caps(video_caps("I420", 32, 16));
+        }
+        let size = if k < 5 { (W * H * 4) as usize } else { 32 * 16 * 3 / 2 };
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
+    s.video.push_event(gst::event::Eos::new());
+    let mut sizes = Vec::new();
+    let mut caps_seen = Vec::new();
+    loop {
+        if let Some(ev) = s.video.try_pull_event() {
+            if let gst::EventView::Caps(c) = ev.view() {
+                caps_seen.push(c.caps().structure(0).unwrap().get::<String>("format").unwrap());
+            }
+            if ev.type_() == gst::EventType::Eos {
+                break;
+            }
+            continue;
+        }
+        match s.video.try_pull() {
+            Some(b) => sizes.push(b.size()),
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    while let Some(b) = s.video.try_pull() {
+        sizes.push(b.size());
+    }
+    assert_eq!(sizes.len(), 10);
+    assert!(sizes[..5].iter().all(|&n| n == (W * H * 4) as usize));
+    assert!(sizes[5..].iter().all(|&n| n == 32 * 16 * 3 / 2));
+    assert_eq!(caps_seen, ["RGBA", "I420"]);
+}
+
+#[test]
+fn video_without_audio_passes_through_with_a_warning() {
+    let mut s = setup(&[], false, false);
+    let size = (W * H * 4) as usize;
+    for k in 0..5 {
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    s.video.push_event(gst::event::Eos::new());
+    assert_eq!(pull_all(&mut s.video).len(), 5);
+    assert_eq!(counter(&s.element, "frames-fallback"), 5);
+    let warnings = messages(&s.bus, gst::MessageType::Warning);
+    assert!(!warnings.is_empty(), "a warning says the video passes through");
+}
+
+#[test]
+fn video_without_timestamps_is_an_error() {
+    let mut s = setup(&[], false, false);
+    let mut b = video_buffer(0, (W * H * 4) as usize);
+    b.get_mut().unwrap().set_pts(gst::ClockTime::NONE);
+    let _ = s.video.push(b);
+    let start = Instant::now();
+    let err = loop {
+        if let Some(m) = s.bus.pop_filtered(&[gst::MessageType::Error]) {
+            break m;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no error message");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let gst::MessageView::Error(e) = err.view() else { unreachable!() };
+    assert!(e.error().to_string().contains("timestamp"), "{}", e.error());
+}
+
+#[test]
+fn renders_that_miss_the_deadline_go_out_as_the_fallback() {
+    let mut s = setup(&[("latency", &(50 * MS)), ("simulate-delay", &(150 * MS))], true, true);
+    s.video.use_systemclock();
+    let clock = gst::SystemClock::obtain();
+    s.element.set_base_time(clock.time());
+    let size = (W * H * 4) as usize;
+    let start = Instant::now();
+    for k in 0..8u64 {
+        // Real time: frame k arrives at k * 40 ms, like a camera.
+        let due = Duration::from_nanos(k * FRAME);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        s.audio.as_mut().unwrap().push(audio_buffer(k * 40, 40, 0.1)).unwrap();
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    let mut pts = Vec::new();
+    while pts.len() < 8 {
+        let b = s.video.pull().expect("every frame comes out");
+        pts.push(b.pts().unwrap().nseconds());
+    }
+    assert_eq!(pts, (0..8).map(|k| k * FRAME).collect::<Vec<_>>());
+    let late = counter(&s.element, "frames-late");
+    assert!(late >= 4, "renders take 150 ms against a 50 ms budget: {late} late");
+    assert_eq!(counter(&s.element, "frames-fallback"), late);
+}
+
+fn run_pipeline(desc: &str) -> (u64, gst::Element) {
+    init();
+    let pipeline = gst::parse::launch(desc).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let sink = pipeline.by_name("out").unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let last_pts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (c, l) = (count.clone(), last_pts.clone());
+    sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(b) = info.buffer() {
+            let pts = b.pts().unwrap().nseconds();
+            let prev = l.swap(pts, std::sync::atomic::Ordering::SeqCst);
+            assert!(c.load(std::sync::atomic::Ordering::SeqCst) == 0 || pts > prev, "pts not increasing");
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Eos, gst::MessageType::Error])
+        .expect("pipeline finished");
+    if let gst::MessageView::Error(e) = msg.view() {
+        panic!("pipeline error: {} ({:?})", e.error(), e.debug());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let lipsync = pipeline.by_name("l").unwrap();
+    (count.load(std::sync::atomic::Ordering::SeqCst), lipsync)
+}
+
+#[test]
+fn pipeline_with_test_sources() {
+    let (n, l) = run_pipeline(
+        "videotestsrc num-buffers=50 ! video/x-raw,format=I420,framerate=25/1 ! lipsync name=l ! fakesink name=out \
+         audiotestsrc num-buffers=60 ! audioconvert ! audioresample ! l.audio_sink",
+    );
+    assert_eq!(n, 50);
+    assert_eq!(l.property::<u64>("frames-in"), 50);
+}
+
+#[test]
+fn live_pipeline_with_test_sources() {
+    let (n, l) = run_pipeline(
+        "videotestsrc is-live=true num-buffers=25 ! video/x-raw,format=RGB,framerate=25/1 ! lipsync name=l \
+         simulate-lookahead=100000000 ! fakesink name=out sync=true \
+         audiotestsrc is-live=true ! audioconvert ! audioresample ! l.audio_sink",
+    );
+    assert_eq!(n, 25);
+    assert_eq!(l.property::<u64>("frames-rendered"), 25, "a live 25 fps stream keeps up");
+}
