@@ -219,6 +219,11 @@ impl VideoFrame {
         Self::new(FrameLayout::new(format, width, height), Arc::new(data), pts, None)
     }
 
+    /// The same pixels (shared, not copied) at another time.
+    pub fn with_pts(&self, pts: u64, duration: Option<u64>) -> VideoFrame {
+        VideoFrame { layout: self.layout, data: self.data.clone(), pts, duration }
+    }
+
     pub fn layout(&self) -> &FrameLayout {
         &self.layout
     }

@@ -12,6 +12,9 @@ pub mod frame;
 pub mod render;
 
 #[cfg(feature = "gst")]
+pub mod cli;
+
+#[cfg(feature = "gst")]
 pub mod io;
 
 pub use audio::{AudioProducer, AudioRing, AudioWindow};

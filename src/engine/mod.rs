@@ -118,6 +118,18 @@ pub enum EngineEvent {
     AudioResumed,
 }
 
+impl fmt::Display for EngineEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineEvent::RenderFailed(m) => write!(f, "render failed: {m}; the frame went out as the fallback"),
+            EngineEvent::AudioMissing { lag_ns } => {
+                write!(f, "no audio for {} ms: video passes through until it returns", lag_ns / 1_000_000)
+            }
+            EngineEvent::AudioResumed => f.write_str("audio resumed"),
+        }
+    }
+}
+
 enum State {
     WaitingAudio,
     InFlight,

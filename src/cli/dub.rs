@@ -1,0 +1,144 @@
+//! `lipsync dub`: a face (photo or video) and an audio file in, an MP4 out, through the offline engine.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{RendererArg, print_summary};
+use crate::audio::ns_to_samples;
+use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
+use crate::error::{Error, Result};
+use crate::io::{self, FPS, Mp4Writer};
+use crate::render::RendererKind;
+
+#[derive(Args, Debug)]
+pub struct DubArgs {
+    /// The face: a photo (png, jpg, ...) or a video.
+    #[arg(long)]
+    face: PathBuf,
+    /// The speech: any audio or video file GStreamer can decode.
+    #[arg(long)]
+    audio: PathBuf,
+    /// The MP4 file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// How the mouth is re-rendered.
+    #[arg(long, value_enum, default_value_t = RendererArg::Passthrough)]
+    renderer: RendererArg,
+}
+
+const FRAME_NS: u64 = 1_000_000_000 / FPS as u64;
+
+/// Template frame for output frame `k` when the face video has `n` frames: forward, then backward, as STSA
+/// does (`seq = [0..n-1] + [n-1..0]`, repeated).
+pub fn ping_pong(k: usize, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let m = k % (2 * n);
+    if m < n { m } else { 2 * n - 1 - m }
+}
+
+pub fn run(args: &DubArgs) -> Result<()> {
+    let started = Instant::now();
+    let audio = io::decode_audio(&args.audio)?;
+    let n_frames = (audio.len() as u64 * FPS as u64).div_ceil(crate::audio::SAMPLE_RATE as u64) as usize;
+    let face = io::decode_video(&args.face, n_frames.max(1))?;
+    eprintln!(
+        "face {}: {} frame(s) {}x{}; audio {}: {:.2} s -> {n_frames} frames at {FPS} fps",
+        args.face.display(),
+        face.frames.len(),
+        face.width,
+        face.height,
+        args.audio.display(),
+        audio.len() as f64 / crate::audio::SAMPLE_RATE as f64
+    );
+    let kind = RendererKind::from(args.renderer);
+    if kind == RendererKind::Passthrough {
+        eprintln!(
+            "note: no lip-sync renderer exists yet, so this runs the whole pipeline (decode, engine, encode) with \
+             the passthrough renderer: the mouth is not changed"
+        );
+    }
+    let config = EngineConfig { mode: Mode::Offline, ..Default::default() };
+    let (mut engine, mut producer) = Engine::<usize>::new(kind.create()?, config)?;
+    let writer = Mp4Writer::create(&args.output, face.frames[0].layout(), FPS as i32)?;
+    for (i, chunk) in audio.chunks(crate::audio::SAMPLE_RATE as usize).enumerate() {
+        writer.push_audio(chunk, i as u64 * 1_000_000_000)?;
+    }
+
+    let bar = ProgressBar::new(n_frames as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} frames ({per_sec}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let write = |out: OutputFrame<usize>| -> Result<()> {
+        writer.push_frame(&out.frame, out.image, FRAME_NS)?;
+        bar.inc(1);
+        Ok(())
+    };
+    let window = engine.window();
+    let mut fed = 0usize;
+    let mut feed = |engine: &mut Engine<usize>, upto: usize| -> Result<()> {
+        while fed < upto {
+            let end = (fed + 4096).min(upto);
+            let pts = (fed == 0).then_some(0);
+            producer.push(pts, &audio[fed..end])?;
+            engine.drain_audio();
+            fed = end;
+        }
+        Ok(())
+    };
+    for k in 0..n_frames {
+        let pts = k as u64 * FRAME_NS;
+        // Audio up to this frame's window end, and one frame more so the worker never starves.
+        feed(&mut engine, (ns_to_samples(window.end(pts) + FRAME_NS) as usize).min(audio.len()))?;
+        let template = &face.frames[ping_pong(k, face.frames.len())];
+        engine.push_video(template.with_pts(pts, Some(FRAME_NS)), k);
+        for out in engine.process(None) {
+            write(out)?;
+        }
+        while engine.in_flight() >= 2 {
+            engine.wait(Duration::from_secs(60));
+            for out in engine.process(None) {
+                write(out)?;
+            }
+        }
+        report(&mut engine);
+    }
+    feed(&mut engine, audio.len())?;
+    engine.audio_eos();
+    for out in engine.finish(None) {
+        write(out)?;
+    }
+    report(&mut engine);
+    bar.finish_and_clear();
+    writer.finish()?;
+    let stats = engine.stats().snapshot();
+    if stats.frames_in as usize != n_frames {
+        return Err(Error::Media(format!("wrote {} of {n_frames} frames", stats.frames_in)));
+    }
+    print_summary(&stats, started.elapsed(), Some(&args.output));
+    Ok(())
+}
+
+fn report(engine: &mut Engine<usize>) {
+    for e in engine.take_events() {
+        eprintln!("warning: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ping_pong;
+
+    #[test]
+    fn ping_pong_matches_stsa() {
+        let seq: Vec<usize> = (0..10).map(|k| ping_pong(k, 3)).collect();
+        assert_eq!(seq, [0, 1, 2, 2, 1, 0, 0, 1, 2, 2]);
+        assert_eq!(ping_pong(7, 1), 0);
+    }
+}

@@ -1,0 +1,172 @@
+//! `lipsync live`: camera (or test pattern, or a file in real time) and a live voice in, frames out at a
+//! fixed latency to a virtual camera, a file or a window.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::{FallbackArg, RendererArg, print_summary};
+use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
+use crate::error::{Error, Result};
+use crate::io::{LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
+use crate::render::RendererKind;
+
+#[derive(Args, Debug)]
+pub struct LiveArgs {
+    /// Video in: /dev/videoN (a camera), `test` (a moving test pattern) or a video file played in real time.
+    #[arg(long, default_value = "/dev/video0")]
+    camera: String,
+    /// Voice in: `mic` (the default input), `mic:NAME` (see `lipsync devices`), or
+    /// rtp://ADDR:PORT?codec=opus|l16[&rate=HZ][&channels=N][&jitter=MS].
+    #[arg(long, default_value = "mic")]
+    audio: String,
+    /// Video out: v4l2:/dev/videoN (e.g. a v4l2loopback virtual camera), `window`, or a file (.mkv, .mp4).
+    #[arg(long)]
+    out: OutputSpec,
+    /// Fixed latency in ms (default: the renderer's recommendation).
+    #[arg(long)]
+    latency_ms: Option<u64>,
+    #[arg(long, value_enum, default_value_t = RendererArg::Passthrough)]
+    renderer: RendererArg,
+    /// What replaces a frame whose render misses its deadline.
+    #[arg(long, value_enum, default_value_t = FallbackArg::Original)]
+    fallback: FallbackArg,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+/// Keeps the audio source alive for the session (dropping it stops capture).
+#[allow(dead_code)]
+enum AudioIn {
+    Rtp(RtpAudioReceiver),
+    #[cfg(feature = "cpal")]
+    Mic(crate::audio::capture::MicCapture),
+}
+
+/// How long after its timestamp a block of audio reaches the engine, for each kind of source.
+fn audio_delay(spec: &str) -> Result<u64> {
+    const MS: u64 = 1_000_000;
+    if spec.starts_with("rtp://") {
+        let source: RtpSource = spec.parse()?;
+        // The jitter buffer holds packets this long, plus decoding and scheduling.
+        Ok((source.jitter_ms as u64 + 20) * MS)
+    } else {
+        // Device period, the resampler's block (1024 input samples) and the 5 ms hand-off poll.
+        Ok(60 * MS)
+    }
+}
+
+fn start_audio(spec: &str, producer: crate::audio::AudioProducer, clock: &LiveClock) -> Result<AudioIn> {
+    if spec.starts_with("rtp://") {
+        let source: RtpSource = spec.parse()?;
+        eprintln!("audio: RTP {:?} on {}:{}", source.codec, source.address, source.port);
+        return Ok(AudioIn::Rtp(RtpAudioReceiver::start(&source, producer, clock)?));
+    }
+    if spec == "mic" || spec.starts_with("mic:") {
+        #[cfg(feature = "cpal")]
+        {
+            let device = spec.strip_prefix("mic:");
+            let c = clock.clone();
+            let mic = crate::audio::capture::MicCapture::start(device, producer, Arc::new(move || c.now()))?;
+            eprintln!("audio: microphone {} ({} Hz, {} ch)", mic.device, mic.rate, mic.channels);
+            return Ok(AudioIn::Mic(mic));
+        }
+        #[cfg(not(feature = "cpal"))]
+        return Err(Error::InvalidArgument("this build has no microphone support (feature `cpal`)".into()));
+    }
+    Err(Error::InvalidArgument(format!("audio `{spec}`: use mic, mic:NAME or rtp://ADDR:PORT?codec=opus|l16")))
+}
+
+pub fn run(args: &LiveArgs) -> Result<()> {
+    let clock = LiveClock::new()?;
+    let kind = RendererKind::from(args.renderer);
+    let renderer = kind.create()?;
+    // The budget must cover the audio's own delay too: a frame's audio reaches the ring that much after
+    // the time it is stamped with.
+    let recommended = renderer.recommended_latency() + audio_delay(&args.audio)?;
+    let latency = args.latency_ms.map_or(recommended, |ms| ms * 1_000_000);
+    if latency < recommended {
+        eprintln!(
+            "warning: --latency-ms {} is below the {} ms this renderer and audio source need: frames will be late",
+            latency / 1_000_000,
+            recommended / 1_000_000
+        );
+    }
+    let config = EngineConfig {
+        mode: Mode::Live,
+        latency: Some(latency),
+        fallback: args.fallback.into(),
+        ..Default::default()
+    };
+    let (mut engine, producer) = Engine::<()>::new(renderer, config)?;
+    let audio = start_audio(&args.audio, producer, &clock)?;
+    let input = VideoInput::open(&args.camera, &clock)?;
+    eprintln!("video: {}; renderer {kind}, latency {} ms; Ctrl-C stops", args.camera, latency / 1_000_000);
+
+    // Ctrl-C ends the session cleanly (the output file is completed).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())
+        .map_err(|e| Error::InvalidArgument(format!("cannot handle Ctrl-C: {e}")))?;
+
+    let started = Instant::now();
+    let stop_at = args.duration.map(|s| Duration::from_secs_f64(s.max(0.0)));
+    let mut output: Option<VideoOutput> = None;
+    let mut held: VecDeque<OutputFrame<()>> = VecDeque::new();
+    let emit = |out: OutputFrame<()>, output: &mut Option<VideoOutput>| -> Result<()> {
+        if output.is_none() {
+            *output = Some(VideoOutput::open(&args.out, out.frame.layout(), 25)?);
+        }
+        output.as_ref().expect("opened").push(&out.frame, out.image)
+    };
+    let mut ended = None;
+    loop {
+        if interrupted.load(Ordering::SeqCst) || stop_at.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        if let AudioIn::Rtp(rtp) = &audio {
+            rtp.check()?;
+        }
+        match input.pull(gst::ClockTime::from_mseconds(5)) {
+            Ok(Some(frame)) => engine.push_video(frame, ()),
+            Ok(None) => {}
+            Err(e) => {
+                ended = Some(e);
+                break;
+            }
+        }
+        let now = clock.now();
+        held.extend(engine.process(Some(now)));
+        // Out at exactly pts + latency: the declared latency, not whenever the render happened to finish.
+        while held.front().is_some_and(|f| now >= f.frame.pts + latency) {
+            emit(held.pop_front().expect("front exists"), &mut output)?;
+        }
+        for event in engine.take_events() {
+            eprintln!("warning: {event}");
+        }
+    }
+    held.extend(engine.finish(Some(clock.now())));
+    for out in held {
+        emit(out, &mut output)?;
+    }
+    if let Some(out) = output {
+        out.finish()?;
+    }
+    drop(audio);
+    let stats = engine.stats().snapshot();
+    let written = match &args.out {
+        OutputSpec::File(p) => Some(p.clone()),
+        _ => None::<PathBuf>,
+    };
+    print_summary(&stats, started.elapsed(), written.as_ref());
+    match ended {
+        // A file played as the camera ends normally.
+        Some(Error::Media(m)) if m.contains("ended") => Ok(()),
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

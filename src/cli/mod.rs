@@ -1,0 +1,119 @@
+//! The `lipsync` command line tool (feature `gst`): `dub` (files), `live` (camera, microphone or RTP in;
+//! virtual camera, file or window out) and `devices`. Both run the same engine as the element.
+
+mod devices;
+mod dub;
+mod live;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::engine::{Fallback, StatsSnapshot};
+use crate::render::RendererKind;
+
+#[derive(Parser, Debug)]
+#[command(name = "lipsync", version, about = "Real-time streaming lip-sync", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Lip-sync a face (photo or video) to an audio file and write an MP4 (H.264 + AAC).
+    ///
+    /// The output is as long as the audio, at 25 fps: a photo becomes a video, a face video shorter than
+    /// the audio plays forward and backward as often as needed.
+    Dub(dub::DubArgs),
+    /// Lip-sync a live camera to a live voice (microphone or RTP) at a fixed latency.
+    Live(live::LiveArgs),
+    /// List audio inputs and cameras.
+    Devices,
+}
+
+/// `--renderer` values.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum RendererArg {
+    /// Frames go through unchanged (the only renderer so far: no lip-sync yet).
+    #[default]
+    Passthrough,
+}
+
+impl From<RendererArg> for RendererKind {
+    fn from(r: RendererArg) -> Self {
+        match r {
+            RendererArg::Passthrough => RendererKind::Passthrough,
+        }
+    }
+}
+
+/// `--fallback` values.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum FallbackArg {
+    /// A late frame goes out unchanged.
+    #[default]
+    Original,
+    /// The last good render is blended into a late frame.
+    LastRender,
+}
+
+impl From<FallbackArg> for Fallback {
+    fn from(f: FallbackArg) -> Self {
+        match f {
+            FallbackArg::Original => Fallback::Original,
+            FallbackArg::LastRender => Fallback::LastRender,
+        }
+    }
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// The closing summary both commands print.
+fn print_summary(s: &StatsSnapshot, elapsed: std::time::Duration, output: Option<&PathBuf>) {
+    let fps = s.frames_in as f64 / elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "{} frames in {:.1} s ({fps:.1} fps): {} rendered, {} fallback ({} late, {} without audio)",
+        s.frames_in,
+        elapsed.as_secs_f64(),
+        s.frames_rendered,
+        s.frames_fallback,
+        s.frames_late,
+        s.frames_no_audio
+    );
+    eprintln!(
+        "render time p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; audio underruns {}, overruns {}",
+        ms(s.render_p50),
+        ms(s.render_p90),
+        ms(s.render_p99),
+        ms(s.render_max),
+        s.audio_underruns,
+        s.audio_overruns
+    );
+    if let Some(p) = output {
+        eprintln!("wrote {}", p.display());
+    }
+}
+
+/// Runs the tool; errors are printed with what to do.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    }
+    let result = match cli.command {
+        Command::Dub(args) => dub::run(&args),
+        Command::Live(args) => live::run(&args),
+        Command::Devices => devices::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

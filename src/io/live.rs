@@ -1,0 +1,98 @@
+//! Live capture: one clock for every pipeline of a live session, and video input from a camera
+//! (`/dev/videoN`), a test pattern (`test`) or a file played in real time.
+
+use std::path::Path;
+
+use gst::prelude::*;
+
+use super::{by_name, check_bus, frame_from_sample, launch, set_state};
+use crate::error::{Error, Result};
+use crate::frame::VideoFrame;
+
+/// The clock and base time shared by the capture, audio and output pipelines, so their running times
+/// (the engine's time base) agree.
+#[derive(Clone)]
+pub struct LiveClock {
+    clock: gst::Clock,
+    base: gst::ClockTime,
+}
+
+impl LiveClock {
+    pub fn new() -> Result<Self> {
+        super::init()?;
+        let clock = gst::SystemClock::obtain();
+        let base = clock.time();
+        Ok(LiveClock { clock, base })
+    }
+
+    /// Running time now, in ns.
+    pub fn now(&self) -> u64 {
+        self.clock.time().saturating_sub(self.base).nseconds()
+    }
+
+    /// Makes `pipeline` run on this clock and base time.
+    pub fn attach(&self, pipeline: &gst::Pipeline) {
+        pipeline.use_clock(Some(&self.clock));
+        pipeline.set_start_time(gst::ClockTime::NONE);
+        pipeline.set_base_time(self.base);
+    }
+}
+
+/// Live video frames with running-time pts.
+pub struct VideoInput {
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+}
+
+impl VideoInput {
+    /// `source`: `/dev/videoN`, `test` (a moving test pattern) or a media file played in real time.
+    pub fn open(source: &str, clock: &LiveClock) -> Result<Self> {
+        let caps = "video/x-raw,format=RGB,framerate=25/1";
+        let head = if source == "test" {
+            "videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=480 ! videoconvert".to_owned()
+        } else if source.starts_with("/dev/video") {
+            "v4l2src name=src ! videoconvert ! videorate".to_owned()
+        } else if Path::new(source).exists() {
+            "filesrc name=src ! decodebin ! videoconvert ! videorate".to_owned()
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "camera `{source}`: use /dev/videoN (see `lipsync devices`), `test`, or an existing video file"
+            )));
+        };
+        let pipeline = launch(&format!("{head} ! {caps} ! appsink name=sink sync=true max-buffers=2 drop=true"))?;
+        if let Some(src) = pipeline.by_name("src") {
+            let prop = if source.starts_with("/dev/video") { "device" } else { "location" };
+            src.set_property(prop, source);
+        }
+        clock.attach(&pipeline);
+        let sink: gst_app::AppSink = by_name(&pipeline, "sink")?;
+        set_state(&pipeline, gst::State::Playing)?;
+        Ok(VideoInput { pipeline, sink })
+    }
+
+    /// The next frame, waiting at most `timeout`; `Ok(None)` on timeout; an error at the end of the
+    /// stream or on failure.
+    pub fn pull(&self, timeout: gst::ClockTime) -> Result<Option<VideoFrame>> {
+        match self.sink.try_pull_sample(timeout) {
+            Some(sample) => {
+                let buffer = sample.buffer().ok_or_else(|| Error::Media("empty video sample".into()))?;
+                let pts = buffer
+                    .pts()
+                    .and_then(|pts| sample.segment()?.downcast_ref::<gst::ClockTime>()?.to_running_time(pts))
+                    .ok_or(Error::MissingTimestamp { what: "a camera frame" })?;
+                Ok(Some(frame_from_sample(&sample, pts.nseconds())?))
+            }
+            None if self.sink.is_eos() => {
+                check_bus(&self.pipeline)?;
+                Err(Error::Media("the video input ended".into()))
+            }
+            None => check_bus(&self.pipeline).map(|_| None),
+        }
+    }
+}
+
+impl Drop for VideoInput {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
