@@ -1,0 +1,97 @@
+//! End-to-end tests of the `lipsync` binary on the real media in `../shared/media`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn media(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media").join(name)
+}
+
+fn lipsync() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lipsync"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lipsync-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("lipsync runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "lipsync failed:\n{stderr}");
+    stderr
+}
+
+#[test]
+fn dub_a_photo_makes_a_video_as_long_as_the_audio() {
+    let out = tmp("photo.mp4");
+    let log = run_ok(lipsync().args(["dub", "--face"]).arg(media("astronaut.png")).arg("--audio").arg(media("speech_16k.wav")).arg("-o").arg(&out));
+    assert!(log.contains("156 frames"), "{log}");
+    // The output decodes: 6.23 s of speech -> 156 frames at 25 fps, and the audio is the speech.
+    let video = lipsync::io::decode_video(&out, usize::MAX).unwrap();
+    assert_eq!(video.frames.len(), 156);
+    assert_eq!((video.width, video.height), (512, 512));
+    let audio = lipsync::io::decode_audio(&out).unwrap();
+    let input = lipsync::io::decode_audio(&media("speech_16k.wav")).unwrap();
+    let secs = audio.len() as f64 / 16000.0;
+    assert!((secs - input.len() as f64 / 16000.0).abs() < 0.05, "audio lasts {secs} s");
+    let energy = |s: &[f32]| s.iter().map(|v| v * v).sum::<f32>() / s.len() as f32;
+    assert!((energy(&audio) / energy(&input) - 1.0).abs() < 0.2, "the output carries the speech");
+}
+
+#[test]
+fn dub_a_video_keeps_its_frames_and_stops_with_the_audio() {
+    let out = tmp("video.mp4");
+    run_ok(lipsync().args(["dub", "--face"]).arg(media("speakerine.mp4")).arg("--audio").arg(media("speech_16k.wav")).arg("-o").arg(&out));
+    let video = lipsync::io::decode_video(&out, usize::MAX).unwrap();
+    assert_eq!(video.frames.len(), 156, "9 s of face, 6.23 s of audio");
+    assert_eq!((video.width, video.height), (256, 256));
+}
+
+#[test]
+fn dub_names_a_missing_file() {
+    let out = lipsync()
+        .args(["dub", "--face", "/nonexistent/face.png", "--audio"])
+        .arg(media("speech_16k.wav"))
+        .args(["-o", "/tmp/never.mp4"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/face.png"), "{err}");
+}
+
+#[test]
+fn live_with_rtp_audio_writes_every_frame() {
+    lipsync::io::init().unwrap();
+    use gst::prelude::*;
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let sender = gst::parse::launch(&format!(
+        "audiotestsrc is-live=true wave=sine freq=300 ! audio/x-raw,rate=16000,channels=1 ! audioconvert ! \
+         rtpL16pay ! udpsink host=127.0.0.1 port={port}"
+    ))
+    .unwrap();
+    sender.set_state(gst::State::Playing).unwrap();
+    let out = tmp("live.mkv");
+    let log = run_ok(
+        lipsync()
+            .args(["live", "--camera", "test", "--audio", &format!("rtp://127.0.0.1:{port}?codec=l16")])
+            .arg("--out")
+            .arg(&out)
+            .args(["--duration", "2"]),
+    );
+    sender.set_state(gst::State::Null).unwrap();
+    let frames = lipsync::io::decode_video(&out, usize::MAX).unwrap().frames.len();
+    assert!((40..=55).contains(&frames), "2 s at 25 fps: {frames} frames\n{log}");
+    assert!(log.contains("0 without audio"), "the RTP audio arrived:\n{log}");
+    assert!(log.contains(&format!("{frames} frames in")), "every frame counted in was written:\n{log}");
+}
+
+#[test]
+fn live_rejects_an_unknown_audio_source() {
+    let out = lipsync().args(["live", "--camera", "test", "--audio", "rtp://x:1?codec=mp3", "--out", "/tmp/x.mkv"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown codec `mp3`"));
+}
