@@ -42,10 +42,7 @@ impl PixelFormat {
 
     /// Parses a GStreamer format name.
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.name() == name)
-            .ok_or_else(|| Error::UnsupportedFormat(name.to_owned()))
+        Self::ALL.into_iter().find(|f| f.name() == name).ok_or_else(|| Error::UnsupportedFormat(name.to_owned()))
     }
 
     /// Number of planes.
@@ -108,13 +105,7 @@ impl FrameLayout {
             PixelFormat::I420 => {
                 let ys = round_up_4(w);
                 let cs = round_up_4(cw);
-                FrameLayout {
-                    format,
-                    width,
-                    height,
-                    offsets: [0, ys * h, ys * h + cs * ch],
-                    strides: [ys, cs, cs],
-                }
+                FrameLayout { format, width, height, offsets: [0, ys * h, ys * h + cs * ch], strides: [ys, cs, cs] }
             }
             PixelFormat::Nv12 => {
                 let ys = round_up_4(w);

@@ -27,7 +27,15 @@ fn run_ok(cmd: &mut Command) -> String {
 #[test]
 fn dub_a_photo_makes_a_video_as_long_as_the_audio() {
     let out = tmp("photo.mp4");
-    let log = run_ok(lipsync().args(["dub", "--face"]).arg(media("astronaut.png")).arg("--audio").arg(media("speech_16k.wav")).arg("-o").arg(&out));
+    let log = run_ok(
+        lipsync()
+            .args(["dub", "--face"])
+            .arg(media("astronaut.png"))
+            .arg("--audio")
+            .arg(media("speech_16k.wav"))
+            .arg("-o")
+            .arg(&out),
+    );
     assert!(log.contains("156 frames"), "{log}");
     // The output decodes: 6.23 s of speech -> 156 frames at 25 fps, and the audio is the speech.
     let video = lipsync::io::decode_video(&out, usize::MAX).unwrap();
@@ -44,7 +52,15 @@ fn dub_a_photo_makes_a_video_as_long_as_the_audio() {
 #[test]
 fn dub_a_video_keeps_its_frames_and_stops_with_the_audio() {
     let out = tmp("video.mp4");
-    run_ok(lipsync().args(["dub", "--face"]).arg(media("speakerine.mp4")).arg("--audio").arg(media("speech_16k.wav")).arg("-o").arg(&out));
+    run_ok(
+        lipsync()
+            .args(["dub", "--face"])
+            .arg(media("speakerine.mp4"))
+            .arg("--audio")
+            .arg(media("speech_16k.wav"))
+            .arg("-o")
+            .arg(&out),
+    );
     let video = lipsync::io::decode_video(&out, usize::MAX).unwrap();
     assert_eq!(video.frames.len(), 156, "9 s of face, 6.23 s of audio");
     assert_eq!((video.width, video.height), (256, 256));
@@ -91,7 +107,10 @@ fn live_with_rtp_audio_writes_every_frame() {
 
 #[test]
 fn live_rejects_an_unknown_audio_source() {
-    let out = lipsync().args(["live", "--camera", "test", "--audio", "rtp://x:1?codec=mp3", "--out", "/tmp/x.mkv"]).output().unwrap();
+    let out = lipsync()
+        .args(["live", "--camera", "test", "--audio", "rtp://x:1?codec=mp3", "--out", "/tmp/x.mkv"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown codec `mp3`"));
 }

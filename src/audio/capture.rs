@@ -80,8 +80,7 @@ impl MicCapture {
                 .input_devices()
                 .map_err(|e| Error::AudioDevice(e.to_string()))?
                 .find(|d| {
-                    d.id().is_ok_and(|i| i.to_string() == want)
-                        || d.description().is_ok_and(|x| x.name() == want)
+                    d.id().is_ok_and(|i| i.to_string() == want) || d.description().is_ok_and(|x| x.name() == want)
                 })
                 .ok_or_else(|| Error::AudioDevice(format!("no audio input `{want}`; see `lipsync devices`")))?,
         };
@@ -144,7 +143,11 @@ impl Drop for MicCapture {
     }
 }
 
-fn build<T>(dev: &cpal::Device, config: cpal::StreamConfig, mut ring: HeapProd<f32>) -> Result<cpal::Stream, cpal::Error>
+fn build<T>(
+    dev: &cpal::Device,
+    config: cpal::StreamConfig,
+    mut ring: HeapProd<f32>,
+) -> Result<cpal::Stream, cpal::Error>
 where
     T: SizedSample,
     f32: FromSample<T>,
@@ -165,4 +168,3 @@ where
         None,
     )
 }
-

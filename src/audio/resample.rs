@@ -59,7 +59,8 @@ mod tests {
     #[test]
     fn a_48k_tone_keeps_its_frequency_at_16k() {
         let mut rs = To16k::new(48_000).unwrap();
-        let tone: Vec<f32> = (0..48_000).map(|i| (i as f32 * 2.0 * std::f32::consts::PI * 440.0 / 48_000.0).sin()).collect();
+        let tone: Vec<f32> =
+            (0..48_000).map(|i| (i as f32 * 2.0 * std::f32::consts::PI * 440.0 / 48_000.0).sin()).collect();
         let mut out = Vec::new();
         for block in tone.chunks(480) {
             rs.push(block, &mut out).unwrap();

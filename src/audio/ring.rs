@@ -180,6 +180,8 @@ pub struct AudioRing {
     capacity: usize,
     /// Samples at or after this time are still needed by a frame: dropping them is an overrun.
     protect_from: u64,
+    /// Scratch for `read`: which output samples had data (kept to avoid a per-window allocation).
+    covered: Vec<bool>,
 }
 
 impl AudioRing {
@@ -211,6 +213,7 @@ impl AudioRing {
             segments: VecDeque::new(),
             capacity: config.history_samples.max(1),
             protect_from: 0,
+            covered: Vec::new(),
         };
         (producer, ring)
     }
@@ -235,10 +238,8 @@ impl AudioRing {
                 self.segments.push_back(Segment { index: self.next_index, time: a.time, len: 0 });
             }
             // Samples up to the next anchor belong to the current segment.
-            let until_anchor = self
-                .pending_anchors
-                .front()
-                .map_or(u64::MAX, |a| a.index.saturating_sub(self.next_index));
+            let until_anchor =
+                self.pending_anchors.front().map_or(u64::MAX, |a| a.index.saturating_sub(self.next_index));
             let take = (left as u64).min(until_anchor).max(1) as usize;
             match self.segments.back_mut() {
                 Some(seg) => {
@@ -358,7 +359,9 @@ impl AudioRing {
         self.drain();
         out.fill(0.0);
         let n = out.len() as i64;
-        let mut covered = vec![false; out.len()];
+        let mut covered = std::mem::take(&mut self.covered);
+        covered.clear();
+        covered.resize(out.len(), false);
         for s in &self.segments {
             // Position in `out` of the segment's first sample, rounded to the nearest sample.
             let rel = s.time as i128 - t0 as i128;
@@ -375,6 +378,7 @@ impl AudioRing {
             }
         }
         let present = covered.iter().filter(|c| **c).count();
+        self.covered = covered;
         let info = ReadInfo { present, missing: out.len() - present };
         if count && info.missing > 0 {
             self.counters.underrun(info.missing as u64);

@@ -37,11 +37,7 @@ impl AudioWindow {
     /// Where the window of a frame at `pts` starts, possibly before 0 (then the head is silence):
     /// `(start_time, leading_silence_samples)`.
     pub fn placement(&self, pts: u64) -> (u64, usize) {
-        if pts >= self.before {
-            (pts - self.before, 0)
-        } else {
-            (0, ((self.before - pts) / NS_PER_SAMPLE) as usize)
-        }
+        if pts >= self.before { (pts - self.before, 0) } else { (0, ((self.before - pts) / NS_PER_SAMPLE) as usize) }
     }
 }
 

@@ -30,9 +30,8 @@ pub fn run() -> Result<()> {
         println!("  none found");
     }
     for d in devices {
-        let path = d.properties().and_then(|p| {
-            ["api.v4l2.path", "device.path"].iter().find_map(|k| p.get::<String>(*k).ok())
-        });
+        let path =
+            d.properties().and_then(|p| ["api.v4l2.path", "device.path"].iter().find_map(|k| p.get::<String>(*k).ok()));
         println!("  {}  {}", d.display_name(), path.unwrap_or_default());
     }
     Ok(())

@@ -97,12 +97,8 @@ pub fn run(args: &LiveArgs) -> Result<()> {
             recommended / 1_000_000
         );
     }
-    let config = EngineConfig {
-        mode: Mode::Live,
-        latency: Some(latency),
-        fallback: args.fallback.into(),
-        ..Default::default()
-    };
+    let config =
+        EngineConfig { mode: Mode::Live, latency: Some(latency), fallback: args.fallback.into(), ..Default::default() };
     let (mut engine, producer) = Engine::<()>::new(renderer, config)?;
     let audio = start_audio(&args.audio, producer, &clock)?;
     let input = VideoInput::open(&args.camera, &clock)?;

@@ -114,7 +114,9 @@ impl<P> fmt::Debug for OutputFrame<P> {
 pub enum EngineEvent {
     RenderFailed(String),
     /// Audio stopped arriving: frames pass through until it comes back.
-    AudioMissing { lag_ns: u64 },
+    AudioMissing {
+        lag_ns: u64,
+    },
     AudioResumed,
 }
 

@@ -79,11 +79,7 @@ impl Stats {
         let mut times = self.render_times.lock().ring.clone();
         times.sort_unstable();
         let pct = |p: f64| -> u64 {
-            if times.is_empty() {
-                0
-            } else {
-                times[((times.len() - 1) as f64 * p).round() as usize]
-            }
+            if times.is_empty() { 0 } else { times[((times.len() - 1) as f64 * p).round() as usize] }
         };
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {

@@ -70,9 +70,9 @@ impl Mp4Writer {
     }
 
     fn failure(&self, flow: gst::FlowError) -> Error {
-        check_bus(&self.pipeline).err().unwrap_or_else(|| {
-            Error::Media(format!("{}: the encoder refused data ({flow:?})", self.path.display()))
-        })
+        check_bus(&self.pipeline)
+            .err()
+            .unwrap_or_else(|| Error::Media(format!("{}: the encoder refused data ({flow:?})", self.path.display())))
     }
 
     /// Ends both streams and waits until the file is complete.

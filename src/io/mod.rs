@@ -28,7 +28,9 @@ pub fn init() -> Result<()> {
 fn launch(description: &str) -> Result<gst::Pipeline> {
     init()?;
     gst::parse::launch(description)
-        .map_err(|e| Error::Media(format!("cannot build pipeline `{description}`: {e} (a GStreamer plugin may be missing)")))?
+        .map_err(|e| {
+            Error::Media(format!("cannot build pipeline `{description}`: {e} (a GStreamer plugin may be missing)"))
+        })?
         .downcast::<gst::Pipeline>()
         .map_err(|_| Error::Media("not a pipeline".into()))
 }

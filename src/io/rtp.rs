@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 pub enum RtpCodec {
     Opus,
     /// Linear 16-bit PCM with its clock rate and channel count.
-    L16 { rate: u32, channels: u32 },
+    L16 {
+        rate: u32,
+        channels: u32,
+    },
 }
 
 /// Where RTP audio arrives.
@@ -75,7 +78,9 @@ impl RtpAudioReceiver {
                 "rtpopusdepay ! opusdec",
             ),
             RtpCodec::L16 { rate, channels } => (
-                format!("application/x-rtp,media=audio,clock-rate={rate},encoding-name=L16,channels={channels},payload=96"),
+                format!(
+                    "application/x-rtp,media=audio,clock-rate={rate},encoding-name=L16,channels={channels},payload=96"
+                ),
                 "rtpL16depay",
             ),
         };
@@ -95,9 +100,9 @@ impl RtpAudioReceiver {
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-                    let pts = buffer.pts().and_then(|pts| {
-                        sample.segment()?.downcast_ref::<gst::ClockTime>()?.to_running_time(pts)
-                    });
+                    let pts = buffer
+                        .pts()
+                        .and_then(|pts| sample.segment()?.downcast_ref::<gst::ClockTime>()?.to_running_time(pts));
                     let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
                     let samples: Vec<f32> =
                         map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();

@@ -25,9 +25,8 @@ use lipsync::{AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, Pix
 
 use super::{Fallback, Renderer};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("lipsync", gst::DebugColorFlags::empty(), Some("Streaming lip-sync"))
-});
+static CAT: LazyLock<gst::DebugCategory> =
+    LazyLock::new(|| gst::DebugCategory::new("lipsync", gst::DebugColorFlags::empty(), Some("Streaming lip-sync")));
 
 const DEFAULT_RENDERER: Renderer = Renderer::Passthrough;
 const DEFAULT_FALLBACK: Fallback = Fallback::Original;
@@ -153,7 +152,6 @@ impl LipSync {
         self.obj().property::<u64>("latency")
     }
 
-
     /// Current running time minus upstream latency: the time base of the engine's deadlines. `None` when
     /// the pipeline is not live (then there are no deadlines).
     fn now(&self) -> Option<u64> {
@@ -176,9 +174,7 @@ impl LipSync {
             return;
         };
         stream.samples.clear();
-        stream
-            .samples
-            .extend(map.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        stream.samples.extend(map.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
         // In pieces, draining in between: the hand-off ring never overflows on a large buffer.
         let mut pts = rt;
         for chunk in stream.samples.chunks(AUDIO_CHUNK) {
@@ -238,6 +234,17 @@ impl LipSync {
         Ok(())
     }
 
+    /// Non-live: the audio the frames known so far need (with a frame to spare); `None` when no frame is
+    /// known yet.
+    fn audio_needed_until(&self, stream: &mut Stream) -> Option<u64> {
+        let head = self
+            .video_pad
+            .peek_buffer()
+            .and_then(|b| self.video_pad.segment().downcast_ref::<gst::ClockTime>()?.to_running_time(b.pts()?));
+        let newest = head.map(|t| t.nseconds()).max(stream.last_video_rt)?;
+        Some(stream.engine.window().end(newest) + 40_000_000)
+    }
+
     /// Non-live: take the next frame only once the audio has caught up with it, so the engine holds about
     /// a window of frames rather than the whole video.
     fn may_take_video(&self, stream: &mut Stream, buffer: &gst::Buffer, audio_done: bool) -> bool {
@@ -261,7 +268,11 @@ impl LipSync {
                 let mut buffer = gst::Buffer::from_mut_slice(image);
                 {
                     let b = buffer.get_mut().expect("new buffer is writable");
-                    if let Err(e) = out.payload.copy_into(b, gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS | gst::BufferCopyFlags::META, ..) {
+                    if let Err(e) = out.payload.copy_into(
+                        b,
+                        gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS | gst::BufferCopyFlags::META,
+                        ..,
+                    ) {
                         gst::warning!(CAT, "cannot copy buffer metadata: {e}");
                     }
                 }
@@ -274,7 +285,12 @@ impl LipSync {
         for e in events {
             match e {
                 EngineEvent::RenderFailed(msg) => {
-                    gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}", msg), ["The frame went out as the fallback"])
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Failed,
+                        ("{}", msg),
+                        ["The frame went out as the fallback"]
+                    )
                 }
                 EngineEvent::AudioMissing { lag_ns } => gst::element_imp_warning!(
                     self,
@@ -480,8 +496,14 @@ impl ElementImpl for LipSync {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let agg_pad = gst_base::AggregatorPad::static_type();
             vec![
-                gst::PadTemplate::with_gtype("src", gst::PadDirection::Src, gst::PadPresence::Always, &video_caps(), agg_pad)
-                    .expect("src template"),
+                gst::PadTemplate::with_gtype(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &video_caps(),
+                    agg_pad,
+                )
+                .expect("src template"),
                 gst::PadTemplate::with_gtype(
                     "video_sink",
                     gst::PadDirection::Sink,
@@ -546,19 +568,16 @@ impl AggregatorImpl for LipSync {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::Negotiation,
-                ("latency {} ms is shorter than the renderer's audio look-ahead {} ms: live frames will be late",
-                    engine.latency() / 1_000_000, engine.window().after / 1_000_000)
+                (
+                    "latency {} ms is shorter than the renderer's audio look-ahead {} ms: live frames will be late",
+                    engine.latency() / 1_000_000,
+                    engine.window().after / 1_000_000
+                )
             );
         }
         *self.stats.lock() = engine.stats().clone();
-        self.state.lock().stream = Some(Stream {
-            engine,
-            audio,
-            layout: None,
-            last_video_rt: None,
-            samples: Vec::new(),
-            next_stats_at: None,
-        });
+        self.state.lock().stream =
+            Some(Stream { engine, audio, layout: None, last_video_rt: None, samples: Vec::new(), next_stats_at: None });
         gst::debug!(CAT, imp = self, "started");
         Ok(())
     }
@@ -704,10 +723,18 @@ impl AggregatorImpl for LipSync {
             };
             stream.engine.set_latency(own_latency);
             stream.engine.set_audio_absent(audio_pad.is_none());
-            // Audio first: everything queued goes into the ring.
+            // Audio first. Live, everything queued goes into the ring. Otherwise only as far as the known
+            // video needs (and a frame more): a buffer left on the pad makes the next video buffer wake
+            // this function, where taking all audio could leave frames stranded on the video pad while
+            // the audio's producer waits on a muxer that waits on those frames.
             let mut audio_done = true;
             if let Some(pad) = &audio_pad {
-                while let Some(buffer) = pad.pop_buffer() {
+                let need_until = if live { None } else { self.audio_needed_until(stream) };
+                while let Some(buffer) = pad.peek_buffer() {
+                    if need_until.is_some_and(|t| stream.engine.audio_end().is_some_and(|end| end >= t)) {
+                        break;
+                    }
+                    pad.drop_buffer();
                     self.push_audio(stream, pad, &buffer);
                 }
                 if pad.is_eos() {
@@ -730,14 +757,23 @@ impl AggregatorImpl for LipSync {
             }
             outputs.extend(stream.engine.process(now));
             if !live {
-                // Without a clock nothing else would wake us when the worker finishes: wait for it here
-                // once its queue is full.
-                while stream.engine.in_flight() >= MAX_IN_FLIGHT {
+                // Without a clock nothing wakes this function when the worker finishes, and new input may
+                // never come while a frame is held back (a muxer downstream waits for it and blocks a tee
+                // upstream): finish every render started before returning.
+                while stream.engine.in_flight() > 0 {
                     stream.engine.wait(Duration::from_secs(10));
                     outputs.extend(stream.engine.process(None));
                 }
             }
             let video_eos = self.video_pad.is_eos();
+            gst::log!(
+                CAT,
+                imp = self,
+                "aggregate(timeout={timeout}): audio to {:?}, {} frames inside, {} out, video eos {video_eos}, audio done {audio_done}",
+                stream.engine.audio_end(),
+                stream.engine.pending(),
+                outputs.len()
+            );
             if video_eos && audio_done {
                 outputs.extend(stream.engine.finish(now));
             }

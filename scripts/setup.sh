@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what lipsync needs on Debian 12 and is quiet when everything is already there.
+#   scripts/setup.sh          system packages (GStreamer, ALSA, encoders, espeak-ng)
+#   scripts/setup.sh --media  also the demo media: the astronaut photo (scikit-image wheel) and speech
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  pkg-config build-essential python3-pip
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libasound2-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav gstreamer1.0-alsa
+  espeak-ng
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found: install Rust 1.95 or newer (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+
+if [ "${1:-}" = "--media" ]; then
+  cache=.cache/media
+  mkdir -p "$cache"
+  # The photo: NASA's astronaut portrait (public domain), as shipped in the scikit-image wheel.
+  photo="$cache/astronaut.png"
+  photo_sha=88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5
+  if ! echo "$photo_sha  $photo" | sha256sum -c --status 2>/dev/null; then
+    echo "setup: fetching the scikit-image wheel for its astronaut photo"
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+      --platform manylinux_2_17_x86_64 scikit-image==0.24.0 -d .cache/wheels
+    python3 - "$photo" <<'PY'
+import glob, sys, zipfile
+wheel = sorted(glob.glob(".cache/wheels/scikit_image-0.24.0-*.whl"))[-1]
+with zipfile.ZipFile(wheel) as z, open(sys.argv[1], "wb") as f:
+    f.write(z.read("skimage/data/astronaut.png"))
+PY
+    echo "$photo_sha  $photo" | sha256sum -c --status || { echo "setup: astronaut.png checksum mismatch" >&2; exit 1; }
+  fi
+  # The speech: synthesised with espeak-ng.
+  speech="$cache/speech.wav"
+  if [ ! -s "$speech" ]; then
+    espeak-ng -v en-us -s 150 -w "$speech" \
+      "Hello! I am a photograph, and today I am talking to you in real time. \
+       Every frame of this video was made from one still picture and this voice."
+  fi
+fi

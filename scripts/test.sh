@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace after installing what a fresh Debian 12 machine lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+# A fresh registry per run: a stale plugin cache must not hide a broken plugin.
+export GST_REGISTRY="${TMPDIR:-/tmp}/lipsync-gst-registry-$$.bin"
+# The benchmarks must keep compiling; they run with `cargo bench`.
+cargo test --workspace --benches --no-run --quiet
+cargo test --workspace "$@"
