@@ -384,3 +384,46 @@ fn muxing_with_the_teed_audio_does_not_stall() {
     assert_eq!(l.property::<u64>("frames-rendered"), 270);
     let _ = std::fs::remove_file(out);
 }
+
+#[test]
+fn a_flush_drops_waiting_frames_and_the_stream_goes_on() {
+    let mut s = setup(&[("simulate-lookahead", &(200 * MS))], true, false);
+    let size = (W * H * 4) as usize;
+    // Three frames wait for audio that never comes before the flush.
+    s.audio.as_mut().unwrap().push(audio_buffer(0, 40, 0.1)).unwrap();
+    for k in 0..3 {
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    for h in [&mut s.video, s.audio.as_mut().unwrap()] {
+        assert!(h.push_event(gst::event::FlushStart::new()));
+        assert!(h.push_event(gst::event::FlushStop::new(true)));
+        h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new()));
+    }
+    let a = s.audio.as_mut().unwrap();
+    a.push(audio_buffer(0, 1000, 0.1)).unwrap();
+    a.push_event(gst::event::Eos::new());
+    for k in 0..5 {
+        s.video.push(video_buffer(10 + k, size)).unwrap();
+    }
+    s.video.push_event(gst::event::Eos::new());
+    let pts: Vec<u64> = pull_all(&mut s.video).iter().map(|b| b.pts().unwrap().nseconds() / FRAME).collect();
+    assert_eq!(pts, [10, 11, 12, 13, 14], "only the frames after the flush come out");
+}
+
+#[test]
+fn qos_skips_rendering_frames_already_too_late() {
+    let mut s = setup(&[], true, false);
+    let size = (W * H * 4) as usize;
+    // Downstream says it is 200 ms behind: frames before 200 ms are not worth rendering.
+    let qos = gst::event::Qos::new(gst::QOSType::Underflow, 1.0, 200_000_000, gst::ClockTime::ZERO);
+    assert!(s.video.push_upstream_event(qos));
+    for k in 0..10 {
+        s.audio.as_mut().unwrap().push(audio_buffer(k * 40, 40, 0.1)).unwrap();
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
+    s.video.push_event(gst::event::Eos::new());
+    assert_eq!(pull_all(&mut s.video).len(), 10, "skipped frames still go out");
+    assert_eq!(counter(&s.element, "frames-late"), 5);
+    assert_eq!(counter(&s.element, "frames-rendered"), 5);
+}
