@@ -7,4 +7,5 @@ scripts/setup.sh
 export GST_REGISTRY="${TMPDIR:-/tmp}/lipsync-gst-registry-$$.bin"
 # The benchmarks must keep compiling; they run with `cargo bench`.
 cargo test --workspace --benches --no-run --quiet
-cargo test --workspace "$@"
+cargo test --workspace --lib --bins --tests "$@"
+cargo test --workspace --doc "$@"
