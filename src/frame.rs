@@ -118,6 +118,16 @@ impl FrameLayout {
         }
     }
 
+    /// The same layout with plane offsets and strides as GStreamer's `VideoInfo` and `VideoMeta` give
+    /// them (extra entries are ignored).
+    pub fn with_planes(mut self, offsets: &[usize], strides: &[i32]) -> Self {
+        for p in 0..self.format.n_planes().min(offsets.len()).min(strides.len()) {
+            self.offsets[p] = offsets[p];
+            self.strides[p] = strides[p].max(0) as usize;
+        }
+        self
+    }
+
     /// Size in pixels of plane `p` (chroma planes are subsampled 2x2 for I420 and NV12).
     pub fn plane_size(&self, p: usize) -> (usize, usize) {
         let (w, h) = (self.width as usize, self.height as usize);

@@ -94,12 +94,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 fn layout_from_caps(caps: &gst::CapsRef) -> Result<FrameLayout> {
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| Error::Media(format!("not raw video: {caps}")))?;
     let format = PixelFormat::from_name(info.format().to_str().as_str())?;
-    let mut layout = FrameLayout::new(format, info.width(), info.height());
-    for p in 0..format.n_planes() {
-        layout.offsets[p] = info.offset()[p];
-        layout.strides[p] = info.stride()[p] as usize;
-    }
-    Ok(layout)
+    Ok(FrameLayout::new(format, info.width(), info.height()).with_planes(info.offset(), info.stride()))
 }
 
 /// A frame from an appsink sample, without copying its pixels; `pts` is set by the caller.
@@ -108,10 +103,7 @@ fn frame_from_sample(sample: &gst::Sample, pts: u64) -> Result<VideoFrame> {
     let mut layout = layout_from_caps(caps)?;
     let buffer = sample.buffer_owned().ok_or_else(|| Error::Media("video sample without a buffer".into()))?;
     if let Some(meta) = buffer.meta::<gst_video::VideoMeta>() {
-        for p in 0..layout.format.n_planes() {
-            layout.offsets[p] = meta.offset()[p];
-            layout.strides[p] = meta.stride()[p] as usize;
-        }
+        layout = layout.with_planes(meta.offset(), meta.stride());
     }
     let duration = buffer.duration().map(|d| d.nseconds());
     let mapped = buffer.into_mapped_buffer_readable().map_err(|_| Error::Media("cannot map a video buffer".into()))?;

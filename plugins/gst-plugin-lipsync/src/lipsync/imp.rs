@@ -116,12 +116,7 @@ fn audio_caps() -> gst::Caps {
 
 fn layout_from_info(info: &gst_video::VideoInfo) -> Result<FrameLayout, lipsync::Error> {
     let format = PixelFormat::from_name(info.format().to_str().as_str())?;
-    let mut layout = FrameLayout::new(format, info.width(), info.height());
-    for p in 0..format.n_planes() {
-        layout.offsets[p] = info.offset()[p];
-        layout.strides[p] = info.stride()[p] as usize;
-    }
-    Ok(layout)
+    Ok(FrameLayout::new(format, info.width(), info.height()).with_planes(info.offset(), info.stride()))
 }
 
 impl Settings {
@@ -215,10 +210,7 @@ impl LipSync {
             return Err(gst::FlowError::NotNegotiated);
         };
         if let Some(meta) = buffer.meta::<gst_video::VideoMeta>() {
-            for p in 0..layout.format.n_planes() {
-                layout.offsets[p] = meta.offset()[p];
-                layout.strides[p] = meta.stride()[p] as usize;
-            }
+            layout = layout.with_planes(meta.offset(), meta.stride());
         }
         let duration = buffer.duration().map(|d| d.nseconds());
         let data = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
@@ -604,6 +596,7 @@ impl AggregatorImpl for LipSync {
 
     fn next_time(&self) -> Option<gst::ClockTime> {
         let own = self.own_latency();
+        let audio_pad = self.audio_pad.lock().clone();
         let mut state = self.state.lock();
         let stream = state.stream.as_mut()?;
         match stream.engine.next_deadline() {
@@ -611,7 +604,6 @@ impl AggregatorImpl for LipSync {
             // No video inside: wake up for the queued audio (live, nothing else would take it while the
             // video pad is empty), or when more audio is due.
             None => {
-                let audio_pad = self.audio_pad.lock().clone();
                 let queued = audio_pad.and_then(|pad| {
                     let buffer = pad.peek_buffer()?;
                     pad.segment().downcast_ref::<gst::ClockTime>()?.to_running_time(buffer.pts()?)
