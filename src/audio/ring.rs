@@ -371,11 +371,10 @@ impl AudioRing {
             if lo >= hi {
                 continue;
             }
-            let first = (s.index - self.history_index) as i64 + (lo - pos);
-            for (k, i) in (lo..hi).zip(first..) {
-                out[k as usize] = self.history[i as usize];
-                covered[k as usize] = true;
-            }
+            let first = ((s.index - self.history_index) as i64 + (lo - pos)) as usize;
+            let (lo, hi) = (lo as usize, hi as usize);
+            copy_from_deque(&self.history, first, &mut out[lo..hi]);
+            covered[lo..hi].fill(true);
         }
         let present = covered.iter().filter(|c| **c).count();
         self.covered = covered;
@@ -402,6 +401,20 @@ impl AudioRing {
 
     pub fn is_empty(&self) -> bool {
         self.history.is_empty()
+    }
+}
+
+/// Copies `out.len()` samples of `deque` starting at `start`, slice by slice.
+fn copy_from_deque(deque: &VecDeque<f32>, start: usize, out: &mut [f32]) {
+    let (a, b) = deque.as_slices();
+    let n = out.len();
+    if start >= a.len() {
+        let s = start - a.len();
+        out.copy_from_slice(&b[s..s + n]);
+    } else {
+        let from_a = (a.len() - start).min(n);
+        out[..from_a].copy_from_slice(&a[start..start + from_a]);
+        out[from_a..].copy_from_slice(&b[..n - from_a]);
     }
 }
 
@@ -555,6 +568,20 @@ mod tests {
         p.push(None, &[2.0; 160]).unwrap(); // continues its clock at 10 ms, with a new anchor
         assert_eq!(r.start_time(), Some(10 * MS));
         assert_eq!(r.len(), 160);
+    }
+
+    #[test]
+    fn copies_across_the_wrap_of_the_history() {
+        let mut d: VecDeque<f32> = VecDeque::with_capacity(8);
+        d.extend([0.0; 6]);
+        d.drain(..6);
+        d.extend((0..8).map(|i| i as f32)); // wraps inside the buffer
+        assert!(!d.as_slices().1.is_empty(), "the deque wraps");
+        let mut out = [0.0; 5];
+        for start in 0..4 {
+            copy_from_deque(&d, start, &mut out);
+            assert_eq!(out, [0.0, 1.0, 2.0, 3.0, 4.0].map(|v| v + start as f32));
+        }
     }
 
     #[test]
