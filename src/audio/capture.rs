@@ -168,3 +168,32 @@ where
         None,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::{AudioRing, RingConfig};
+
+    /// ALSA's `null` capture device exists wherever alsa-lib does (no sound card needed): it yields
+    /// silence as fast as it is read, so only the plumbing is checked here, not real-time pacing.
+    #[test]
+    fn captures_from_the_alsa_null_device_into_the_ring() {
+        let (producer, mut ring) = AudioRing::new(&RingConfig::default());
+        let start = std::time::Instant::now();
+        let clock: Clock = Arc::new(move || start.elapsed().as_nanos() as u64);
+        let mic = MicCapture::start(Some("alsa:null"), producer, clock).expect("the null device opens");
+        assert!(mic.rate > 0 && mic.channels > 0);
+        while ring.end_time().is_none() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(mic);
+        assert!(ring.len() > 0, "16 kHz samples reached the ring");
+    }
+
+    #[test]
+    fn an_unknown_device_is_named_in_the_error() {
+        let (producer, _ring) = AudioRing::new(&RingConfig::default());
+        let err = MicCapture::start(Some("no-such-mic"), producer, Arc::new(|| 0)).err().expect("an error");
+        assert!(err.to_string().contains("no-such-mic"), "{err}");
+    }
+}
