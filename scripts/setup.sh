@@ -30,6 +30,19 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# MediaPipe's face models ship in the mediapipe 0.10.21 wheel (later wheels carry no .tflite); the Rust
+# code reads them straight out of it (src/face/models.rs).
+wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/lipsync"
+wheel="$wheel_dir/mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
+wheel_sha=05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3
+if ! echo "$wheel_sha  $wheel" | sha256sum -c --status 2>/dev/null; then
+  echo "setup: fetching the mediapipe 0.10.21 wheel (face models) into $wheel_dir"
+  mkdir -p "$wheel_dir"
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux_2_28_x86_64 mediapipe==0.10.21 -d "$wheel_dir"
+  echo "$wheel_sha  $wheel" | sha256sum -c --status || { echo "setup: $wheel checksum mismatch" >&2; exit 1; }
+fi
+
 if [ "${1:-}" = "--media" ]; then
   cache=.cache/media
   mkdir -p "$cache"

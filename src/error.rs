@@ -30,6 +30,14 @@ pub enum Error {
     #[error("audio device: {0}")]
     AudioDevice(String),
 
+    /// A model file that cannot be used (corrupted, truncated, an unsupported operator, wrong checksum).
+    #[error("model: {0}")]
+    Model(String),
+
+    /// A tensor operation failed (a bug or an unsupported device).
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+
     /// A media pipeline (decoding, encoding, capture, RTP) failed.
     #[error("media pipeline: {0}")]
     Media(String),

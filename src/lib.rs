@@ -24,6 +24,7 @@
 pub mod audio;
 pub mod engine;
 pub mod error;
+pub mod face;
 pub mod frame;
 pub mod render;
 

@@ -1,0 +1,427 @@
+//! Runs a parsed TFLite graph on candle tensors: a small interpreter for the operator subset of
+//! MediaPipe's face models (CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, ADD, PAD, RELU, PRELU, RESHAPE,
+//! CONCATENATION; DEQUANTIZE is resolved at load time).
+//!
+//! Why an interpreter and not the two networks written out by hand: both models are plain sequences of
+//! these nine operators, so one interpreter serves both, follows the file exactly (no hand-copied layer
+//! list to get wrong) and names the operator when a file holds something else. Four-dimensional tensors
+//! are kept NCHW inside (candle's convolution layout) and converted at RESHAPE/CONCATENATION and at the
+//! outputs, so results keep TFLite's NHWC order. Padding is TensorFlow's: SAME puts the extra pixel at the
+//! bottom/right. 1x1 convolutions run as one matrix product; depthwise convolutions run in a direct
+//! kernel (candle's grouped convolution runs one convolution per channel, about 20x slower here).
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+
+use super::model::{Const, OpKind, Padding, TfliteModel};
+use crate::error::{Error, Result};
+
+/// Zero padding of a 2-D window operation: (top, bottom, left, right).
+type Pads = [usize; 4];
+
+fn same_or_valid(padding: Padding, input: (usize, usize), kernel: (usize, usize), stride: (usize, usize)) -> Pads {
+    match padding {
+        Padding::Valid => [0; 4],
+        Padding::Same => {
+            let axis = |i: usize, k: usize, s: usize| {
+                let out = i.div_ceil(s);
+                let total = ((out - 1) * s + k).saturating_sub(i);
+                (total / 2, total - total / 2)
+            };
+            let (t, b) = axis(input.0, kernel.0, stride.0);
+            let (l, r) = axis(input.1, kernel.1, stride.1);
+            [t, b, l, r]
+        }
+    }
+}
+
+enum Step {
+    Conv {
+        x: usize,
+        y: usize,
+        w: Tensor,
+        b: Tensor,
+        stride: usize,
+        pads: Pads,
+        relu: bool,
+    },
+    Pointwise {
+        x: usize,
+        y: usize,
+        w: Tensor,
+        b: Tensor,
+        relu: bool,
+    },
+    Depthwise {
+        x: usize,
+        y: usize,
+        op: Depthwise,
+    },
+    MaxPool {
+        x: usize,
+        y: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+    },
+    Add {
+        a: usize,
+        b: usize,
+        y: usize,
+        relu: bool,
+    },
+    Relu {
+        x: usize,
+        y: usize,
+    },
+    Prelu {
+        x: usize,
+        y: usize,
+        alpha: Tensor,
+    },
+    /// Zero padding per NCHW dim (before, after).
+    Pad {
+        x: usize,
+        y: usize,
+        pads: [(usize, usize); 4],
+    },
+    Reshape {
+        x: usize,
+        y: usize,
+        shape: Vec<usize>,
+    },
+    Concat {
+        xs: Vec<usize>,
+        y: usize,
+        axis: usize,
+    },
+}
+
+/// A model ready to run.
+pub struct Graph {
+    steps: Vec<Step>,
+    /// Rank of each tensor as TFLite declares it (4 = stored NCHW here).
+    ranks: Vec<usize>,
+    input: usize,
+    input_shape: Vec<usize>,
+    outputs: Vec<usize>,
+    device: Device,
+}
+
+fn nhwc_axis_to_nchw(axis: usize) -> usize {
+    [0, 2, 3, 1][axis]
+}
+
+impl Graph {
+    /// Prepares `model` to run on `device`; `file` names it in errors.
+    pub fn new(model: &TfliteModel, device: &Device, file: &str) -> Result<Self> {
+        let bad = |what: String| Error::Model(format!("{file}: {what}"));
+        let shape = |t: usize| model.tensors[t].shape.clone();
+        let f32_const = |t: usize, what: &str| -> Result<Vec<f32>> {
+            match &model.consts[t] {
+                Some(Const::F32(v)) => Ok(v.clone()),
+                _ => Err(bad(format!("{what} `{}` is not a float constant", model.tensors[t].name))),
+            }
+        };
+        let [input] = model.inputs.as_slice() else {
+            return Err(bad(format!("{} inputs; one expected", model.inputs.len())));
+        };
+        let mut steps = Vec::with_capacity(model.ops.len());
+        for (index, op) in model.ops.iter().enumerate() {
+            let x = op.inputs[0];
+            let y = *op.outputs.first().ok_or_else(|| bad(format!("operator {index} has no output")))?;
+            let xs = shape(x);
+            let hw = |s: &[usize]| -> Result<(usize, usize)> {
+                match s {
+                    [_, h, w, _] => Ok((*h, *w)),
+                    _ => Err(bad(format!("operator {index}: input {s:?} is not NHWC"))),
+                }
+            };
+            let step = match &op.kind {
+                OpKind::Conv2d { stride, padding, relu } | OpKind::DepthwiseConv2d { stride, padding, relu } => {
+                    let depthwise = matches!(op.kind, OpKind::DepthwiseConv2d { .. });
+                    let (wt, bt) =
+                        (op.inputs[1], *op.inputs.get(2).ok_or_else(|| bad(format!("operator {index}: no bias")))?);
+                    let ws = shape(wt);
+                    let [o, kh, kw, i] = ws[..] else { return Err(bad(format!("operator {index}: kernel {ws:?}"))) };
+                    let w = f32_const(wt, "kernel")?;
+                    let b = f32_const(bt, "bias")?;
+                    let pads = same_or_valid(*padding, hw(&xs)?, (kh, kw), *stride);
+                    if depthwise {
+                        // [1, kh, kw, C] -> per channel [C][kh][kw].
+                        let c = i;
+                        let mut wc = vec![0.0; c * kh * kw];
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                for ch in 0..c {
+                                    wc[(ch * kh + ky) * kw + kx] = w[(ky * kw + kx) * c + ch];
+                                }
+                            }
+                        }
+                        let _ = o;
+                        Step::Depthwise {
+                            x,
+                            y,
+                            op: Depthwise {
+                                w: Arc::new(wc),
+                                b: Arc::new(b),
+                                kh,
+                                kw,
+                                stride: *stride,
+                                pads,
+                                relu: *relu,
+                            },
+                        }
+                    } else if stride.0 != stride.1 {
+                        return Err(bad(format!("operator {index}: unequal strides {stride:?}")));
+                    } else if kh == 1 && kw == 1 && *stride == (1, 1) {
+                        Step::Pointwise {
+                            x,
+                            y,
+                            w: Tensor::from_vec(w, (o, i), device)?,
+                            b: Tensor::from_vec(b, (o, 1), device)?,
+                            relu: *relu,
+                        }
+                    } else {
+                        // OHWI -> OIHW.
+                        let w = Tensor::from_vec(w, (o, kh, kw, i), device)?.permute((0, 3, 1, 2))?.contiguous()?;
+                        Step::Conv {
+                            x,
+                            y,
+                            w,
+                            b: Tensor::from_vec(b, (1, o, 1, 1), device)?,
+                            stride: stride.0,
+                            pads,
+                            relu: *relu,
+                        }
+                    }
+                }
+                OpKind::MaxPool2d { filter, stride, padding } => {
+                    if same_or_valid(*padding, hw(&xs)?, *filter, *stride) != [0; 4] {
+                        return Err(bad(format!("operator {index}: padded max pooling is not supported")));
+                    }
+                    Step::MaxPool { x, y, kernel: *filter, stride: *stride }
+                }
+                OpKind::Add { relu } => Step::Add { a: x, b: op.inputs[1], y, relu: *relu },
+                OpKind::Relu => Step::Relu { x, y },
+                OpKind::Prelu => {
+                    let alpha = f32_const(op.inputs[1], "PReLU slope")?;
+                    let c = alpha.len();
+                    Step::Prelu { x, y, alpha: Tensor::from_vec(alpha, (1, c, 1, 1), device)? }
+                }
+                OpKind::Pad => {
+                    let Some(Const::I32(p)) = &model.consts[op.inputs[1]] else {
+                        return Err(bad(format!("operator {index}: PAD without constant paddings")));
+                    };
+                    if p.len() != 8 || p.iter().any(|&v| v < 0) {
+                        return Err(bad(format!("operator {index}: paddings {p:?}")));
+                    }
+                    let mut pads = [(0, 0); 4];
+                    for axis in 0..4 {
+                        pads[nhwc_axis_to_nchw(axis)] = (p[2 * axis] as usize, p[2 * axis + 1] as usize);
+                    }
+                    Step::Pad { x, y, pads }
+                }
+                OpKind::Reshape { new_shape } => {
+                    let total: usize = xs.iter().product();
+                    let known: usize = new_shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+                    let shape: Vec<usize> =
+                        new_shape.iter().map(|&d| if d < 0 { total / known.max(1) } else { d as usize }).collect();
+                    if shape.iter().product::<usize>() != total {
+                        return Err(bad(format!("operator {index}: cannot reshape {xs:?} to {new_shape:?}")));
+                    }
+                    Step::Reshape { x, y, shape }
+                }
+                OpKind::Concatenation { axis } => {
+                    let rank = xs.len() as i32;
+                    let axis = if *axis < 0 { axis + rank } else { *axis } as usize;
+                    let axis = if rank == 4 { nhwc_axis_to_nchw(axis) } else { axis };
+                    Step::Concat { xs: op.inputs.clone(), y, axis }
+                }
+            };
+            steps.push(step);
+        }
+        Ok(Graph {
+            steps,
+            ranks: model.tensors.iter().map(|t| t.shape.len()).collect(),
+            input: *input,
+            input_shape: shape(*input),
+            outputs: model.outputs.clone(),
+            device: device.clone(),
+        })
+    }
+
+    /// The input shape (NHWC).
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs the graph on an NHWC input; returns the outputs in the model's order and layout.
+    pub fn run(&self, input: &Tensor) -> Result<Vec<Tensor>> {
+        if input.dims() != self.input_shape.as_slice() {
+            return Err(Error::Model(format!(
+                "input {:?} given; the model takes {:?}",
+                input.dims(),
+                self.input_shape
+            )));
+        }
+        let mut values: Vec<Option<Tensor>> = vec![None; self.ranks.len()];
+        values[self.input] = Some(input.permute((0, 3, 1, 2))?.contiguous()?);
+        let get = |values: &[Option<Tensor>], t: usize| -> Result<Tensor> {
+            values[t].clone().ok_or_else(|| Error::Model(format!("tensor {t} is used before it is computed")))
+        };
+        for step in &self.steps {
+            let (y, value) = match step {
+                Step::Conv { x, y, w, b, stride, pads, relu } => {
+                    let mut v = get(&values, *x)?;
+                    let [t, bo, l, r] = *pads;
+                    let symmetric = t == bo && l == r && t == l;
+                    if !symmetric {
+                        v = v.pad_with_zeros(2, t, bo)?.pad_with_zeros(3, l, r)?;
+                    }
+                    let v = v.conv2d(w, if symmetric { t } else { 0 }, *stride, 1, 1)?.broadcast_add(b)?;
+                    (*y, if *relu { v.relu()? } else { v })
+                }
+                Step::Pointwise { x, y, w, b, relu } => {
+                    let v = get(&values, *x)?;
+                    let (n, c, h, wd) = v.dims4()?;
+                    let out = w.matmul(&v.reshape((c, h * wd))?)?.broadcast_add(b)?;
+                    let out = out.reshape((n, w.dim(0)?, h, wd))?;
+                    (*y, if *relu { out.relu()? } else { out })
+                }
+                Step::Depthwise { x, y, op } => (*y, get(&values, *x)?.apply_op1_no_bwd(op)?),
+                Step::MaxPool { x, y, kernel, stride } => {
+                    (*y, get(&values, *x)?.max_pool2d_with_stride(*kernel, *stride)?)
+                }
+                Step::Add { a, b, y, relu } => {
+                    let v = get(&values, *a)?.add(&get(&values, *b)?)?;
+                    (*y, if *relu { v.relu()? } else { v })
+                }
+                Step::Relu { x, y } => (*y, get(&values, *x)?.relu()?),
+                Step::Prelu { x, y, alpha } => {
+                    let v = get(&values, *x)?;
+                    let neg = v.minimum(0f32)?.broadcast_mul(alpha)?;
+                    (*y, v.maximum(0f32)?.add(&neg)?)
+                }
+                Step::Pad { x, y, pads } => {
+                    let mut v = get(&values, *x)?;
+                    for (dim, &(before, after)) in pads.iter().enumerate() {
+                        if before + after > 0 {
+                            v = v.pad_with_zeros(dim, before, after)?;
+                        }
+                    }
+                    (*y, v)
+                }
+                Step::Reshape { x, y, shape } => {
+                    let mut v = get(&values, *x)?;
+                    if self.ranks[*x] == 4 {
+                        v = v.permute((0, 2, 3, 1))?.contiguous()?;
+                    }
+                    let mut v = v.reshape(shape.as_slice())?;
+                    if shape.len() == 4 {
+                        v = v.permute((0, 3, 1, 2))?.contiguous()?;
+                    }
+                    (*y, v)
+                }
+                Step::Concat { xs, y, axis } => {
+                    let parts = xs.iter().map(|&t| get(&values, t)).collect::<Result<Vec<_>>>()?;
+                    (*y, Tensor::cat(&parts, *axis)?)
+                }
+            };
+            values[y] = Some(value);
+        }
+        self.outputs
+            .iter()
+            .map(|&t| {
+                let v = get(&values, t)?;
+                Ok(if self.ranks[t] == 4 { v.permute((0, 2, 3, 1))?.contiguous()? } else { v })
+            })
+            .collect()
+    }
+}
+
+/// Depthwise 3x3 (or any size) convolution with per-channel bias on an NCHW f32 tensor, as a candle
+/// custom op: each output row accumulates contiguous input rows, which the compiler vectorises.
+#[derive(Clone)]
+struct Depthwise {
+    /// [C][kh][kw]
+    w: Arc<Vec<f32>>,
+    b: Arc<Vec<f32>>,
+    kh: usize,
+    kw: usize,
+    stride: (usize, usize),
+    pads: Pads,
+    relu: bool,
+}
+
+impl CustomOp1 for Depthwise {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else { candle_core::bail!("depthwise-conv2d needs f32") };
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("depthwise-conv2d needs a contiguous input".into()))?;
+        let src = &data[start..end];
+        let (n, c, h, w) = layout.shape().dims4()?;
+        if n != 1 || c != self.b.len() {
+            candle_core::bail!("depthwise-conv2d: input {:?} for {} channels", layout.shape(), self.b.len());
+        }
+        let [pt, pb, pl, pr] = self.pads;
+        let (sh, sw) = self.stride;
+        let ho = (h + pt + pb - self.kh) / sh + 1;
+        let wo = (w + pl + pr - self.kw) / sw + 1;
+        let mut out = vec![0f32; c * ho * wo];
+        for ch in 0..c {
+            let plane = &src[ch * h * w..(ch + 1) * h * w];
+            let dst = &mut out[ch * ho * wo..(ch + 1) * ho * wo];
+            dst.fill(self.b[ch]);
+            let wk = &self.w[ch * self.kh * self.kw..(ch + 1) * self.kh * self.kw];
+            for oy in 0..ho {
+                let row = &mut dst[oy * wo..(oy + 1) * wo];
+                for ky in 0..self.kh {
+                    let iy = (oy * sh + ky) as isize - pt as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let src_row = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    for kx in 0..self.kw {
+                        let k = wk[ky * self.kw + kx];
+                        // Output columns whose input column ox*sw + kx - pl lies inside the row.
+                        let first = (pl.saturating_sub(kx)).div_ceil(sw);
+                        let last = ((w + pl).saturating_sub(kx + 1) / sw + 1).min(wo);
+                        if first >= last {
+                            continue;
+                        }
+                        let ix0 = first * sw + kx - pl;
+                        if sw == 1 {
+                            let n = last - first;
+                            for (o, i) in row[first..last].iter_mut().zip(&src_row[ix0..ix0 + n]) {
+                                *o += k * i;
+                            }
+                        } else {
+                            for (j, o) in row[first..last].iter_mut().enumerate() {
+                                *o += k * src_row[ix0 + j * sw];
+                            }
+                        }
+                    }
+                }
+                if self.relu {
+                    row.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((1, c, ho, wo))))
+    }
+}
+
+/// f32 NHWC tensor from interleaved RGB bytes mapped to `[lo, hi]`.
+pub fn image_tensor(rgb: &[f32], h: usize, w: usize, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::from_slice(rgb, (1, h, w, 3), device)?.to_dtype(DType::F32)?)
+}

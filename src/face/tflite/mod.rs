@@ -1,0 +1,9 @@
+//! TFLite models in Rust: [`flatbuffer`] reads the file format, [`model`] the schema subset MediaPipe's
+//! face models use, [`graph`] runs them on candle.
+
+pub mod flatbuffer;
+pub mod graph;
+pub mod model;
+
+pub use graph::Graph;
+pub use model::TfliteModel;
