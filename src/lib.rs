@@ -35,7 +35,7 @@ pub mod cli;
 pub mod io;
 
 pub use audio::{AudioProducer, AudioRing, AudioWindow};
-pub use engine::{Engine, EngineConfig, EngineEvent, Fallback, FrameStatus, Mode, OutputFrame};
+pub use engine::{Engine, EngineConfig, EngineEvent, Fallback, FrameStatus, Mode, OutputFrame, TrackingConfig};
 pub use error::{Error, Result};
 pub use frame::{FrameLayout, Patch, PixelFormat, VideoFrame};
 pub use render::{Renderer, RendererKind};

@@ -25,6 +25,8 @@ use worker::{Done, Job, JobResult, Worker};
 
 use crate::audio::{AudioProducer, AudioRing, AudioWindow, RingConfig};
 use crate::error::{Error, Result};
+use crate::face::models::ModelSource;
+use crate::face::{FaceTracker, TrackerConfig};
 use crate::frame::{Patch, VideoFrame};
 use crate::render::Renderer;
 
@@ -61,6 +63,22 @@ pub struct EngineConfig {
     /// Frames queued at or rendering on the worker at once.
     pub max_in_flight: usize,
     pub ring: RingConfig,
+    /// Track the face on every frame (always on when the renderer needs faces): frames without a face
+    /// pass through untouched and are counted.
+    pub tracking: Option<TrackingConfig>,
+}
+
+/// Where the face models are and how the tracker behaves.
+#[derive(Clone, Debug)]
+pub struct TrackingConfig {
+    pub models: ModelSource,
+    pub tracker: TrackerConfig,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig { models: ModelSource::default_location(), tracker: TrackerConfig::default() }
+    }
 }
 
 impl Default for EngineConfig {
@@ -72,6 +90,7 @@ impl Default for EngineConfig {
             audio_timeout: 1_000_000_000,
             max_in_flight: 2,
             ring: RingConfig::default(),
+            tracking: None,
         }
     }
 }
@@ -177,7 +196,14 @@ impl<P> Engine<P> {
         let latency = config.latency.unwrap_or_else(|| renderer.recommended_latency());
         let renderer_name = renderer.name();
         let (producer, ring) = AudioRing::new(&config.ring);
-        let worker = Worker::spawn(renderer, config.max_in_flight)?;
+        let tracking = match (&config.tracking, renderer.needs_face()) {
+            (Some(t), _) => Some(t.clone()),
+            (None, true) => Some(TrackingConfig::default()),
+            (None, false) => None,
+        };
+        let tracker =
+            tracking.map(|t| FaceTracker::new(&t.models, &candle_core::Device::Cpu, t.tracker)).transpose()?;
+        let worker = Worker::spawn(renderer, tracker, config.max_in_flight)?;
         let stats = Arc::new(Stats::new(ring.counters().clone()));
         let engine = Engine {
             config,
@@ -351,6 +377,9 @@ impl<P> Engine<P> {
         }
         self.in_flight = self.in_flight.saturating_sub(1);
         self.stats.record_render_time(r.elapsed);
+        if r.no_face {
+            Stats::add(&self.stats.frames_no_face);
+        }
         let (image, status) = match r.outcome {
             Ok(Some(Done { image, patch })) => {
                 self.last_patch = Some(patch);

@@ -25,6 +25,8 @@ pub struct Stats {
     pub frames_fallback: AtomicU64,
     /// Frames that went out without waiting because the audio was missing for too long.
     pub frames_no_audio: AtomicU64,
+    /// Frames in which face tracking found no face (passed through untouched).
+    pub frames_no_face: AtomicU64,
     audio: Arc<AudioCounters>,
     render_times: Mutex<RenderTimes>,
 }
@@ -43,6 +45,7 @@ pub struct StatsSnapshot {
     pub frames_late: u64,
     pub frames_fallback: u64,
     pub frames_no_audio: u64,
+    pub frames_no_face: u64,
     pub audio_underruns: u64,
     pub audio_overruns: u64,
     pub audio_underrun_samples: u64,
@@ -88,6 +91,7 @@ impl Stats {
             frames_late: r(&self.frames_late),
             frames_fallback: r(&self.frames_fallback),
             frames_no_audio: r(&self.frames_no_audio),
+            frames_no_face: r(&self.frames_no_face),
             audio_underruns: r(&self.audio.underruns),
             audio_overruns: r(&self.audio.overruns),
             audio_underrun_samples: r(&self.audio.underrun_samples),

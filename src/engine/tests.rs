@@ -228,3 +228,46 @@ fn flush_drops_frames_and_audio() {
     e.push_video(VideoFrame::from_vec(PixelFormat::Rgba, 8, 8, vec![0; 256], 5000 * MS).unwrap(), 1);
     assert_eq!(drain_offline(&mut e, 1).len(), 1);
 }
+
+/// Records whether each frame came with a face.
+struct FaceProbe(Arc<parking_lot::Mutex<Vec<bool>>>);
+
+impl Renderer for FaceProbe {
+    fn name(&self) -> &'static str {
+        "face-probe"
+    }
+    fn window(&self) -> AudioWindow {
+        AudioWindow::default()
+    }
+    fn needs_face(&self) -> bool {
+        true
+    }
+    fn render(&mut self, job: &RenderJob<'_>) -> Result<Rendered> {
+        let face = job.face.expect("the engine only renders frames with a face");
+        assert_eq!(face.landmarks.len(), 468);
+        self.0.lock().push(true);
+        Ok(Rendered::Unchanged)
+    }
+}
+
+#[test]
+fn frames_without_a_face_pass_through_untouched() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/face/astronaut.golden.safetensors");
+    let golden = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    let rgb = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let face = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, rgb, 0).unwrap();
+    let flat = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, vec![90; 512 * 512 * 3], 0).unwrap();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (mut e, _audio) =
+        Engine::<u64>::new(Box::new(FaceProbe(seen.clone())), offline()).expect("run scripts/setup.sh");
+    e.audio_eos();
+    for k in 0..6 {
+        let f = if k % 2 == 0 { &face } else { &flat };
+        e.push_video(f.with_pts(k * FRAME, None), k);
+    }
+    let out = drain_offline(&mut e, 6);
+    assert_eq!(out.len(), 6);
+    assert!(out.iter().all(|o| o.image.is_none()));
+    assert_eq!(seen.lock().len(), 3, "the renderer saw only the frames with a face");
+    assert_eq!(e.stats().snapshot().frames_no_face, 3);
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
+use crate::face::FaceTracker;
 use crate::frame::{Patch, VideoFrame};
 use crate::render::{RenderJob, Rendered, Renderer};
 
@@ -27,6 +28,8 @@ pub(crate) struct Done {
 pub(crate) struct JobResult {
     pub seq: u64,
     pub epoch: u64,
+    /// Tracking was on and found no face: the frame passed through untouched.
+    pub no_face: bool,
     /// `Ok(None)`: the renderer left the frame unchanged.
     pub outcome: Result<Option<Done>>,
     /// The audio buffer, handed back for reuse.
@@ -41,13 +44,13 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub fn spawn(mut renderer: Box<dyn Renderer>, queue: usize) -> Result<Self> {
+    pub fn spawn(mut renderer: Box<dyn Renderer>, mut tracker: Option<FaceTracker>, queue: usize) -> Result<Self> {
         let (jobs, job_rx) = bounded::<Job>(queue.max(1));
         let (result_tx, results) = unbounded();
         let name = format!("lipsync-render-{}", renderer.name());
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(renderer.as_mut(), job_rx, result_tx))
+            .spawn(move || run(renderer.as_mut(), tracker.as_mut(), job_rx, result_tx))
             .map_err(|e| Error::WorkerStopped(format!("cannot start the render thread: {e}")))?;
         Ok(Worker { jobs, results, handle: Some(handle) })
     }
@@ -64,15 +67,36 @@ impl Drop for Worker {
     }
 }
 
-fn run(renderer: &mut dyn Renderer, jobs: Receiver<Job>, results: Sender<JobResult>) {
+fn run(
+    renderer: &mut dyn Renderer,
+    mut tracker: Option<&mut FaceTracker>,
+    jobs: Receiver<Job>,
+    results: Sender<JobResult>,
+) {
     for job in jobs {
         match job {
-            Job::Reset => renderer.reset(),
+            Job::Reset => {
+                renderer.reset();
+                if let Some(t) = tracker.as_deref_mut() {
+                    t.reset();
+                }
+            }
             Job::Render { seq, epoch, frame, audio, audio_missing } => {
                 let _span = tracing::debug_span!("render", seq, pts = frame.pts).entered();
                 let start = Instant::now();
+                let mut no_face = false;
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    let job = RenderJob { frame: &frame, audio: &audio, audio_missing };
+                    let face = match tracker.as_deref_mut() {
+                        Some(t) => match t.track(&frame)? {
+                            Some(face) => Some(face),
+                            None => {
+                                no_face = true;
+                                return Ok(None);
+                            }
+                        },
+                        None => None,
+                    };
+                    let job = RenderJob { frame: &frame, audio: &audio, audio_missing, face: face.as_ref() };
                     match renderer.render(&job)? {
                         Rendered::Unchanged => Ok(None),
                         Rendered::Patch(patch) => {
@@ -90,7 +114,7 @@ fn run(renderer: &mut dyn Renderer, jobs: Receiver<Job>, results: Sender<JobResu
                     Err(Error::Render { renderer: renderer.name(), reason: format!("panicked: {reason}") })
                 });
                 let elapsed = start.elapsed();
-                if results.send(JobResult { seq, epoch, outcome, audio, elapsed }).is_err() {
+                if results.send(JobResult { seq, epoch, no_face, outcome, audio, elapsed }).is_err() {
                     return;
                 }
             }

@@ -12,6 +12,7 @@ pub use passthrough::Passthrough;
 
 use crate::audio::AudioWindow;
 use crate::error::{Error, Result};
+use crate::face::Face;
 use crate::frame::{Patch, VideoFrame};
 
 /// Everything a renderer gets for one frame.
@@ -22,6 +23,8 @@ pub struct RenderJob<'a> {
     pub audio: &'a [f32],
     /// How many of `audio` were missing and are silence.
     pub audio_missing: usize,
+    /// The face tracked in this frame, when the engine tracks faces.
+    pub face: Option<&'a Face>,
 }
 
 /// What a renderer made of a frame.
@@ -48,6 +51,12 @@ pub trait Renderer: Send {
 
     /// Renders one frame.
     fn render(&mut self, job: &RenderJob<'_>) -> Result<Rendered>;
+
+    /// Whether the renderer needs the tracked face: the engine then tracks every frame and passes frames
+    /// without a face through untouched.
+    fn needs_face(&self) -> bool {
+        false
+    }
 
     /// Forgets any state carried from frame to frame (flush, seek, new stream).
     fn reset(&mut self) {}
@@ -126,12 +135,20 @@ impl Renderer for Simulated {
         let extra = self.window().after - self.inner.window().after;
         self.inner.recommended_latency() + extra + self.delay.as_nanos() as u64
     }
+    fn needs_face(&self) -> bool {
+        self.inner.needs_face()
+    }
     fn render(&mut self, job: &RenderJob<'_>) -> Result<Rendered> {
         std::thread::sleep(self.delay);
         // The inner renderer gets the window it asked for: the head of the simulated one.
         let w = self.inner.window();
         let n = w.samples().min(job.audio.len());
-        let inner_job = RenderJob { frame: job.frame, audio: &job.audio[..n], audio_missing: job.audio_missing.min(n) };
+        let inner_job = RenderJob {
+            frame: job.frame,
+            audio: &job.audio[..n],
+            audio_missing: job.audio_missing.min(n),
+            face: job.face,
+        };
         self.inner.render(&inner_job)
     }
     fn reset(&mut self) {

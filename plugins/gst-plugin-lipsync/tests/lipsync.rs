@@ -427,3 +427,30 @@ fn qos_skips_rendering_frames_already_too_late() {
     assert_eq!(counter(&s.element, "frames-late"), 5);
     assert_eq!(counter(&s.element, "frames-rendered"), 5);
 }
+
+#[test]
+fn face_tracking_counts_frames_without_a_face() {
+    init();
+    let element = gst::ElementFactory::make("lipsync").property("track-faces", true).build().unwrap();
+    let mut h = Harness::with_element(&element, Some("video_sink"), Some("src"));
+    h.set_live(false);
+    h.set_src_caps(video_caps("RGB", 512, 512));
+    let mut a = Harness::with_element(&element, Some("audio_sink"), None);
+    a.set_live(false);
+    a.set_src_caps(audio_caps());
+    a.push(audio_buffer(0, 200, 0.1)).unwrap();
+    a.push_event(gst::event::Eos::new());
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/face/astronaut.golden.safetensors");
+    let golden = candle_core::safetensors::load(&fixture, &candle_core::Device::Cpu).unwrap();
+    let face = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    for k in 0..4u64 {
+        let data = if k % 2 == 0 { face.clone() } else { vec![90u8; 512 * 512 * 3] };
+        let mut b = gst::Buffer::from_mut_slice(data);
+        b.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds(k * FRAME));
+        h.push(b).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    assert_eq!(pull_all(&mut h).len(), 4, "every frame comes out, with or without a face");
+    assert_eq!(counter(&element, "frames-no-face"), 2);
+}

@@ -20,8 +20,12 @@ use gst_base::subclass::prelude::*;
 use parking_lot::Mutex;
 
 use lipsync::engine::{EngineEvent, Stats, StatsSnapshot};
+use lipsync::face::models::ModelSource;
 use lipsync::render::Simulated;
-use lipsync::{AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, PixelFormat, RendererKind, VideoFrame};
+use lipsync::{
+    AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, PixelFormat, RendererKind, TrackingConfig,
+    VideoFrame,
+};
 
 use super::{Fallback, Renderer};
 
@@ -56,6 +60,8 @@ struct Settings {
     stats_interval: u64,
     simulate_delay: u64,
     simulate_lookahead: u64,
+    track_faces: bool,
+    face_models: Option<String>,
     /// The latency the element chose itself; while `latency` still has this value, renderer changes move
     /// it to the new renderer's recommendation.
     auto_latency: Option<u64>,
@@ -70,6 +76,8 @@ impl Default for Settings {
             stats_interval: DEFAULT_STATS_INTERVAL,
             simulate_delay: DEFAULT_SIMULATE_DELAY,
             simulate_lookahead: DEFAULT_SIMULATE_LOOKAHEAD,
+            track_faces: false,
+            face_models: None,
             auto_latency: None,
         }
     }
@@ -304,6 +312,7 @@ impl LipSync {
             .field("frames-late", s.frames_late)
             .field("frames-fallback", s.frames_fallback)
             .field("frames-no-audio", s.frames_no_audio)
+            .field("frames-no-face", s.frames_no_face)
             .field("audio-underruns", s.audio_underruns)
             .field("audio-overruns", s.audio_overruns)
             .field("audio-underrun-samples", s.audio_underrun_samples)
@@ -404,10 +413,22 @@ impl ObjectImpl for LipSync {
                     .default_value(DEFAULT_SIMULATE_LOOKAHEAD)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("track-faces")
+                    .nick("Track faces")
+                    .blurb("Track the face on every frame (always on for renderers that need it); frames without a face pass through")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("face-models")
+                    .nick("Face models")
+                    .blurb("The mediapipe 0.10.21 wheel or a folder with its face .tflite files (default: $LIPSYNC_MEDIAPIPE, else ~/.cache/lipsync)")
+                    .mutable_ready()
+                    .build(),
                 counter("frames-in", "Frames in", "Video frames received"),
                 counter("frames-rendered", "Frames rendered", "Frames sent with the renderer's result"),
                 counter("frames-late", "Frames late", "Frames whose render was not ready by their deadline"),
                 counter("frames-fallback", "Frames fallback", "Frames sent as the fallback (late, failed, no audio)"),
+                counter("frames-no-face", "Frames without face", "Frames in which tracking found no face"),
                 counter("audio-underruns", "Audio underruns", "Audio windows that had missing samples (silence)"),
                 counter("audio-overruns", "Audio overruns", "Times audio was dropped because it came too fast"),
             ]
@@ -426,6 +447,8 @@ impl ObjectImpl for LipSync {
             "fallback" => settings.fallback = value.get().expect("type checked upstream"),
             "audio-timeout" => settings.audio_timeout = value.get().expect("type checked upstream"),
             "stats-interval" => settings.stats_interval = value.get().expect("type checked upstream"),
+            "track-faces" => settings.track_faces = value.get().expect("type checked upstream"),
+            "face-models" => settings.face_models = value.get().expect("type checked upstream"),
             "simulate-delay" => {
                 settings.simulate_delay = value.get().expect("type checked upstream");
                 drop(settings);
@@ -447,12 +470,15 @@ impl ObjectImpl for LipSync {
             "fallback" => self.settings.lock().fallback.to_value(),
             "audio-timeout" => self.settings.lock().audio_timeout.to_value(),
             "stats-interval" => self.settings.lock().stats_interval.to_value(),
+            "track-faces" => self.settings.lock().track_faces.to_value(),
+            "face-models" => self.settings.lock().face_models.to_value(),
             "simulate-delay" => self.settings.lock().simulate_delay.to_value(),
             "simulate-lookahead" => self.settings.lock().simulate_lookahead.to_value(),
             "frames-in" => snapshot().frames_in.to_value(),
             "frames-rendered" => snapshot().frames_rendered.to_value(),
             "frames-late" => snapshot().frames_late.to_value(),
             "frames-fallback" => snapshot().frames_fallback.to_value(),
+            "frames-no-face" => snapshot().frames_no_face.to_value(),
             "audio-underruns" => snapshot().audio_underruns.to_value(),
             "audio-overruns" => snapshot().audio_overruns.to_value(),
             other => unreachable!("unknown property {other}"),
@@ -552,6 +578,13 @@ impl AggregatorImpl for LipSync {
             fallback: settings.fallback.into(),
             audio_timeout: settings.audio_timeout,
             max_in_flight: MAX_IN_FLIGHT,
+            tracking: settings.track_faces.then(|| TrackingConfig {
+                models: settings
+                    .face_models
+                    .as_deref()
+                    .map_or_else(ModelSource::default_location, |p| ModelSource::from_path(std::path::Path::new(p))),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let (engine, audio) =
