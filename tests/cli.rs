@@ -114,3 +114,30 @@ fn live_rejects_an_unknown_audio_source() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown codec `mp3`"));
 }
+
+#[test]
+fn landmarks_prints_json_and_draws() {
+    let png = tmp("landmarks.png");
+    let out = lipsync().args(["landmarks", "--json", "--draw"]).arg(&png).arg(media("astronaut.png")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(json.starts_with('{') && json.trim_end().ends_with('}'));
+    assert!(json.contains("\"width\":512,\"height\":512"));
+    // 468 landmarks of three numbers each.
+    let landmarks = &json[json.find("\"landmarks\":[").unwrap()..];
+    assert_eq!(landmarks.matches('[').count() - 1, 468);
+    let drawn = lipsync::io::decode_video(&png, 1).unwrap();
+    assert_eq!((drawn.width, drawn.height), (512, 512));
+}
+
+#[test]
+fn landmarks_on_an_image_without_a_face() {
+    let png = tmp("flat.png");
+    lipsync::io::write_png(&png, 64, 48, vec![200; 64 * 48 * 3]).unwrap();
+    let out = lipsync().args(["landmarks", "--json"]).arg(&png).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"face\":null"));
+    let out = lipsync().arg("landmarks").arg(&png).output().unwrap();
+    assert!(!out.status.success(), "text mode says there is no face with a failing status");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no face"));
+}

@@ -143,3 +143,27 @@ fn no_face_is_not_an_error() {
     let noise = VideoFrame::from_vec(PixelFormat::Rgb, 320, 240, noise, 0).unwrap();
     assert!(tracker.track(&noise).unwrap().is_none());
 }
+
+#[test]
+fn tracks_a_talking_face_through_a_real_clip() {
+    let clip: PathBuf = [env!("CARGO_MANIFEST_DIR"), "../shared/media/speakerine.mp4"].iter().collect();
+    let frames = lipsync::io::decode_video(&clip, 100).unwrap().frames;
+    let mut tracker =
+        FaceTracker::new(&ModelSource::default_location(), &Device::Cpu, TrackerConfig::default()).unwrap();
+    let (mut found, mut detections) = (0, 0);
+    let mut prev_nose: Option<[f32; 3]> = None;
+    for f in &frames {
+        let face = tracker.track(f).unwrap().expect("the face is in every frame");
+        found += 1;
+        detections += face.detected as usize;
+        // Landmark 1 (nose tip) moves smoothly: no jump of a quarter of the face between frames.
+        let nose = face.landmarks[1];
+        if let Some(p) = prev_nose {
+            let size = face.bbox[2] - face.bbox[0];
+            assert!((nose[0] - p[0]).hypot(nose[1] - p[1]) < size / 4.0, "landmarks jumped");
+        }
+        prev_nose = Some(nose);
+    }
+    assert_eq!(found, frames.len());
+    assert_eq!(detections, 1, "detected once, then tracked from the landmarks");
+}

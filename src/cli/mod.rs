@@ -3,6 +3,7 @@
 
 mod devices;
 mod dub;
+mod landmarks;
 mod live;
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ enum Command {
     Dub(dub::DubArgs),
     /// Lip-sync a live camera to a live voice (microphone or RTP) at a fixed latency.
     Live(live::LiveArgs),
+    /// Find the face and its 468 landmarks in an image (MediaPipe BlazeFace + FaceMesh).
+    Landmarks(landmarks::LandmarksArgs),
     /// List audio inputs and cameras.
     Devices,
 }
@@ -76,13 +79,14 @@ fn ms(ns: u64) -> f64 {
 fn print_summary(s: &StatsSnapshot, elapsed: std::time::Duration, output: Option<&PathBuf>) {
     let fps = s.frames_in as f64 / elapsed.as_secs_f64().max(1e-9);
     eprintln!(
-        "{} frames in {:.1} s ({fps:.1} fps): {} rendered, {} fallback ({} late, {} without audio)",
+        "{} frames in {:.1} s ({fps:.1} fps): {} rendered, {} fallback ({} late, {} without audio), {} without a face",
         s.frames_in,
         elapsed.as_secs_f64(),
         s.frames_rendered,
         s.frames_fallback,
         s.frames_late,
-        s.frames_no_audio
+        s.frames_no_audio,
+        s.frames_no_face
     );
     eprintln!(
         "render time p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; audio underruns {}, overruns {}",
@@ -107,6 +111,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dub(args) => dub::run(&args),
         Command::Live(args) => live::run(&args),
+        Command::Landmarks(args) => landmarks::run(&args),
         Command::Devices => devices::run(),
     };
     match result {

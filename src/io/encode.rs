@@ -162,3 +162,27 @@ impl VideoOutput {
         result
     }
 }
+
+/// Writes an RGB image (interleaved, rows of `width * 3` bytes) as a PNG file.
+pub fn write_png(path: &Path, width: u32, height: u32, rgb: Vec<u8>) -> Result<()> {
+    let pipeline = launch("appsrc name=src format=time ! videoconvert ! pngenc ! filesink name=file")?;
+    by_name::<gst::Element>(&pipeline, "file")?.set_property("location", path);
+    let src: gst_app::AppSrc = by_name(&pipeline, "src")?;
+    let layout = FrameLayout::new(crate::frame::PixelFormat::Rgb, width, height);
+    // Rows padded to GStreamer's 4-byte stride.
+    let row = width as usize * 3;
+    let mut data = vec![0u8; layout.min_size()];
+    for (y, line) in rgb.chunks(row).enumerate().take(height as usize) {
+        data[y * layout.strides[0]..y * layout.strides[0] + row].copy_from_slice(line);
+    }
+    src.set_caps(Some(&video_caps(&layout, 1)));
+    set_state(&pipeline, gst::State::Playing)?;
+    let mut buffer = gst::Buffer::from_mut_slice(data);
+    buffer.get_mut().expect("new buffer").set_pts(gst::ClockTime::ZERO);
+    src.push_buffer(buffer)
+        .map_err(|_| Error::Media(format!("{}: the PNG encoder refused the image", path.display())))?;
+    let _ = src.end_of_stream();
+    let result = wait_eos(&pipeline, gst::ClockTime::from_seconds(30));
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use gst::prelude::*;
 
 pub use decode::{DecodedVideo, FPS, decode_audio, decode_video, is_image};
-pub use encode::{Mp4Writer, OutputSpec, VideoOutput};
+pub use encode::{Mp4Writer, OutputSpec, VideoOutput, write_png};
 pub use live::{LiveClock, VideoInput};
 pub use rtp::{RtpAudioReceiver, RtpCodec, RtpSource};
 
