@@ -43,6 +43,8 @@ fn bench(c: &mut Criterion) {
         g.bench_function("detect", |b| b.iter(|| black_box(tracker.detector().detect(f0).unwrap())));
         let roi: NormRect = tracker.track(f0).unwrap().expect("a face").roi;
         g.bench_function("mesh", |b| b.iter(|| black_box(tracker.mesh().landmarks(f0, &roi).unwrap())));
+        let view = lipsync::face::crop::RgbView::new(f0);
+        g.bench_function("mesh_input_crop", |b| b.iter(|| black_box(tracker.mesh().input(&view, &roi).unwrap())));
         tracker.reset();
         let mut k = 0;
         g.bench_function("track_per_frame", |b| {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
+use super::kernels::{self, DwShape};
 use super::model::{Const, OpKind, Padding, TfliteModel};
 use crate::error::{Error, Result};
 
@@ -370,46 +371,9 @@ impl CustomOp1 for Depthwise {
         let (sh, sw) = self.stride;
         let ho = (h + pt + pb - self.kh) / sh + 1;
         let wo = (w + pl + pr - self.kw) / sw + 1;
+        let shape = DwShape { h, w, ho, wo, kh: self.kh, kw: self.kw, stride: self.stride, pad_top: pt, pad_left: pl };
         let mut out = vec![0f32; c * ho * wo];
-        for ch in 0..c {
-            let plane = &src[ch * h * w..(ch + 1) * h * w];
-            let dst = &mut out[ch * ho * wo..(ch + 1) * ho * wo];
-            dst.fill(self.b[ch]);
-            let wk = &self.w[ch * self.kh * self.kw..(ch + 1) * self.kh * self.kw];
-            for oy in 0..ho {
-                let row = &mut dst[oy * wo..(oy + 1) * wo];
-                for ky in 0..self.kh {
-                    let iy = (oy * sh + ky) as isize - pt as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let src_row = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    for kx in 0..self.kw {
-                        let k = wk[ky * self.kw + kx];
-                        // Output columns whose input column ox*sw + kx - pl lies inside the row.
-                        let first = (pl.saturating_sub(kx)).div_ceil(sw);
-                        let last = ((w + pl).saturating_sub(kx + 1) / sw + 1).min(wo);
-                        if first >= last {
-                            continue;
-                        }
-                        let ix0 = first * sw + kx - pl;
-                        if sw == 1 {
-                            let n = last - first;
-                            for (o, i) in row[first..last].iter_mut().zip(&src_row[ix0..ix0 + n]) {
-                                *o += k * i;
-                            }
-                        } else {
-                            for (j, o) in row[first..last].iter_mut().enumerate() {
-                                *o += k * src_row[ix0 + j * sw];
-                            }
-                        }
-                    }
-                }
-                if self.relu {
-                    row.iter_mut().for_each(|v| *v = v.max(0.0));
-                }
-            }
-        }
+        kernels::depthwise(src, &mut out, &self.w, &self.b, &shape, self.relu);
         Ok((CpuStorage::F32(out), Shape::from((1, c, ho, wo))))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod flatbuffer;
 pub mod graph;
+pub mod kernels;
 pub mod model;
 
 pub use graph::Graph;
