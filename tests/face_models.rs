@@ -74,4 +74,12 @@ fn a_wrong_file_in_a_folder_is_caught_by_its_checksum() {
     assert!(err.contains("face_detection_short_range.tflite") && err.contains("sha256"), "{err}");
     let err = ModelSource::Wheel(dir.join("missing.whl")).read(FaceModel::Detector).unwrap_err().to_string();
     assert!(err.contains("missing.whl") && err.contains("scripts/setup.sh"), "{err}");
+    // A truncated wheel: the zip directory is gone.
+    let wheel = match ModelSource::default_location() {
+        ModelSource::Wheel(p) => std::fs::read(p).unwrap(),
+        ModelSource::Folder(_) => return,
+    };
+    std::fs::write(dir.join("broken.whl"), &wheel[..wheel.len() / 2]).unwrap();
+    let err = ModelSource::Wheel(dir.join("broken.whl")).read(FaceModel::Landmarks).unwrap_err().to_string();
+    assert!(err.contains("broken.whl") && err.contains("not a readable wheel"), "{err}");
 }

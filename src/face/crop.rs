@@ -116,6 +116,15 @@ pub fn warp_into(view: &RgbView<'_>, rect: &Rect, out_w: usize, out_h: usize, bo
             }
         }
     };
+    // Packed RGB formats inside the frame read their bytes directly (the common case).
+    let layout = view.frame.layout();
+    let packed = layout.format.rgba_offsets().map(|(rgb, _)| (rgb, layout.format.packed_pixel_size().unwrap_or(3)));
+    let data = view.frame.data();
+    let direct = |x: i64, y: i64| -> [u8; 3] {
+        let (rgb, bpp) = packed.expect("packed");
+        let o = layout.offsets[0] + y as usize * layout.strides[0] + x as usize * bpp;
+        [data[o + rgb[0]], data[o + rgb[1]], data[o + rgb[2]]]
+    };
     for y in 0..out_h {
         for x in 0..out_w {
             let sx = ox + ax * x as f64 + bx * y as f64;
@@ -128,7 +137,12 @@ pub fn warp_into(view: &RgbView<'_>, rect: &Rect, out_w: usize, out_h: usize, bo
             let w01 = fx * (32 - fy) * 32;
             let w10 = (32 - fx) * fy * 32;
             let w11 = fx * fy * 32;
-            let (p00, p01, p10, p11) = (fetch(x0, y0), fetch(x0 + 1, y0), fetch(x0, y0 + 1), fetch(x0 + 1, y0 + 1));
+            let inside = x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h;
+            let (p00, p01, p10, p11) = if inside && packed.is_some() {
+                (direct(x0, y0), direct(x0 + 1, y0), direct(x0, y0 + 1), direct(x0 + 1, y0 + 1))
+            } else {
+                (fetch(x0, y0), fetch(x0 + 1, y0), fetch(x0, y0 + 1), fetch(x0 + 1, y0 + 1))
+            };
             let o = (y * out_w + x) * 3;
             for c in 0..3 {
                 let s = w00 * p00[c] as i64 + w01 * p01[c] as i64 + w10 * p10[c] as i64 + w11 * p11[c] as i64;
