@@ -187,7 +187,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         drop(mic);
-        assert!(ring.len() > 0, "16 kHz samples reached the ring");
+        assert!(!ring.is_empty(), "16 kHz samples reached the ring");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{RendererArg, print_summary};
+use super::{RendererArg, TrackingArgs, print_summary};
 use crate::audio::ns_to_samples;
 use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
 use crate::error::{Error, Result};
@@ -27,6 +27,8 @@ pub struct DubArgs {
     /// How the mouth is re-rendered.
     #[arg(long, value_enum, default_value_t = RendererArg::Passthrough)]
     renderer: RendererArg,
+    #[command(flatten)]
+    tracking: TrackingArgs,
 }
 
 const FRAME_NS: u64 = 1_000_000_000 / FPS as u64;
@@ -62,7 +64,7 @@ pub fn run(args: &DubArgs) -> Result<()> {
              the passthrough renderer: the mouth is not changed"
         );
     }
-    let config = EngineConfig { mode: Mode::Offline, ..Default::default() };
+    let config = EngineConfig { mode: Mode::Offline, tracking: args.tracking.config(), ..Default::default() };
     let (mut engine, mut producer) = Engine::<usize>::new(kind.create()?, config)?;
     let writer = Mp4Writer::create(&args.output, face.frames[0].layout(), FPS as i32)?;
     for (i, chunk) in audio.chunks(crate::audio::SAMPLE_RATE as usize).enumerate() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::{FallbackArg, RendererArg, print_summary};
+use super::{FallbackArg, RendererArg, TrackingArgs, print_summary};
 use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
 use crate::error::{Error, Result};
 use crate::io::{LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
@@ -38,6 +38,8 @@ pub struct LiveArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
+    #[command(flatten)]
+    tracking: TrackingArgs,
 }
 
 /// Keeps the audio source alive for the session (dropping it stops capture).
@@ -97,8 +99,13 @@ pub fn run(args: &LiveArgs) -> Result<()> {
             recommended / 1_000_000
         );
     }
-    let config =
-        EngineConfig { mode: Mode::Live, latency: Some(latency), fallback: args.fallback.into(), ..Default::default() };
+    let config = EngineConfig {
+        mode: Mode::Live,
+        latency: Some(latency),
+        fallback: args.fallback.into(),
+        tracking: args.tracking.config(),
+        ..Default::default()
+    };
     let (mut engine, producer) = Engine::<()>::new(renderer, config)?;
     let audio = start_audio(&args.audio, producer, &clock)?;
     let input = VideoInput::open(&args.camera, &clock)?;

@@ -71,6 +71,31 @@ impl From<FallbackArg> for Fallback {
     }
 }
 
+/// Face tracking options shared by `dub` and `live`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrackingArgs {
+    /// Track the face on every frame (always on for renderers that need it); frames without a face pass
+    /// through untouched and are counted.
+    #[arg(long)]
+    track_faces: bool,
+    /// The mediapipe 0.10.21 wheel or a folder with its face .tflite files (default: $LIPSYNC_MEDIAPIPE, else
+    /// ~/.cache/lipsync/mediapipe-0.10.21-...whl).
+    #[arg(long, value_name = "PATH")]
+    face_models: Option<PathBuf>,
+}
+
+impl TrackingArgs {
+    /// The engine's tracking configuration: `None` leaves it to the renderer.
+    fn config(&self) -> Option<crate::engine::TrackingConfig> {
+        let models = self.face_models.as_deref().map_or_else(
+            crate::face::models::ModelSource::default_location,
+            crate::face::models::ModelSource::from_path,
+        );
+        (self.track_faces || self.face_models.is_some())
+            .then(|| crate::engine::TrackingConfig { models, ..Default::default() })
+    }
+}
+
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
