@@ -351,17 +351,27 @@ impl<P> Engine<P> {
 
     /// Flush: drops every frame and all audio, resets the renderer. The engine is ready for a new stream.
     pub fn flush(&mut self) {
+        self.flush_video();
+        self.flush_audio();
+    }
+
+    /// Drops every frame and resets the renderer (the video was flushed).
+    pub fn flush_video(&mut self) {
         self.epoch += 1;
         self.pending.clear();
         self.in_flight = 0;
-        self.ring.clear();
-        self.audio_eos = false;
-        self.audio_missing = false;
         self.earliest = None;
         self.last_video_pts = None;
         self.last_patch = None;
         // Results of the old epoch still in the channel are ignored when they arrive.
         let _ = self.worker.jobs.send(Job::Reset);
+    }
+
+    /// Drops all audio (the audio was flushed).
+    pub fn flush_audio(&mut self) {
+        self.ring.clear();
+        self.audio_eos = false;
+        self.audio_missing = false;
     }
 
     fn collect_results(&mut self) {

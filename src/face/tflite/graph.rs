@@ -338,6 +338,14 @@ impl Graph {
     }
 }
 
+/// The f32 data of a contiguous 4-D tensor given to a custom op.
+fn nchw_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else { candle_core::bail!("{op} needs f32") };
+    let (start, end) =
+        layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op} needs a contiguous input")))?;
+    Ok(&data[start..end])
+}
+
 /// Depthwise 3x3 (or any size) convolution with per-channel bias on an NCHW f32 tensor, as a candle
 /// custom op: each output row accumulates contiguous input rows, which the compiler vectorises.
 #[derive(Clone)]
@@ -358,11 +366,7 @@ impl CustomOp1 for Depthwise {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else { candle_core::bail!("depthwise-conv2d needs f32") };
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("depthwise-conv2d needs a contiguous input".into()))?;
-        let src = &data[start..end];
+        let src = nchw_f32(storage, layout, "depthwise-conv2d")?;
         let (n, c, h, w) = layout.shape().dims4()?;
         if n != 1 || c != self.b.len() {
             candle_core::bail!("depthwise-conv2d: input {:?} for {} channels", layout.shape(), self.b.len());
@@ -387,15 +391,12 @@ impl CustomOp1 for Prelu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else { candle_core::bail!("prelu needs f32") };
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("prelu needs a contiguous input".into()))?;
+        let src = nchw_f32(storage, layout, "prelu")?;
         let (_, c, h, w) = layout.shape().dims4()?;
         if c != self.0.len() {
             candle_core::bail!("prelu: {c} channels for {} slopes", self.0.len());
         }
-        let mut out = data[start..end].to_vec();
+        let mut out = src.to_vec();
         for (plane, &a) in out.chunks_mut(h * w).zip(self.0.iter().cycle()) {
             plane.iter_mut().for_each(|v| *v = if *v >= 0.0 { *v } else { a * *v });
         }
@@ -426,11 +427,7 @@ impl CustomOp1 for Im2col {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else { candle_core::bail!("im2col needs f32") };
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("im2col needs a contiguous input".into()))?;
-        let src = &data[start..end];
+        let src = nchw_f32(storage, layout, "im2col")?;
         let (_, c, h, w) = layout.shape().dims4()?;
         let (ho, wo) = self.output_size(h, w);
         let [pt, _, pl, _] = self.pads;

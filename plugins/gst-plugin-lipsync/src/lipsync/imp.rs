@@ -677,6 +677,20 @@ impl AggregatorImpl for LipSync {
                 true
             }
             EventView::Caps(_) => true, // audio: the template fixes the format
+            // A flush from upstream (not a seek through this element, which calls `flush`) resets what
+            // came through that pad.
+            EventView::FlushStop(_) => {
+                if let Some(stream) = self.state.lock().stream.as_mut() {
+                    if is_video {
+                        stream.engine.flush_video();
+                        stream.last_video_rt = None;
+                        stream.next_stats_at = None;
+                    } else {
+                        stream.engine.flush_audio();
+                    }
+                }
+                self.parent_sink_event(pad, event)
+            }
             EventView::Segment(s) if is_video => {
                 if let Ok(segment) = s.segment().clone().downcast::<gst::ClockTime>() {
                     self.obj().update_segment(&segment);
