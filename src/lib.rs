@@ -26,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod face;
 pub mod frame;
+pub mod guidance;
 pub mod render;
 
 #[cfg(feature = "gst")]

@@ -1,0 +1,85 @@
+//! Sketches and heatmaps against the original STSA drawing (`../shared/fixtures/stsa/sketch_heatmap.npz`):
+//! sketches exactly, heatmaps to float rounding, for every case, edge values included.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use lipsync::face::landmarks::{CONNECTIONS_FULL, CONNECTIONS_POSE, FULL_FACE_SEQUENCE, STSA_131};
+use lipsync::guidance::{CANVAS, heatmap, sketch};
+
+/// A numpy array: shape and raw little-endian bytes.
+struct Npy {
+    shape: Vec<usize>,
+    descr: String,
+    data: Vec<u8>,
+}
+
+fn load_npz(path: &str) -> HashMap<String, Npy> {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = HashMap::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        let name = entry.name().unwrap().trim_end_matches(".npy").to_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        assert_eq!(&bytes[..6], b"\x93NUMPY");
+        let (len, start) = if bytes[6] == 1 {
+            (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+        } else {
+            (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12)
+        };
+        let header = std::str::from_utf8(&bytes[start..start + len]).unwrap();
+        let descr = header.split("'descr': '").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+        assert!(header.contains("'fortran_order': False"));
+        let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+        let shape = shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+        out.insert(name, Npy { shape, descr, data: bytes[start + len..].to_vec() });
+    }
+    out
+}
+
+impl Npy {
+    fn f32s(&self) -> Vec<f32> {
+        assert_eq!(self.descr, "<f4");
+        self.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    }
+    fn u8s(&self) -> &[u8] {
+        assert_eq!(self.descr, "|u1");
+        &self.data
+    }
+}
+
+#[test]
+fn sketches_and_heatmaps_equal_the_originals() {
+    let npz = load_npz(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/stsa/sketch_heatmap.npz"));
+    let lm = npz["landmarks_full_2x131"].f32s();
+    let n = npz["landmarks_full_2x131"].shape[0];
+    let plane = CANVAS * CANVAS;
+    let (sk_full, hm_full) = (npz["sketch_full_u8"].u8s(), npz["heatmap_full"].f32s());
+    let (sk_pose, hm_pose) = (npz["sketch_pose_u8"].u8s(), npz["heatmap_pose"].f32s());
+    // Column j holds the landmark STSA_131[FULL_FACE_SEQUENCE[j]]: pose76 first, then content55.
+    let column = |id: u16| FULL_FACE_SEQUENCE.iter().position(|&p| STSA_131[p as usize] == id);
+    for case in 0..n {
+        let point = |id: u16, max_col: usize| -> Option<[f32; 2]> {
+            let j = column(id).filter(|&j| j < max_col)?;
+            Some([lm[case * 262 + j], lm[case * 262 + 131 + j]])
+        };
+        let full = sketch::draw(|id| point(id, 131), &CONNECTIONS_FULL);
+        assert_eq!(full, &sk_full[case * plane..(case + 1) * plane], "full sketch, case {case}");
+        let pose = sketch::draw(|id| point(id, 76), &CONNECTIONS_POSE);
+        assert_eq!(pose, &sk_pose[case * plane..(case + 1) * plane], "pose sketch, case {case}");
+        for (ours, theirs, what) in [
+            (heatmap::heatmap(&full), &hm_full[case * plane..(case + 1) * plane], "full"),
+            (heatmap::heatmap(&pose), &hm_pose[case * plane..(case + 1) * plane], "pose"),
+        ] {
+            let worst = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst == 0.0, "{what} heatmap, case {case}: not bit-exact (max |diff| {worst})");
+        }
+    }
+}
+
+#[test]
+fn an_empty_sketch_has_an_empty_heatmap() {
+    let blank = vec![1u8; CANVAS * CANVAS];
+    assert!(heatmap::heatmap(&blank).iter().all(|&v| v == 0.0));
+}
