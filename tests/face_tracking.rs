@@ -167,3 +167,20 @@ fn tracks_a_talking_face_through_a_real_clip() {
     assert_eq!(found, frames.len());
     assert_eq!(detections, 1, "detected once, then tracked from the landmarks");
 }
+
+#[test]
+fn one_euro_smoothing_reduces_mouth_jitter_on_the_real_clip() {
+    use lipsync::face::filter::OneEuroParams;
+    use lipsync::guidance::jitter::mouth_jitter;
+    let clip: PathBuf = [env!("CARGO_MANIFEST_DIR"), "../shared/media/speakerine.mp4"].iter().collect();
+    let frames = lipsync::io::decode_video(&clip, 125).unwrap().frames;
+    let run = |smoothing: Option<OneEuroParams>| {
+        let config = TrackerConfig { smoothing, ..Default::default() };
+        let mut t = FaceTracker::new(&ModelSource::default_location(), &Device::Cpu, config).unwrap();
+        frames.iter().map(|f| t.track(f).unwrap().expect("a face").landmarks).collect::<Vec<_>>()
+    };
+    let raw = mouth_jitter(&run(None)).unwrap();
+    let smooth = mouth_jitter(&run(Some(OneEuroParams::default()))).unwrap();
+    eprintln!("mouth jitter on speakerine.mp4 (5 s): raw {raw:.5}, One-Euro {smooth:.5}");
+    assert!(smooth < raw * 0.9, "smoothing must reduce jitter: raw {raw}, smoothed {smooth}");
+}

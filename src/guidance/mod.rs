@@ -6,6 +6,7 @@
 
 pub mod crop;
 pub mod heatmap;
+pub mod jitter;
 pub mod sketch;
 
 /// Side of the square canvas sketches and heatmaps are drawn on.
