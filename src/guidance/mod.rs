@@ -7,6 +7,7 @@
 pub mod crop;
 pub mod heatmap;
 pub mod jitter;
+pub mod references;
 pub mod sketch;
 
 /// Side of the square canvas sketches and heatmaps are drawn on.
