@@ -9,6 +9,7 @@ pub mod heatmap;
 pub mod jitter;
 pub mod references;
 pub mod sketch;
+pub mod smoothing;
 
 /// Side of the square canvas sketches and heatmaps are drawn on.
 pub const CANVAS: usize = 128;
