@@ -83,3 +83,82 @@ fn an_empty_sketch_has_an_empty_heatmap() {
     let blank = vec![1u8; CANVAS * CANVAS];
     assert!(heatmap::heatmap(&blank).iter().all(|&v| v == 0.0));
 }
+
+#[test]
+fn compositing_changes_only_the_face_and_leaves_no_seam() {
+    use candle_core::Device;
+    use lipsync::face::crop::RgbView;
+    use lipsync::face::models::ModelSource;
+    use lipsync::face::{FaceTracker, TrackerConfig};
+    use lipsync::guidance::composite::face_patch;
+    use lipsync::guidance::crop::FaceBox;
+    use lipsync::{PixelFormat, VideoFrame};
+
+    let golden = candle_core::safetensors::load(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/face/astronaut.golden.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let rgb = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let frame = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, rgb.clone(), 0).unwrap();
+    let config = TrackerConfig { smoothing: None, ..Default::default() };
+    let mut tracker = FaceTracker::new(&ModelSource::default_location(), &Device::Cpu, config).unwrap();
+    let face = tracker.track(&frame).unwrap().expect("a face");
+    let fb = FaceBox::around(&face.landmarks, 512, 512);
+    // A "rendered" face: the frame's own face, resampled to 128x128, 40 levels too red.
+    let view = RgbView::new(&frame);
+    let (bw, bh) = (fb.x2 - fb.x1, fb.y2 - fb.y1);
+    let mut rendered = Vec::with_capacity(CANVAS * CANVAS * 3);
+    for y in 0..CANVAS {
+        for x in 0..CANVAS {
+            let p = view.get(fb.x1 + x * bw / CANVAS, fb.y1 + y * bh / CANVAS);
+            rendered.extend_from_slice(&[p[0].saturating_add(40), p[1], p[2]]);
+        }
+    }
+    let patch = face_patch(&frame, &rendered, &fb, &face.landmarks);
+    let out = frame.composite(&patch);
+    // The contour polygon (the face oval) bounds every change.
+    let oval: Vec<[f32; 2]> =
+        STSA_131[..25].iter().map(|&id| [face.landmarks[id as usize][0], face.landmarks[id as usize][1]]).collect();
+    let inside = |x: f32, y: f32| {
+        let mut c = false;
+        for i in 0..oval.len() {
+            let (a, b) = (oval[i], oval[(i + 1) % oval.len()]);
+            if (a[1] <= y) != (b[1] <= y) && x < a[0] + (y - a[1]) / (b[1] - a[1]) * (b[0] - a[0]) {
+                c = !c;
+            }
+        }
+        c
+    };
+    let stride = 512 * 3; // 512 * 3 is a multiple of 4: no row padding
+    let (mut changed, mut red_shift) = (0usize, 0i64);
+    for y in 0..512usize {
+        for x in 0..512usize {
+            let o = y * stride + x * 3;
+            if out[o..o + 3] != rgb[o..o + 3] {
+                changed += 1;
+                red_shift += out[o] as i64 - rgb[o] as i64;
+                assert!(inside(x as f32 + 0.5, y as f32 + 0.5), "pixel ({x}, {y}) outside the face changed");
+            }
+        }
+    }
+    assert!(changed > 2000, "the face was pasted ({changed} pixels changed)");
+    // Colour match removed the 40-level red cast.
+    let mean_shift = red_shift as f64 / changed as f64;
+    assert!(mean_shift.abs() < 8.0, "red cast left: {mean_shift}");
+    // No seam: alpha rises gradually from the contour (no step over a quarter of the range).
+    let (pw, ph) = (patch.width as usize, patch.height as usize);
+    let alpha = |x: usize, y: usize| patch.rgba[(y * pw + x) * 4 + 3] as i32;
+    let mut worst = 0;
+    for y in 0..ph {
+        for x in 0..pw {
+            if x + 1 < pw {
+                worst = worst.max((alpha(x + 1, y) - alpha(x, y)).abs());
+            }
+            if y + 1 < ph {
+                worst = worst.max((alpha(x, y + 1) - alpha(x, y)).abs());
+            }
+        }
+    }
+    assert!(worst <= 64, "the mask steps by {worst}/255 between neighbours: a visible seam");
+}
