@@ -41,30 +41,38 @@ fn fill_polygon(poly: &[[f32; 2]], ox: i32, oy: i32, w: usize, h: usize) -> Vec<
     mask
 }
 
-/// Box average of radius `r` along a line of `n` values `get(i)`, written with `set` (running sums:
-/// O(n) whatever the radius; the window is cut at the ends).
-fn box_line(n: usize, r: usize, get: impl Fn(usize) -> f32, mut set: impl FnMut(usize, f32)) {
-    let mut prefix = Vec::with_capacity(n + 1);
-    prefix.push(0.0f32);
-    for i in 0..n {
-        prefix.push(prefix[i] + get(i));
-    }
-    let norm = 1.0 / (2 * r + 1) as f32;
-    for i in 0..n {
-        let (a, b) = (i.saturating_sub(r), (i + r + 1).min(n));
-        set(i, (prefix[b] - prefix[a]) * norm);
-    }
-}
-
-/// Separable box blur of radius `r`, applied twice (close to a Gaussian).
+/// Separable box blur of radius `r` (window cut at the edges, divided by its full size), applied twice
+/// (close to a Gaussian). Running sums along rows, and over whole rows for the vertical pass, so the cost
+/// does not depend on `r` and memory is read in order.
 fn blur(mask: &mut [f32], w: usize, h: usize, r: usize) {
+    let norm = 1.0 / (2 * r + 1) as f32;
     let mut tmp = vec![0.0f32; mask.len()];
+    let mut acc = vec![0.0f32; w];
     for _ in 0..2 {
-        for y in 0..h {
-            box_line(w, r, |x| mask[y * w + x], |x, v| tmp[y * w + x] = v);
+        for (src, dst) in mask.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
+            let mut sum: f32 = src[..r.min(w)].iter().sum();
+            for x in 0..w {
+                if x + r < w {
+                    sum += src[x + r];
+                }
+                if x > r {
+                    sum -= src[x - r - 1];
+                }
+                dst[x] = sum * norm;
+            }
         }
-        for x in 0..w {
-            box_line(h, r, |y| tmp[y * w + x], |y, v| mask[y * w + x] = v);
+        acc.fill(0.0);
+        for row in tmp.chunks_exact(w).take(r) {
+            acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+        }
+        for y in 0..h {
+            if y + r < h {
+                acc.iter_mut().zip(&tmp[(y + r) * w..(y + r + 1) * w]).for_each(|(a, v)| *a += v);
+            }
+            if y > r {
+                acc.iter_mut().zip(&tmp[(y - r - 1) * w..(y - r) * w]).for_each(|(a, v)| *a -= v);
+            }
+            mask[y * w..(y + 1) * w].iter_mut().zip(&acc).for_each(|(m, a)| *m = a * norm);
         }
     }
 }
@@ -73,18 +81,24 @@ fn blur(mask: &mut [f32], w: usize, h: usize, r: usize) {
 pub fn face_patch(frame: &VideoFrame, rendered: &[u8], face_box: &FaceBox, landmarks: &[[f32; 3]]) -> Patch {
     let (x1, y1) = (face_box.x1, face_box.y1);
     let (w, h) = (face_box.x2.saturating_sub(x1).max(1), face_box.y2.saturating_sub(y1).max(1));
-    // Bilinear resize of the rendered face into the box (OpenCV's INTER_LINEAR pixel-centre mapping).
-    let (sx, sy) = (CANVAS as f32 / w as f32, CANVAS as f32 / h as f32);
+    // Bilinear resize of the rendered face into the box (OpenCV's INTER_LINEAR pixel-centre mapping),
+    // with the source positions and weights of each column and row computed once.
+    let taps = |n: usize, scale: f32| -> Vec<(usize, usize, f32)> {
+        (0..n)
+            .map(|i| {
+                let f = ((i as f32 + 0.5) * scale - 0.5).clamp(0.0, (CANVAS - 1) as f32);
+                let i0 = f as usize;
+                (i0, (i0 + 1).min(CANVAS - 1), f - i0 as f32)
+            })
+            .collect()
+    };
+    let (cols, rows) = (taps(w, CANVAS as f32 / w as f32), taps(h, CANVAS as f32 / h as f32));
     let sample = |x: usize, y: usize| -> [f32; 3] {
-        let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (CANVAS - 1) as f32);
-        let fy = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (CANVAS - 1) as f32);
-        let (x0, y0) = (fx as usize, fy as usize);
-        let (x1, y1) = ((x0 + 1).min(CANVAS - 1), (y0 + 1).min(CANVAS - 1));
-        let (ax, ay) = (fx - x0 as f32, fy - y0 as f32);
-        let p = |xx: usize, yy: usize, c: usize| rendered[(yy * CANVAS + xx) * 3 + c] as f32;
+        let ((x0, x1, ax), (y0, y1, ay)) = (cols[x], rows[y]);
+        let (r0, r1) = (&rendered[y0 * CANVAS * 3..], &rendered[y1 * CANVAS * 3..]);
         std::array::from_fn(|c| {
-            let top = p(x0, y0, c) * (1.0 - ax) + p(x1, y0, c) * ax;
-            let bot = p(x0, y1, c) * (1.0 - ax) + p(x1, y1, c) * ax;
+            let top = r0[x0 * 3 + c] as f32 * (1.0 - ax) + r0[x1 * 3 + c] as f32 * ax;
+            let bot = r1[x0 * 3 + c] as f32 * (1.0 - ax) + r1[x1 * 3 + c] as f32 * ax;
             top * (1.0 - ay) + bot * ay
         })
     };
@@ -125,4 +139,30 @@ pub fn face_patch(frame: &VideoFrame, rendered: &[u8], face_box: &FaceBox, landm
         rgba.push((a * 255.0).round() as u8);
     }
     Patch { x: x1 as i32, y: y1 as i32, width: w as u32, height: h as u32, rgba }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blur_spreads_a_step_evenly_and_keeps_flat_areas() {
+        let (w, h) = (40, 30);
+        let mut m: Vec<f32> = (0..w * h).map(|i| if i % w < 20 { 1.0 } else { 0.0 }).collect();
+        blur(&mut m, w, h, 3);
+        let row = &m[15 * w..16 * w];
+        assert!((row[10] - 1.0).abs() < 1e-5 && row[30].abs() < 1e-5, "flat areas stay");
+        assert!((row[19] + row[20] - 1.0).abs() < 1e-4, "the step is split symmetrically");
+        assert!(row[8..].windows(2).all(|p| p[1] <= p[0] + 1e-6), "monotonic ramp");
+    }
+
+    #[test]
+    fn polygon_fill_covers_pixel_centres_inside() {
+        let square = [[2.0, 2.0], [6.0, 2.0], [6.0, 6.0], [2.0, 6.0]];
+        let m = fill_polygon(&square, 0, 0, 8, 8);
+        let count = m.iter().filter(|&&v| v > 0.0).count();
+        assert_eq!(count, 16);
+        assert_eq!(m[3 * 8 + 3], 1.0);
+        assert_eq!(m[8 + 1], 0.0);
+    }
 }

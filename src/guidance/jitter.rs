@@ -23,8 +23,8 @@ pub fn mouth_jitter(frames: &[Vec<[f32; 3]>]) -> Option<f32> {
         let s = size(&w[1]) as f64;
         for &id in &CONTENT_57 {
             let i = id as usize;
-            for c in 0..2 {
-                let d2 = w[0][i][c] as f64 - 2.0 * w[1][i][c] as f64 + w[2][i][c] as f64;
+            for ((a, b), c) in w[0][i].iter().zip(&w[1][i]).zip(&w[2][i]).take(2) {
+                let d2 = *a as f64 - 2.0 * *b as f64 + *c as f64;
                 total += d2.abs() / s;
                 n += 1;
             }
