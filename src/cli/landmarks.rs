@@ -12,6 +12,7 @@ use crate::face::crop::RgbView;
 use crate::face::landmarks::CONNECTIONS_FULL;
 use crate::face::models::ModelSource;
 use crate::face::{Face, FaceTracker, TrackerConfig};
+use crate::guidance::sketch::line8;
 use crate::io;
 
 #[derive(Args, Debug)]
@@ -128,11 +129,8 @@ fn draw(rgb: &mut [u8], w: usize, h: usize, face: &Face) {
         }
     };
     let line = |a: [f32; 2], b: [f32; 2], c: [u8; 3], put: &mut dyn FnMut(i64, i64, [u8; 3])| {
-        let n = ((b[0] - a[0]).abs().max((b[1] - a[1]).abs()).ceil() as i64).max(1);
-        for i in 0..=n {
-            let t = i as f32 / n as f32;
-            put((a[0] + (b[0] - a[0]) * t).round() as i64, (a[1] + (b[1] - a[1]) * t).round() as i64, c);
-        }
+        let p = |v: [f32; 2]| (v[0].round() as i32, v[1].round() as i32);
+        line8(p(a), p(b), |x, y| put(x as i64, y as i64, c));
     };
     let [x0, y0, x1, y1] = face.bbox;
     for (a, b) in [([x0, y0], [x1, y0]), ([x1, y0], [x1, y1]), ([x1, y1], [x0, y1]), ([x0, y1], [x0, y0])] {
