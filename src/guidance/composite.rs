@@ -110,33 +110,40 @@ pub fn face_patch(frame: &VideoFrame, rendered: &[u8], face_box: &FaceBox, landm
     for (a, i) in alpha.iter_mut().zip(&inside) {
         *a = if *i > 0.0 { ((*a - 0.5) * 2.0).clamp(0.0, 1.0) } else { 0.0 };
     }
-    // Colour match: shift the rendered face so its mean inside the mask equals the frame's.
+    // Colour match: shift the rendered face so its mean inside the mask equals the frame's. The means
+    // are taken on every `step`-th pixel both ways (about 128x128 samples whatever the box size).
     let view = RgbView::new(frame);
     let (fw, fh) = (view.width(), view.height());
-    let mut sum_f = [0.0f64; 3];
-    let mut sum_r = [0.0f64; 3];
-    let mut n = 0.0f64;
-    let mut resized = vec![[0.0f32; 3]; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            resized[y * w + x] = sample(x, y);
+    let step = (w.max(h) / CANVAS).max(1);
+    let (mut sum_f, mut sum_r, mut n) = ([0.0f64; 3], [0.0f64; 3], 0.0f64);
+    for y in (0..h).step_by(step) {
+        for x in (0..w).step_by(step) {
             if inside[y * w + x] > 0.0 && x1 + x < fw && y1 + y < fh {
-                let p = view.get(x1 + x, y1 + y);
+                let (p, r) = (view.get(x1 + x, y1 + y), sample(x, y));
                 for c in 0..3 {
                     sum_f[c] += p[c] as f64;
-                    sum_r[c] += resized[y * w + x][c] as f64;
+                    sum_r[c] += r[c] as f64;
                 }
                 n += 1.0;
             }
         }
     }
     let shift: [f32; 3] = std::array::from_fn(|c| if n > 0.0 { ((sum_f[c] - sum_r[c]) / n) as f32 } else { 0.0 });
-    let mut rgba = Vec::with_capacity(w * h * 4);
-    for (p, a) in resized.iter().zip(&alpha) {
-        for c in 0..3 {
-            rgba.push((p[c] + shift[c]).round().clamp(0.0, 255.0) as u8);
+    let mut rgba = vec![0u8; w * h * 4];
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            let a = alpha[i];
+            if a <= 0.0 {
+                continue; // fully transparent: colour irrelevant
+            }
+            let p = sample(x, y);
+            let o = &mut rgba[i * 4..i * 4 + 4];
+            for c in 0..3 {
+                o[c] = (p[c] + shift[c]).round().clamp(0.0, 255.0) as u8;
+            }
+            o[3] = (a * 255.0).round() as u8;
         }
-        rgba.push((a * 255.0).round() as u8);
     }
     Patch { x: x1 as i32, y: y1 as i32, width: w as u32, height: h as u32, rgba }
 }

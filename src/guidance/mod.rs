@@ -5,8 +5,7 @@
 //! pasting the rendered face back ([`composite`]).
 //!
 //! Not finished (issue 4): no renderer uses these yet (the first is issue 5's), so the fused heatmaps'
-//! effect on jitter is not measured on real predictions; face_patch at 720p takes 2.7 ms against the
-//! 2 ms target for the whole guidance stage.
+//! effect on jitter is not measured on real predictions.
 
 pub mod composite;
 pub mod crop;
