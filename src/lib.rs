@@ -28,6 +28,7 @@ pub mod face;
 pub mod frame;
 pub mod guidance;
 pub mod render;
+pub mod sync;
 
 #[cfg(feature = "gst")]
 pub mod cli;

@@ -1,6 +1,7 @@
 //! Audio input: the lock-free [`ring::AudioRing`] every producer feeds (element audio pad, cpal microphone,
 //! RTP receiver), mapped from sample index to running time, and the window of samples a frame needs.
 
+pub mod envelope;
 pub mod ring;
 pub mod window;
 
