@@ -104,14 +104,14 @@ fn ms(ns: u64) -> f64 {
 fn print_summary(s: &StatsSnapshot, elapsed: std::time::Duration, output: Option<&PathBuf>) {
     let fps = s.frames_in as f64 / elapsed.as_secs_f64().max(1e-9);
     eprintln!(
-        "{} frames in {:.1} s ({fps:.1} fps): {} rendered, {} fallback ({} late, {} without audio), {} without a face",
+        "{} frames in {:.1} s ({fps:.1} fps): {} rendered, {} fallback ({} late, {} without audio){}",
         s.frames_in,
         elapsed.as_secs_f64(),
         s.frames_rendered,
         s.frames_fallback,
         s.frames_late,
         s.frames_no_audio,
-        s.frames_no_face
+        if s.frames_no_face > 0 { format!(", {} without a face (untouched)", s.frames_no_face) } else { String::new() }
     );
     eprintln!(
         "render time p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; audio underruns {}, overruns {}",
