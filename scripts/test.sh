@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # A fresh registry per run: a stale plugin cache must not hide a broken plugin.
 export GST_REGISTRY="${TMPDIR:-/tmp}/lipsync-gst-registry-$$.bin"
-# The benchmarks must keep compiling; they run with `cargo bench`.
+# The benchmarks and examples must keep compiling; the benchmarks run with `cargo bench`.
 cargo test --workspace --benches --no-run --quiet
+cargo build --workspace --examples --quiet
 cargo test --workspace --lib --bins --tests "$@"
 cargo test --workspace --doc "$@"
