@@ -128,6 +128,12 @@ impl FrameLayout {
         self
     }
 
+    /// The layout GStreamer describes (`VideoInfo` or `VideoMeta`): format name, size, plane offsets
+    /// and strides.
+    pub fn from_planes(format: &str, width: u32, height: u32, offsets: &[usize], strides: &[i32]) -> Result<Self> {
+        Ok(Self::new(PixelFormat::from_name(format)?, width, height).with_planes(offsets, strides))
+    }
+
     /// Size in pixels of plane `p` (chroma planes are subsampled 2x2 for I420 and NV12).
     pub fn plane_size(&self, p: usize) -> (usize, usize) {
         let (w, h) = (self.width as usize, self.height as usize);

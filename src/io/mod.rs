@@ -18,7 +18,7 @@ pub use live::{LiveClock, VideoInput};
 pub use rtp::{RtpAudioReceiver, RtpCodec, RtpSource};
 
 use crate::error::{Error, Result};
-use crate::frame::{FrameLayout, PixelFormat, VideoFrame};
+use crate::frame::{FrameLayout, VideoFrame};
 
 /// Initialises GStreamer once; a clear error when it is missing.
 pub fn init() -> Result<()> {
@@ -93,8 +93,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// The pixel layout of raw video caps.
 fn layout_from_caps(caps: &gst::CapsRef) -> Result<FrameLayout> {
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| Error::Media(format!("not raw video: {caps}")))?;
-    let format = PixelFormat::from_name(info.format().to_str().as_str())?;
-    Ok(FrameLayout::new(format, info.width(), info.height()).with_planes(info.offset(), info.stride()))
+    FrameLayout::from_planes(info.format().to_str().as_str(), info.width(), info.height(), info.offset(), info.stride())
 }
 
 /// A frame from an appsink sample, without copying its pixels; `pts` is set by the caller.

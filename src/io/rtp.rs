@@ -94,7 +94,8 @@ impl RtpAudioReceiver {
         udp.set_property("port", source.port as i32);
         clock.attach(&pipeline);
         let sink: gst_app::AppSink = by_name(&pipeline, "sink")?;
-        let producer = Mutex::new(producer);
+        // The producer and a sample buffer reused for every packet.
+        let state = Mutex::new((producer, Vec::<f32>::new()));
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
@@ -104,10 +105,12 @@ impl RtpAudioReceiver {
                         .pts()
                         .and_then(|pts| sample.segment()?.downcast_ref::<gst::ClockTime>()?.to_running_time(pts));
                     let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let samples: Vec<f32> =
-                        map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
                     // Only this streaming thread takes the lock: it is never contended.
-                    let _ = producer.lock().push(pts.map(|t| t.nseconds()), &samples);
+                    let mut guard = state.lock();
+                    let (producer, samples) = &mut *guard;
+                    samples.clear();
+                    samples.extend(map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+                    let _ = producer.push(pts.map(|t| t.nseconds()), samples);
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),

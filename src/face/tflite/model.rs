@@ -281,11 +281,6 @@ impl TfliteModel {
         }
         Ok(TfliteModel { tensors, consts, inputs, outputs, ops })
     }
-
-    /// The id of the tensor called `name`.
-    pub fn tensor(&self, name: &str) -> Option<usize> {
-        self.tensors.iter().position(|t| t.name == name)
-    }
 }
 
 #[cfg(test)]

@@ -23,8 +23,7 @@ use lipsync::engine::{EngineEvent, Stats, StatsSnapshot};
 use lipsync::face::models::ModelSource;
 use lipsync::render::Simulated;
 use lipsync::{
-    AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, PixelFormat, RendererKind, TrackingConfig,
-    VideoFrame,
+    AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, RendererKind, TrackingConfig, VideoFrame,
 };
 
 use super::{Fallback, Renderer};
@@ -123,8 +122,7 @@ fn audio_caps() -> gst::Caps {
 }
 
 fn layout_from_info(info: &gst_video::VideoInfo) -> Result<FrameLayout, lipsync::Error> {
-    let format = PixelFormat::from_name(info.format().to_str().as_str())?;
-    Ok(FrameLayout::new(format, info.width(), info.height()).with_planes(info.offset(), info.stride()))
+    FrameLayout::from_planes(info.format().to_str().as_str(), info.width(), info.height(), info.offset(), info.stride())
 }
 
 impl Settings {
