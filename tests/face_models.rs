@@ -1,20 +1,12 @@
 //! MediaPipe's face models read from the wheel and run on candle, against the outputs MediaPipe 0.10.21
 //! produced for the same inputs (`../shared/fixtures/face`).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod common;
 
 use candle_core::{Device, Tensor};
+use common::{IMAGES, golden};
 use lipsync::face::models::{FaceModel, ModelSource};
 use lipsync::face::tflite::{Graph, TfliteModel};
-
-const IMAGES: [&str; 3] = ["astronaut", "speakerine_f000", "speakerine_f090"];
-
-fn golden(name: &str) -> HashMap<String, Tensor> {
-    let path: PathBuf =
-        [env!("CARGO_MANIFEST_DIR"), "../shared/fixtures/face", &format!("{name}.golden.safetensors")].iter().collect();
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
-}
 
 fn graph(model: FaceModel) -> Graph {
     let bytes = ModelSource::default_location().read(model).expect("run scripts/setup.sh to fetch the models");

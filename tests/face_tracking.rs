@@ -1,40 +1,17 @@
 //! The face pipeline against MediaPipe 0.10.21's own results on three real images
 //! (`../shared/fixtures/face/*.golden.safetensors`): model inputs, detection, ROI and landmarks.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
+use common::{IMAGES, frame, golden, vec1};
 use lipsync::face::crop::RgbView;
 use lipsync::face::mesh::FaceMesh;
 use lipsync::face::models::ModelSource;
 use lipsync::face::{FaceDetector, FaceTracker, NormRect, TrackerConfig};
 use lipsync::{PixelFormat, VideoFrame};
-
-const IMAGES: [&str; 3] = ["astronaut", "speakerine_f000", "speakerine_f090"];
-
-fn golden(name: &str) -> HashMap<String, Tensor> {
-    let path: PathBuf =
-        [env!("CARGO_MANIFEST_DIR"), "../shared/fixtures/face", &format!("{name}.golden.safetensors")].iter().collect();
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
-}
-
-fn vec1(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-fn frame(f: &HashMap<String, Tensor>) -> VideoFrame {
-    let img = &f["image_rgb_u8"];
-    let (h, w, _) = img.dims3().unwrap();
-    let data = img.flatten_all().unwrap().to_vec1::<u8>().unwrap();
-    let mut padded = vec![0u8; 0];
-    let stride = (w * 3).div_ceil(4) * 4;
-    for row in data.chunks(w * 3) {
-        padded.extend_from_slice(row);
-        padded.resize(padded.len() + stride - w * 3, 0);
-    }
-    VideoFrame::from_vec(PixelFormat::Rgb, w as u32, h as u32, padded, 0).unwrap()
-}
 
 fn models() -> (FaceDetector, FaceMesh) {
     let src = ModelSource::default_location();

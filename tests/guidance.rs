@@ -1,6 +1,8 @@
 //! Sketches and heatmaps against the original STSA drawing (`../shared/fixtures/stsa/sketch_heatmap.npz`):
 //! sketches exactly, heatmaps to float rounding, for every case, edge values included.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -92,15 +94,9 @@ fn compositing_changes_only_the_face_and_leaves_no_seam() {
     use lipsync::face::{FaceTracker, TrackerConfig};
     use lipsync::guidance::composite::face_patch;
     use lipsync::guidance::crop::FaceBox;
-    use lipsync::{PixelFormat, VideoFrame};
 
-    let golden = candle_core::safetensors::load(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/face/astronaut.golden.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let rgb = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
-    let frame = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, rgb.clone(), 0).unwrap();
+    let frame = common::frame(&common::golden("astronaut"));
+    let rgb = frame.data().to_vec(); // 512 * 3 is a multiple of 4: no row padding
     let config = TrackerConfig { smoothing: None, ..Default::default() };
     let mut tracker = FaceTracker::new(&ModelSource::default_location(), &Device::Cpu, config).unwrap();
     let face = tracker.track(&frame).unwrap().expect("a face");

@@ -1,0 +1,37 @@
+//! Helpers shared by the integration tests: MediaPipe's golden results on the fixture images.
+#![allow(dead_code)] // each test file uses some of these
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use lipsync::{PixelFormat, VideoFrame};
+
+/// The three images with MediaPipe results in `../shared/fixtures/face`.
+pub const IMAGES: [&str; 3] = ["astronaut", "speakerine_f000", "speakerine_f090"];
+
+/// The tensors of `../shared/fixtures/face/NAME.golden.safetensors`.
+pub fn golden(name: &str) -> HashMap<String, Tensor> {
+    let path: PathBuf =
+        [env!("CARGO_MANIFEST_DIR"), "../shared/fixtures/face", &format!("{name}.golden.safetensors")].iter().collect();
+    candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
+}
+
+/// A tensor's values, flattened.
+pub fn vec1(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// The fixture's image as an RGB frame (rows padded to GStreamer's 4-byte stride).
+pub fn frame(f: &HashMap<String, Tensor>) -> VideoFrame {
+    let img = &f["image_rgb_u8"];
+    let (h, w, _) = img.dims3().unwrap();
+    let data = img.flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let mut padded = Vec::new();
+    let stride = (w * 3).div_ceil(4) * 4;
+    for row in data.chunks(w * 3) {
+        padded.extend_from_slice(row);
+        padded.resize(padded.len() + stride - w * 3, 0);
+    }
+    VideoFrame::from_vec(PixelFormat::Rgb, w as u32, h as u32, padded, 0).unwrap()
+}
