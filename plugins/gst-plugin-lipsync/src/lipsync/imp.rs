@@ -153,15 +153,15 @@ impl LipSync {
         self.obj().property::<u64>("latency")
     }
 
-    /// Current running time minus upstream latency: the time base of the engine's deadlines. `None` when
-    /// the pipeline is not live (then there are no deadlines).
-    fn now(&self) -> Option<u64> {
+    /// Current running time minus upstream latency (total minus `own_latency`): the time base of the
+    /// engine's deadlines. `None` when the pipeline is not live (then there are no deadlines).
+    fn now(&self, own_latency: u64) -> Option<u64> {
         let obj = self.obj();
         let total = obj.latency()?;
         let clock = obj.clock()?;
         let base = obj.base_time()?;
         let running = clock.time().checked_sub(base)?;
-        let upstream = total.nseconds().saturating_sub(self.own_latency());
+        let upstream = total.nseconds().saturating_sub(own_latency);
         Some(running.nseconds().saturating_sub(upstream))
     }
 
@@ -339,7 +339,7 @@ impl LipSync {
 
     /// Video caps changed: frames of the old caps leave first (rendered with the audio there is).
     fn drain_for_caps(&self) -> Result<(), gst::FlowError> {
-        let now = self.now();
+        let now = self.now(self.own_latency());
         let outputs = {
             let mut state = self.state.lock();
             match state.stream.as_mut() {
@@ -748,9 +748,9 @@ impl AggregatorImpl for LipSync {
     fn aggregate(&self, timeout: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _span = lipsync_span(timeout);
         let audio_pad = self.audio_pad.lock().clone();
-        let now = self.now();
-        let live = now.is_some();
         let own_latency = self.own_latency();
+        let now = self.now(own_latency);
+        let live = now.is_some();
         let stats_interval = self.settings.lock().stats_interval;
         let mut outputs = Vec::new();
         let (events, eos, post_stats) = {
