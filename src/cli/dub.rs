@@ -25,7 +25,7 @@ pub struct DubArgs {
     #[arg(short, long)]
     output: PathBuf,
     /// How the mouth is re-rendered.
-    #[arg(long, value_enum, default_value_t = RendererArg::Passthrough)]
+    #[arg(long, value_enum, default_value_t = RendererArg::Classic)]
     renderer: RendererArg,
     #[command(flatten)]
     tracking: TrackingArgs,
@@ -58,12 +58,6 @@ pub fn run(args: &DubArgs) -> Result<()> {
         audio.len() as f64 / crate::audio::SAMPLE_RATE as f64
     );
     let kind = RendererKind::from(args.renderer);
-    if kind == RendererKind::Passthrough {
-        eprintln!(
-            "note: no lip-sync renderer exists yet, so this runs the whole pipeline (decode, engine, encode) with \
-             the passthrough renderer: the mouth is not changed"
-        );
-    }
     let config = EngineConfig { mode: Mode::Offline, tracking: args.tracking.config(), ..Default::default() };
     let (mut engine, mut producer) = Engine::<usize>::new(kind.create()?, config)?;
     let writer = Mp4Writer::create(&args.output, face.frames[0].layout(), FPS as i32)?;

@@ -30,7 +30,7 @@ pub struct LiveArgs {
     /// Fixed latency in ms (default: the renderer's recommendation).
     #[arg(long)]
     latency_ms: Option<u64>,
-    #[arg(long, value_enum, default_value_t = RendererArg::Passthrough)]
+    #[arg(long, value_enum, default_value_t = RendererArg::Classic)]
     renderer: RendererArg,
     /// What replaces a frame whose render misses its deadline.
     #[arg(long, value_enum, default_value_t = FallbackArg::Original)]

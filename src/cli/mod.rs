@@ -5,6 +5,7 @@ mod devices;
 mod dub;
 mod landmarks;
 mod live;
+mod measure;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Live(live::LiveArgs),
     /// Find the face and its 468 landmarks in an image (MediaPipe BlazeFace + FaceMesh).
     Landmarks(landmarks::LandmarksArgs),
+    /// Measure lip sync: the offset and correlation between a video's mouth opening and its speech.
+    Measure(measure::MeasureArgs),
     /// List audio inputs and cameras.
     Devices,
 }
@@ -39,14 +42,17 @@ enum Command {
 /// `--renderer` values.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum RendererArg {
-    /// Frames go through unchanged (the only renderer so far: no lip-sync yet).
+    /// Lip-sync without trained weights: the tracked face is warped to follow the audio (the default).
     #[default]
+    Classic,
+    /// Frames go through unchanged.
     Passthrough,
 }
 
 impl From<RendererArg> for RendererKind {
     fn from(r: RendererArg) -> Self {
         match r {
+            RendererArg::Classic => RendererKind::Classic,
             RendererArg::Passthrough => RendererKind::Passthrough,
         }
     }
@@ -137,6 +143,7 @@ pub fn main() -> ExitCode {
         Command::Dub(args) => dub::run(&args),
         Command::Live(args) => live::run(&args),
         Command::Landmarks(args) => landmarks::run(&args),
+        Command::Measure(args) => measure::run(&args),
         Command::Devices => devices::run(),
     };
     match result {

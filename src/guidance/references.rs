@@ -17,6 +17,16 @@ pub struct Reference {
     pub crop: Vec<u8>,
     /// The full-face sketch heatmap (128x128).
     pub heatmap: Vec<f32>,
+    /// The 468 landmarks in the crop's pixels.
+    pub landmarks: Vec<[f32; 2]>,
+}
+
+/// What a frame contributes to the bank, built only for frames the bank keeps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub crop: Vec<u8>,
+    pub heatmap: Vec<f32>,
+    pub landmarks: Vec<[f32; 2]>,
 }
 
 /// Enrolment and refresh settings.
@@ -109,21 +119,15 @@ impl ReferenceBank {
         self.generation += 1;
     }
 
-    /// Offers a tracked frame. During enrolment it becomes a candidate (`make` builds the crop and
-    /// heatmap, only then); when enrolment ends the five references are chosen. Once fixed, a face that
+    /// Offers a tracked frame. During enrolment it becomes a candidate (`make` builds its snapshot, only
+    /// then); when enrolment ends the five references are chosen. Once fixed, a face that
     /// stays changed for `change_hold` starts a new enrolment. Returns whether the references changed.
-    pub fn offer(
-        &mut self,
-        pts: u64,
-        openness: f32,
-        look: Appearance,
-        make: impl FnOnce() -> (Vec<u8>, Vec<f32>),
-    ) -> bool {
+    pub fn offer(&mut self, pts: u64, openness: f32, look: Appearance, make: impl FnOnce() -> Snapshot) -> bool {
         match &mut self.state {
             State::Enrolling { since, candidates, looks } => {
                 let start = *since.get_or_insert(pts);
-                let (crop, heatmap) = make();
-                candidates.push(Reference { pts, openness, crop, heatmap });
+                let Snapshot { crop, heatmap, landmarks } = make();
+                candidates.push(Reference { pts, openness, crop, heatmap, landmarks });
                 looks.push(look);
                 if pts.saturating_sub(start) < self.config.enrolment || candidates.len() < Self::COUNT {
                     return false;
@@ -182,11 +186,11 @@ mod tests {
         for k in 0..25u64 {
             let changed = bank.offer(k * FRAME, (k % 10) as f32 / 10.0, LOOK, || {
                 made += 1;
-                (vec![k as u8], vec![])
+                Snapshot { crop: vec![k as u8], ..Default::default() }
             });
             assert!(!changed && bank.references().is_none(), "still enrolling at frame {k}");
         }
-        assert!(bank.offer(25 * FRAME, 0.95, LOOK, || (vec![25], vec![])));
+        assert!(bank.offer(25 * FRAME, 0.95, LOOK, || Snapshot { crop: vec![25], ..Default::default() }));
         let refs = bank.references().expect("fixed after one second");
         let open: Vec<f32> = refs.iter().map(|r| r.openness).collect();
         assert_eq!(open.first(), Some(&0.0));
@@ -206,20 +210,20 @@ mod tests {
         let config = BankConfig { enrolment: S, change_threshold: 0.3, change_hold: S };
         let mut bank = ReferenceBank::new(config);
         for k in 0..30u64 {
-            bank.offer(k * FRAME, k as f32, LOOK, || (vec![], vec![]));
+            bank.offer(k * FRAME, k as f32, LOOK, Snapshot::default);
         }
         assert!(bank.references().is_some());
         let other = Appearance { face_size: 200.0, brightness: 120.0 };
         // A short change (half a second) is ignored.
         for k in 30..42u64 {
-            assert!(!bank.offer(k * FRAME, 1.0, other, || (vec![], vec![])));
+            assert!(!bank.offer(k * FRAME, 1.0, other, Snapshot::default));
         }
-        bank.offer(42 * FRAME, 1.0, LOOK, || (vec![], vec![]));
+        bank.offer(42 * FRAME, 1.0, LOOK, Snapshot::default);
         assert!(bank.references().is_some());
         // A lasting one (over a second) re-enrols.
         let mut re_enrolled = false;
         for k in 43..80u64 {
-            re_enrolled |= bank.offer(k * FRAME, 1.0, other, || (vec![], vec![]));
+            re_enrolled |= bank.offer(k * FRAME, 1.0, other, Snapshot::default);
             if re_enrolled {
                 break;
             }

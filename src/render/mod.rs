@@ -1,13 +1,15 @@
 //! Renderers: given a frame and its audio window, produce the re-rendered mouth as a [`Patch`] (or nothing).
-//! The engine runs one renderer on its worker thread; later renderers (classic, STSA) implement the same
-//! trait.
+//! The engine runs one renderer on its worker thread: [`Classic`] (the default, no trained weights) or
+//! [`Passthrough`].
 
+pub mod classic;
 mod passthrough;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use classic::{Classic, ClassicConfig};
 pub use passthrough::Passthrough;
 
 use crate::audio::AudioWindow;
@@ -65,16 +67,19 @@ pub trait Renderer: Send {
 /// The renderers users can choose (the element's `renderer` property, the CLI's `--renderer`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RendererKind {
-    /// Frames go through unchanged; the engine's timing still applies.
+    /// Lip-sync from the audio's loudness and spectrum by warping the tracked face: no trained weights.
     #[default]
+    Classic,
+    /// Frames go through unchanged; the engine's timing still applies.
     Passthrough,
 }
 
 impl RendererKind {
-    pub const ALL: [RendererKind; 1] = [RendererKind::Passthrough];
+    pub const ALL: [RendererKind; 2] = [RendererKind::Classic, RendererKind::Passthrough];
 
     pub fn name(self) -> &'static str {
         match self {
+            RendererKind::Classic => "classic",
             RendererKind::Passthrough => "passthrough",
         }
     }
@@ -82,6 +87,7 @@ impl RendererKind {
     /// Builds the renderer.
     pub fn create(self) -> Result<Box<dyn Renderer>> {
         Ok(match self {
+            RendererKind::Classic => Box::new(Classic::default()),
             RendererKind::Passthrough => Box::new(Passthrough),
         })
     }

@@ -1,0 +1,71 @@
+//! `lipsync measure`: how well a video's mouth follows its own audio. The face is tracked on every frame
+//! and the mouth opening cross-correlated with the speech loudness (see [`crate::sync`]).
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use clap::Args;
+
+use crate::error::{Error, Result};
+use crate::face::models::ModelSource;
+use crate::face::{FaceTracker, TrackerConfig};
+use crate::io;
+use crate::sync::measure;
+
+#[derive(Args, Debug)]
+pub struct MeasureArgs {
+    /// A video with an audio track (or see --audio).
+    video: PathBuf,
+    /// Take the audio from this file instead of the video's own track.
+    #[arg(long)]
+    audio: Option<PathBuf>,
+    /// Largest offset searched, in frames either way.
+    #[arg(long, default_value_t = 10)]
+    max_lag: i32,
+    /// Print JSON: {"frames", "faces", "offset_frames", "correlation", "jitter", "jitter_smoothed",
+    /// "mean_opening"}.
+    #[arg(long)]
+    json: bool,
+    /// The mediapipe 0.10.21 wheel or a folder with its face .tflite files.
+    #[arg(long)]
+    face_models: Option<PathBuf>,
+}
+
+pub fn run(args: &MeasureArgs) -> Result<()> {
+    let audio = io::decode_audio(args.audio.as_ref().unwrap_or(&args.video))?;
+    let frames = (audio.len() as u64 * io::FPS as u64).div_ceil(crate::audio::SAMPLE_RATE as u64) as usize;
+    let video = io::decode_video(&args.video, frames.max(1))?;
+    let models = args.face_models.as_deref().map_or_else(ModelSource::default_location, ModelSource::from_path);
+    let config = TrackerConfig { smoothing: None, ..Default::default() };
+    let mut tracker = FaceTracker::new(&models, &Device::Cpu, config)?;
+    let report = measure(&video.frames, &audio, &mut tracker, args.max_lag)?;
+    if report.faces == 0 {
+        return Err(Error::InvalidArgument(format!("no face found in {}", args.video.display())));
+    }
+    let mean = report.opening.iter().sum::<f32>() / report.opening.len().max(1) as f32;
+    let e = report.estimate;
+    if args.json {
+        let json = |j: Option<f32>| j.map_or("null".to_string(), |j| format!("{j}"));
+        let (jitter, smoothed) = (json(report.jitter), json(report.jitter_smoothed));
+        println!(
+            "{{\"frames\": {}, \"faces\": {}, \"offset_frames\": {}, \"correlation\": {}, \"jitter\": {jitter}, \
+             \"jitter_smoothed\": {smoothed}, \"mean_opening\": {mean}}}",
+            report.frames, report.faces, e.offset_frames, e.correlation
+        );
+    } else {
+        println!(
+            "{}: {} frames, face in {}; mouth {} the audio by {} frame(s) ({} ms), correlation {:.3}; mouth jitter {} \
+             (One-Euro smoothed {}); mean opening {mean:.3}",
+            args.video.display(),
+            report.frames,
+            report.faces,
+            if e.offset_frames >= 0 { "lags" } else { "leads" },
+            e.offset_frames.abs(),
+            e.offset_frames.abs() * 40,
+            e.correlation,
+            report.jitter.map_or("n/a".into(), |j| format!("{j:.5}")),
+            report.jitter_smoothed.map_or("n/a".into(), |j| format!("{j:.5}")),
+        );
+    }
+    Ok(())
+}

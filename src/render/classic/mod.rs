@@ -1,0 +1,260 @@
+//! `renderer=classic`, the default: real lip-sync with no trained weights, on the CPU, in real time. Per
+//! frame, on the engine's render thread:
+//!
+//! 1. [`articulation`]: the audio window around the frame (100 ms back, 60 ms ahead) becomes a
+//!    [`MouthPose`] (jaw drop, lip parting, spread or rounding), with coarticulation smoothing and
+//!    silence closing the mouth.
+//! 2. The [`ReferenceBank`] learns the person live: its most closed frame is the neutral face the mouth
+//!    is rebuilt from (until enrolment ends, the most closed frame so far), its most open one lends its
+//!    teeth and tongue. A lasting change of face or lighting re-enrols.
+//! 3. [`shape`]: the neutral mouth is mapped onto the current head, moved to the pose and blended over the
+//!    frame's own lower face.
+//! 4. [`warp`]: a piecewise-affine warp of the lower face to those targets, with the mouth interior drawn
+//!    by [`mouth`]; the fixed ring around the warp mesh makes the patch meet the frame without a seam.
+
+pub mod articulation;
+pub mod mouth;
+pub mod shape;
+pub mod warp;
+
+pub use articulation::{Articulator, MouthPose};
+
+use crate::audio::AudioWindow;
+use crate::error::Result;
+use crate::face::Face;
+use crate::face::crop::RgbView;
+use crate::face::landmarks::CONNECTIONS_FULL;
+use crate::frame::{Patch, VideoFrame};
+use crate::guidance::crop::FaceBox;
+use crate::guidance::references::{Appearance, BankConfig, ReferenceBank, Snapshot, lip_openness};
+use crate::guidance::{CANVAS, heatmap, sketch};
+use crate::render::{RenderJob, Rendered, Renderer};
+use crate::sync::mouth_opening;
+use mouth::{Interior, OpenMouth};
+use shape::{OUTER_LIP, Rig};
+
+/// Classic renderer settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClassicConfig {
+    /// How the reference bank enrols the person.
+    pub bank: BankConfig,
+    /// Scales every mouth movement (1 = natural).
+    pub expressiveness: f32,
+}
+
+impl Default for ClassicConfig {
+    fn default() -> Self {
+        ClassicConfig { bank: BankConfig::default(), expressiveness: 1.0 }
+    }
+}
+
+/// The neutral face in use and where it came from.
+struct Neutral {
+    rig: Rig,
+    /// Inner-lip gap of the neutral, in interocular distances (lower is more closed).
+    gap: f32,
+    /// Bank generation it was taken from; `None` while enrolling (the most closed frame so far).
+    generation: Option<u64>,
+}
+
+pub struct Classic {
+    config: ClassicConfig,
+    articulator: Articulator,
+    bank: ReferenceBank,
+    neutral: Option<Neutral>,
+    open_mouth: Option<(u64, Option<OpenMouth>)>,
+}
+
+fn crop_gap(landmarks: &[[f32; 2]]) -> f32 {
+    let d = |a: usize, b: usize| (landmarks[a][0] - landmarks[b][0]).hypot(landmarks[a][1] - landmarks[b][1]);
+    d(13, 14) / d(33, 263).max(1e-3)
+}
+
+/// The bank's snapshot of a frame: the 128x128 face crop, its full-face heatmap and the landmarks in the
+/// crop's pixels.
+pub fn snapshot(frame: &VideoFrame, face: &Face) -> Snapshot {
+    let view = RgbView::new(frame);
+    let (w, h) = (view.width(), view.height());
+    let fb = FaceBox::around(&face.landmarks, w, h);
+    let (bw, bh) = ((fb.x2 - fb.x1).max(1) as f32, (fb.y2 - fb.y1).max(1) as f32);
+    let mut crop = Vec::with_capacity(CANVAS * CANVAS * 3);
+    for y in 0..CANVAS {
+        for x in 0..CANVAS {
+            let sx = (fb.x1 as f32 + (x as f32 + 0.5) * bw / CANVAS as f32 - 0.5).clamp(0.0, (w - 1) as f32);
+            let sy = (fb.y1 as f32 + (y as f32 + 0.5) * bh / CANVAS as f32 - 0.5).clamp(0.0, (h - 1) as f32);
+            let (ix, iy) = (sx as usize, sy as usize);
+            let (jx, jy) = ((ix + 1).min(w - 1), (iy + 1).min(h - 1));
+            let (ax, ay) = (sx - ix as f32, sy - iy as f32);
+            let (a, b, c, d) = (view.get(ix, iy), view.get(jx, iy), view.get(ix, jy), view.get(jx, jy));
+            for k in 0..3 {
+                let top = a[k] as f32 + (b[k] as f32 - a[k] as f32) * ax;
+                let bot = c[k] as f32 + (d[k] as f32 - c[k] as f32) * ax;
+                crop.push((top + (bot - top) * ay).round() as u8);
+            }
+        }
+    }
+    let normalised: Vec<[f32; 2]> = face.landmarks.iter().map(|&p| fb.normalise(p, w, h)).collect();
+    let sketch = sketch::draw(|id| normalised.get(id as usize).copied(), &CONNECTIONS_FULL);
+    let landmarks = normalised.iter().map(|p| [p[0] * CANVAS as f32, p[1] * CANVAS as f32]).collect();
+    Snapshot { crop, heatmap: heatmap::heatmap(&sketch), landmarks }
+}
+
+/// Mean colour at some landmarks.
+fn mean_colour(view: &RgbView<'_>, landmarks: &[[f32; 3]], ids: &[u16]) -> [f32; 3] {
+    let (w, h) = (view.width(), view.height());
+    let mut sum = [0.0f32; 3];
+    for &id in ids {
+        let p = landmarks[id as usize];
+        let c = view.get((p[0].max(0.0) as usize).min(w - 1), (p[1].max(0.0) as usize).min(h - 1));
+        for k in 0..3 {
+            sum[k] += c[k] as f32;
+        }
+    }
+    sum.map(|s| s / ids.len() as f32)
+}
+
+fn luma(c: [f32; 3]) -> f32 {
+    0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+}
+
+const CHEEKS: [u16; 8] = [205, 425, 50, 280, 187, 411, 36, 266];
+const UPPER_INNER: [u16; 11] = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308];
+const LOWER_INNER: [u16; 11] = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308];
+/// A reference whose inner lips are this far apart (interocular distances) shows its teeth.
+const OPEN_REFERENCE: f32 = 0.08;
+
+impl Classic {
+    pub fn new(config: ClassicConfig) -> Self {
+        Classic {
+            config,
+            articulator: Articulator::new(),
+            bank: ReferenceBank::new(config.bank),
+            neutral: None,
+            open_mouth: None,
+        }
+    }
+
+    /// Feeds the bank and picks the neutral face: the bank's most closed reference once enrolled, the
+    /// most closed frame so far until then.
+    pub fn learn(&mut self, frame: &VideoFrame, face: &Face) {
+        let (w, h) = (frame.width() as usize, frame.height() as usize);
+        let view = RgbView::new(frame);
+        let look = Appearance {
+            face_size: face.bbox[2] - face.bbox[0],
+            brightness: luma(mean_colour(&view, &face.landmarks, &CHEEKS)),
+        };
+        self.bank.offer(frame.pts, lip_openness(&face.landmarks, w, h), look, || snapshot(frame, face));
+        let generation = self.bank.generation();
+        match self.bank.references() {
+            Some(refs) => {
+                if self.neutral.as_ref().is_none_or(|n| n.generation != Some(generation)) {
+                    let closed = &refs[0];
+                    let lm: Vec<[f32; 3]> = closed.landmarks.iter().map(|p| [p[0], p[1], 0.0]).collect();
+                    self.neutral = Some(Neutral {
+                        rig: Rig::new(&lm),
+                        gap: crop_gap(&closed.landmarks),
+                        generation: Some(generation),
+                    });
+                }
+                if self.open_mouth.as_ref().is_none_or(|(g, _)| *g != generation) {
+                    let open = refs.last().filter(|r| crop_gap(&r.landmarks) >= OPEN_REFERENCE).map(|r| {
+                        let line = |ids: &[u16]| ids.iter().map(|&i| r.landmarks[i as usize]).collect();
+                        let lum =
+                            r.crop.chunks_exact(3).map(|c| luma([c[0] as f32, c[1] as f32, c[2] as f32])).sum::<f32>()
+                                / (CANVAS * CANVAS) as f32;
+                        OpenMouth {
+                            rgb: r.crop.clone(),
+                            width: CANVAS,
+                            height: CANVAS,
+                            upper: line(&UPPER_INNER),
+                            lower: line(&LOWER_INNER),
+                            luma: lum,
+                        }
+                    });
+                    // Only a reference whose opening is dark (teeth and cavity, not just tongue or lips).
+                    let open = open.filter(OpenMouth::looks_open);
+                    self.open_mouth = Some((generation, open));
+                }
+            }
+            None => {
+                let gap = mouth_opening(&face.landmarks);
+                let stale = self.neutral.as_ref().is_none_or(|n| n.generation.is_some() || gap < n.gap - 0.005);
+                if stale {
+                    self.neutral = Some(Neutral { rig: Rig::new(&face.landmarks), gap, generation: None });
+                }
+                self.open_mouth = None;
+            }
+        }
+    }
+
+    /// The pose for a frame, scaled by the configured expressiveness.
+    pub fn pose(&mut self, job: &RenderJob<'_>) -> MouthPose {
+        let p = self.articulator.pose(job.frame.pts, job.audio, job.audio_missing);
+        let k = self.config.expressiveness;
+        MouthPose { jaw: (p.jaw * k).min(1.5), lips: (p.lips * k).min(1.5), spread: p.spread }
+    }
+
+    /// Renders the lower face of `frame` for `pose`.
+    pub fn render_pose(&self, frame: &VideoFrame, face: &Face, pose: &MouthPose) -> Option<Patch> {
+        let neutral = self.neutral.as_ref()?;
+        let rig = &neutral.rig;
+        let t = rig.targets(&face.landmarks, pose)?;
+        let view = RgbView::new(frame);
+        let lip = mean_colour(&view, &face.landmarks, &OUTER_LIP);
+        let skin = luma(mean_colour(&view, &face.landmarks, &CHEEKS));
+        let shader = Interior {
+            lip,
+            luma: skin,
+            teeth: Interior::teeth_share(t.gap, t.scale),
+            feather: [1.5 / t.width.max(1.0), 1.5 / t.gap.max(1.0)],
+            reference: self.open_mouth.as_ref().and_then(|(_, m)| m.as_ref()),
+        };
+        warp::warp(&view, &t.source, &t.target, &rig.triangles, &rig.interior, &rig.mouth_uv, &shader)
+    }
+}
+
+impl Default for Classic {
+    fn default() -> Self {
+        Self::new(ClassicConfig::default())
+    }
+}
+
+impl Renderer for Classic {
+    fn name(&self) -> &'static str {
+        "classic"
+    }
+
+    fn window(&self) -> AudioWindow {
+        articulation::WINDOW
+    }
+
+    /// The 60 ms look-ahead plus 20 ms to track and render (about 11 ms at 1280x720 on a 2-core laptop
+    /// CPU; `cargo bench --bench classic`).
+    fn recommended_latency(&self) -> u64 {
+        articulation::WINDOW.after + 20_000_000
+    }
+
+    fn needs_face(&self) -> bool {
+        true
+    }
+
+    fn render(&mut self, job: &RenderJob<'_>) -> Result<Rendered> {
+        let _span = tracing::debug_span!("classic", pts = job.frame.pts).entered();
+        let Some(face) = job.face else {
+            return Ok(Rendered::Unchanged);
+        };
+        let pose = self.pose(job);
+        self.learn(job.frame, face);
+        Ok(match self.render_pose(job.frame, face, &pose) {
+            Some(patch) => Rendered::Patch(patch),
+            None => Rendered::Unchanged,
+        })
+    }
+
+    fn reset(&mut self) {
+        self.articulator.reset();
+        self.bank.reset();
+        self.neutral = None;
+        self.open_mouth = None;
+    }
+}

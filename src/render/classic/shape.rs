@@ -1,0 +1,402 @@
+//! Mouth shape, the second stage of the classic renderer: where every lower-face landmark should be for a
+//! [`MouthPose`], relative to the person's own neutral (closed-mouth) face.
+//!
+//! A [`Rig`] is built once per neutral face (the reference bank's most closed frame). It holds the warp
+//! mesh: the FaceMesh points of the lower face plus a fixed ring just outside it, triangulated (Delaunay)
+//! on the neutral with its mouth opened, so the triangles between the inner lips are the mouth interior.
+//! Each frame, the neutral is mapped onto the current head by an affine fit on landmarks the jaw does not
+//! move (eyes, nose bridge, temples), displaced by the pose in the face's own axes (the jaw drops, the
+//! lips part, spread or round) and blended in over the frame's own lower face, so a mouth that already
+//! moves in a live video is replaced, not doubled.
+
+use super::articulation::MouthPose;
+
+/// Upper lip (outer then inner), without the corners.
+const UPPER_LIP: [u16; 18] = [185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415];
+/// Lower lip (outer then inner), without the corners.
+const LOWER_LIP: [u16; 18] = [375, 321, 405, 314, 17, 84, 181, 91, 146, 324, 318, 402, 317, 14, 87, 178, 88, 95];
+/// Mouth corners, outer and inner.
+const CORNERS: [u16; 4] = [61, 291, 78, 308];
+/// Outer lip contour, left corner, along the upper lip, right corner, back along the lower lip.
+pub const OUTER_LIP: [u16; 20] =
+    [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146];
+/// Inner lip contour, left corner, along the upper lip, right corner, back along the lower lip.
+pub const INNER_LIP: [u16; 20] =
+    [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95];
+/// Pairs of upper and lower inner-lip points that meet when the mouth closes.
+const INNER_PAIRS: [(u16, u16); 9] =
+    [(191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324)];
+/// The lower face oval, ear to ear under the chin.
+const LOWER_OVAL: [u16; 19] =
+    [93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323];
+/// Landmarks the jaw and lips do not move: eye corners, nose bridge, brows, temples.
+const STABLE: [u16; 16] = [33, 133, 362, 263, 168, 6, 197, 195, 10, 151, 9, 8, 127, 356, 70, 300];
+const NOSE_TIP: usize = 1;
+const EYES: (usize, usize) = (33, 263);
+
+/// How far each part moves at full pose, in interocular distances.
+const JAW_MAX: f32 = 0.055;
+const UPPER_LIP_MAX: f32 = 0.025;
+const LOWER_LIP_MAX: f32 = 0.05;
+const SPREAD_MAX: f32 = 0.05;
+
+type P = [f32; 2];
+
+fn sub(a: P, b: P) -> P {
+    [a[0] - b[0], a[1] - b[1]]
+}
+fn dot(a: P, b: P) -> f32 {
+    a[0] * b[0] + a[1] * b[1]
+}
+fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
+    let t = ((x - lo) / (hi - lo)).clamp(0.0, 1.0);
+    t * t * (3.0 - 2.0 * t)
+}
+
+/// A 2x3 affine map.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Affine(pub [[f32; 3]; 2]);
+
+impl Affine {
+    pub fn apply(&self, p: P) -> P {
+        let m = &self.0;
+        [m[0][0] * p[0] + m[0][1] * p[1] + m[0][2], m[1][0] * p[0] + m[1][1] * p[1] + m[1][2]]
+    }
+
+    /// Least-squares fit of `from[i] -> to[i]` (f64 normal equations, centred for conditioning).
+    pub fn fit(from: &[P], to: &[P]) -> Option<Affine> {
+        let n = from.len() as f64;
+        let mean = |v: &[P]| {
+            let s = v.iter().fold([0.0f64; 2], |a, p| [a[0] + p[0] as f64, a[1] + p[1] as f64]);
+            [s[0] / n, s[1] / n]
+        };
+        let (cf, ct) = (mean(from), mean(to));
+        let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
+        let mut b = [[0.0f64; 2]; 2]; // b[out][in]
+        for (f, t) in from.iter().zip(to) {
+            let (x, y) = (f[0] as f64 - cf[0], f[1] as f64 - cf[1]);
+            let (u, v) = (t[0] as f64 - ct[0], t[1] as f64 - ct[1]);
+            sxx += x * x;
+            sxy += x * y;
+            syy += y * y;
+            b[0][0] += u * x;
+            b[0][1] += u * y;
+            b[1][0] += v * x;
+            b[1][1] += v * y;
+        }
+        let det = sxx * syy - sxy * sxy;
+        if det.abs() < 1e-9 * (sxx * syy).max(1e-30) || !det.is_finite() {
+            return None;
+        }
+        let inv = [[syy / det, -sxy / det], [-sxy / det, sxx / det]];
+        let mut m = [[0.0f32; 3]; 2];
+        for r in 0..2 {
+            let a = b[r][0] * inv[0][0] + b[r][1] * inv[1][0];
+            let c = b[r][0] * inv[0][1] + b[r][1] * inv[1][1];
+            m[r] = [a as f32, c as f32, (ct[r] - a * cf[0] - c * cf[1]) as f32];
+        }
+        Some(Affine(m))
+    }
+}
+
+/// Eye-centred axes of a face: x along the eyes, y down, in interocular distances.
+#[derive(Clone, Copy, Debug)]
+struct Axes {
+    origin: P,
+    ex: P,
+    ey: P,
+    d: f32,
+}
+
+impl Axes {
+    fn of(lm: &[P]) -> Axes {
+        let (l, r) = (lm[EYES.0], lm[EYES.1]);
+        let v = sub(r, l);
+        let d = v[0].hypot(v[1]).max(1e-3);
+        let ex = [v[0] / d, v[1] / d];
+        Axes { origin: [(l[0] + r[0]) * 0.5, (l[1] + r[1]) * 0.5], ex, ey: [-ex[1], ex[0]], d }
+    }
+    fn to_face(&self, p: P) -> P {
+        let q = sub(p, self.origin);
+        [dot(q, self.ex) / self.d, dot(q, self.ey) / self.d]
+    }
+    fn to_pixels(&self, f: P) -> P {
+        [
+            self.origin[0] + (self.ex[0] * f[0] + self.ey[0] * f[1]) * self.d,
+            self.origin[1] + (self.ex[1] * f[0] + self.ey[1] * f[1]) * self.d,
+        ]
+    }
+}
+
+/// One vertex of the warp mesh.
+#[derive(Clone, Copy, Debug)]
+enum Vertex {
+    /// A FaceMesh landmark; `weight` is how much of the synthetic mouth replaces the frame's own there.
+    Landmark { id: u16, weight: f32 },
+    /// A fixed point outside the face, in the neutral frame's pixels.
+    Ring(P),
+}
+
+/// The warp mesh and mouth model of one neutral face.
+pub struct Rig {
+    /// The neutral landmarks (frame pixels), inner lips closed.
+    neutral: Vec<P>,
+    axes: Axes,
+    /// Mouth centre (face units) and half width.
+    mouth: P,
+    half_width: f32,
+    vertices: Vec<Vertex>,
+    pub triangles: Vec<[u32; 3]>,
+    /// Which triangles lie between the inner lips.
+    pub interior: Vec<bool>,
+    /// Per vertex: (u across the mouth, v from upper to lower inner lip) for inner-lip vertices.
+    pub mouth_uv: Vec<P>,
+}
+
+/// Source and target positions of the warp mesh's vertices for one frame.
+pub struct Targets {
+    pub source: Vec<P>,
+    pub target: Vec<P>,
+    /// Interocular distance in the frame (pixels).
+    pub scale: f32,
+    /// The target inner-lip gap at the centre (pixels).
+    pub gap: f32,
+    /// The target mouth width, corner to corner (pixels).
+    pub width: f32,
+}
+
+fn is_in(set: &[u16], id: u16) -> bool {
+    set.contains(&id)
+}
+
+impl Rig {
+    /// Builds the rig of a neutral face (468 landmarks in pixels).
+    pub fn new(landmarks: &[[f32; 3]]) -> Rig {
+        let mut neutral: Vec<P> = landmarks.iter().map(|p| [p[0], p[1]]).collect();
+        for &(u, l) in &INNER_PAIRS {
+            let (a, b) = (neutral[u as usize], neutral[l as usize]);
+            let mid = [(a[0] + b[0]) * 0.5, (a[1] + b[1]) * 0.5];
+            neutral[u as usize] = mid;
+            neutral[l as usize] = mid;
+        }
+        let axes = Axes::of(&neutral);
+        let face: Vec<P> = neutral.iter().map(|&p| axes.to_face(p)).collect();
+        let (cl, cr) = (face[61], face[291]);
+        let mouth = [(cl[0] + cr[0]) * 0.5, (cl[1] + cr[1]) * 0.5];
+        let half_width = ((cr[0] - cl[0]).abs() * 0.5).max(0.05);
+        let nose = face[NOSE_TIP][1];
+        let upper = face[0][1];
+        let mut rig = Rig {
+            neutral,
+            axes,
+            mouth,
+            half_width,
+            vertices: Vec::new(),
+            triangles: Vec::new(),
+            interior: Vec::new(),
+            mouth_uv: Vec::new(),
+        };
+        // Lower-face landmarks (from just under the nose tip), thinned where points crowd together.
+        let cut = nose + 0.25 * (upper - nose);
+        let mut chosen: Vec<(u16, P)> = Vec::new();
+        let lip =
+            |id: u16| is_in(&INNER_LIP, id) || is_in(&UPPER_LIP, id) || is_in(&LOWER_LIP, id) || is_in(&CORNERS, id);
+        let open_layout =
+            |rig: &Rig, id: usize| rig.axes.to_face(rig.displaced(id, &MouthPose { jaw: 1.0, lips: 1.0, spread: 0.0 }));
+        // The lips are the band between the outer and inner contours: the mesh's other points inside the
+        // outer contour are left out, so each lip moves as one piece.
+        let outer: Vec<P> = OUTER_LIP.iter().map(|&id| face[id as usize]).collect();
+        let mut ids: Vec<u16> = (0..face.len() as u16)
+            .filter(|&id| face[id as usize][1] >= cut || is_in(&LOWER_OVAL, id))
+            .filter(|&id| lip(id) || !inside(&outer, face[id as usize]))
+            .collect();
+        // Lips first, so crowding drops other points rather than lip points.
+        ids.sort_by_key(|&id| !lip(id));
+        for id in ids {
+            let p = open_layout(&rig, id as usize);
+            let crowded = chosen.iter().any(|(_, q)| (p[0] - q[0]).hypot(p[1] - q[1]) < 0.025);
+            if !crowded || lip(id) && !chosen.iter().any(|(_, q)| p == *q) {
+                chosen.push((id, p));
+            }
+        }
+        let mut layout: Vec<P> = Vec::new();
+        for &(id, p) in &chosen {
+            let f = face[id as usize];
+            let (dx, _) = (f[0] - mouth[0], f[1] - mouth[1]);
+            let vertical = smoothstep(nose, upper + 0.02, f[1]);
+            let lateral = 1.0 - smoothstep(2.2 * half_width, 3.2 * half_width, dx.abs());
+            rig.vertices.push(Vertex::Landmark { id, weight: vertical * lateral });
+            layout.push(p);
+        }
+        // The fixed ring: the lower oval pushed away from the mouth, and a row across under the nose.
+        // Far enough out that the chin at full drop stays well inside.
+        let push = |f: P| {
+            let (dx, dy) = (f[0] - mouth[0], f[1] - mouth[1]);
+            let len = dx.hypot(dy).max(1e-3);
+            [f[0] + dx / len * 0.45, f[1] + dy / len * 0.45]
+        };
+        let mut ring: Vec<P> = LOWER_OVAL.iter().map(|&id| push(face[id as usize])).collect();
+        let top = cut - 0.2;
+        let (x0, x1) = (ring[0][0], ring[ring.len() - 1][0]);
+        for k in 0..=6 {
+            ring.push([x0 + (x1 - x0) * k as f32 / 6.0, top.min(ring[0][1]).min(ring[ring.len() - 1][1])]);
+        }
+        for f in ring {
+            rig.vertices.push(Vertex::Ring(axes.to_pixels(f)));
+            layout.push(f);
+        }
+        rig.triangles = super::warp::delaunay(&layout);
+        // Mouth-interior triangles: all corners on the inner lip, centre inside its contour.
+        let inner: Vec<P> =
+            INNER_LIP.iter().filter_map(|&id| chosen.iter().position(|(c, _)| *c == id).map(|i| layout[i])).collect();
+        rig.interior = rig
+            .triangles
+            .iter()
+            .map(|t| {
+                let all_inner = t.iter().all(|&v| match rig.vertices[v as usize] {
+                    Vertex::Landmark { id, .. } => is_in(&INNER_LIP, id),
+                    Vertex::Ring(_) => false,
+                });
+                let c = t
+                    .iter()
+                    .fold([0.0, 0.0], |a, &v| [a[0] + layout[v as usize][0] / 3.0, a[1] + layout[v as usize][1] / 3.0]);
+                all_inner && inside(&inner, c)
+            })
+            .collect();
+        let (left, right) = (open_layout(&rig, 78), open_layout(&rig, 308));
+        rig.mouth_uv = rig
+            .vertices
+            .iter()
+            .zip(&layout)
+            .map(|(v, p)| {
+                let u = ((p[0] - left[0]) / (right[0] - left[0]).max(1e-3)).clamp(0.0, 1.0);
+                let v = match v {
+                    Vertex::Landmark { id, .. } if is_in(&UPPER_LIP, *id) => 0.0,
+                    Vertex::Landmark { id, .. } if is_in(&LOWER_LIP, *id) => 1.0,
+                    _ => 0.5,
+                };
+                [u, v]
+            })
+            .collect();
+        rig
+    }
+
+    /// The neutral point `id` moved to `pose` (neutral frame pixels).
+    fn displaced(&self, id: usize, pose: &MouthPose) -> P {
+        let f = self.axes.to_face(self.neutral[id]);
+        let (dx, dy) = (f[0] - self.mouth[0], f[1] - self.mouth[1]);
+        let id16 = id as u16;
+        // The jaw: everything from the mouth corners down, most at the chin's midline.
+        let lateral = 1.0 - 0.75 * smoothstep(0.8 * self.half_width, 2.4 * self.half_width, dx.abs());
+        // Upper lip points stay with the skull, lower lip points go with the jaw (less towards the corners,
+        // so the opening is oval), the corners in between.
+        let profile = (1.0 - (dx / self.half_width).powi(2)).clamp(0.0, 1.0);
+        let with_jaw = if is_in(&UPPER_LIP, id16) {
+            0.0
+        } else if is_in(&LOWER_LIP, id16) {
+            0.4 + 0.6 * profile.sqrt()
+        } else if is_in(&CORNERS, id16) {
+            0.4
+        } else {
+            smoothstep(-0.03, 0.08, dy)
+        };
+        let mut down = pose.jaw * JAW_MAX * with_jaw * lateral;
+        let mut x = f[0];
+        if is_in(&UPPER_LIP, id16) || is_in(&LOWER_LIP, id16) || is_in(&CORNERS, id16) {
+            if is_in(&UPPER_LIP, id16) {
+                down -= pose.lips * UPPER_LIP_MAX * profile;
+            } else if is_in(&LOWER_LIP, id16) {
+                down += pose.lips * LOWER_LIP_MAX * profile;
+            }
+            // Rounding also pushes the lips apart a little at the centre.
+            let round = (-pose.spread).max(0.0) * profile;
+            if is_in(&LOWER_LIP, id16) {
+                down += round * 0.02;
+            }
+            x = self.mouth[0] + dx * (1.0 + SPREAD_MAX * pose.spread);
+        }
+        self.axes.to_pixels([x, f[1] + down])
+    }
+
+    /// Where the warp mesh's vertices are in this frame (`landmarks`: its 468 tracked points) and where
+    /// they must go for `pose`. `None` when the head cannot be related to the neutral.
+    pub fn targets(&self, landmarks: &[[f32; 3]], pose: &MouthPose) -> Option<Targets> {
+        let current: Vec<P> = landmarks.iter().map(|p| [p[0], p[1]]).collect();
+        let from: Vec<P> = STABLE.iter().map(|&i| self.neutral[i as usize]).collect();
+        let to: Vec<P> = STABLE.iter().map(|&i| current[i as usize]).collect();
+        let head = Affine::fit(&from, &to)?;
+        let mut source = Vec::with_capacity(self.vertices.len());
+        let mut target = Vec::with_capacity(self.vertices.len());
+        for v in &self.vertices {
+            match *v {
+                Vertex::Landmark { id, weight } => {
+                    let s = current[id as usize];
+                    let t = head.apply(self.displaced(id as usize, pose));
+                    source.push(s);
+                    target.push([s[0] + weight * (t[0] - s[0]), s[1] + weight * (t[1] - s[1])]);
+                }
+                Vertex::Ring(p) => {
+                    let q = head.apply(p);
+                    source.push(q);
+                    target.push(q);
+                }
+            }
+        }
+        let scale = Axes::of(&current).d;
+        let gap = {
+            let (a, b) = (head.apply(self.displaced(13, pose)), head.apply(self.displaced(14, pose)));
+            (a[0] - b[0]).hypot(a[1] - b[1])
+        };
+        let width = {
+            let (a, b) = (head.apply(self.displaced(78, pose)), head.apply(self.displaced(308, pose)));
+            (a[0] - b[0]).hypot(a[1] - b[1])
+        };
+        Some(Targets { source, target, scale, gap, width })
+    }
+
+    /// Target positions of the 468 landmarks for `pose` (for tests and drawing): the neutral moved onto
+    /// the current head.
+    pub fn mouth_landmarks(&self, landmarks: &[[f32; 3]], pose: &MouthPose) -> Option<Vec<P>> {
+        let from: Vec<P> = STABLE.iter().map(|&i| self.neutral[i as usize]).collect();
+        let to: Vec<P> = STABLE.iter().map(|&i| [landmarks[i as usize][0], landmarks[i as usize][1]]).collect();
+        let head = Affine::fit(&from, &to)?;
+        Some((0..self.neutral.len()).map(|i| head.apply(self.displaced(i, pose))).collect())
+    }
+}
+
+/// Whether `p` lies inside `poly` (even-odd).
+fn inside(poly: &[P], p: P) -> bool {
+    let mut c = false;
+    for i in 0..poly.len() {
+        let (a, b) = (poly[i], poly[(i + 1) % poly.len()]);
+        if (a[1] <= p[1]) != (b[1] <= p[1]) && p[0] < a[0] + (p[1] - a[1]) / (b[1] - a[1]) * (b[0] - a[0]) {
+            c = !c;
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affine_fit_recovers_a_map() {
+        let m = Affine([[1.2, -0.3, 5.0], [0.25, 0.9, -7.0]]);
+        let from: Vec<P> = (0..10).map(|i| [i as f32 * 3.0, (i * i) as f32 * 0.5]).collect();
+        let to: Vec<P> = from.iter().map(|&p| m.apply(p)).collect();
+        let fit = Affine::fit(&from, &to).unwrap();
+        for (a, b) in fit.0.iter().flatten().zip(m.0.iter().flatten()) {
+            assert!((a - b).abs() < 1e-3, "{fit:?}");
+        }
+        assert!(Affine::fit(&[[1.0, 1.0]; 5], &[[0.0, 0.0]; 5]).is_none(), "degenerate");
+    }
+
+    #[test]
+    fn the_inner_lip_tables_are_consistent() {
+        for (u, l) in INNER_PAIRS {
+            assert!(INNER_LIP.contains(&u) && INNER_LIP.contains(&l));
+            assert!(UPPER_LIP.contains(&u) && LOWER_LIP.contains(&l));
+        }
+    }
+}

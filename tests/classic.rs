@@ -1,0 +1,136 @@
+//! The classic renderer on real faces: its warp mesh, what it changes in a frame, and that the mouth it
+//! draws is the mouth the tracker then sees.
+
+mod common;
+
+use candle_core::Device;
+use lipsync::face::models::ModelSource;
+use lipsync::face::{FaceTracker, TrackerConfig};
+use lipsync::render::classic::shape::Rig;
+use lipsync::render::classic::{Classic, MouthPose};
+use lipsync::sync::mouth_opening;
+use lipsync::{PixelFormat, VideoFrame};
+
+fn tracker() -> FaceTracker {
+    let config = TrackerConfig { smoothing: None, ..Default::default() };
+    FaceTracker::new(&ModelSource::default_location(), &Device::Cpu, config).unwrap()
+}
+
+/// The renderer after seeing `frame` once (its neutral is that frame), and the frame's face.
+fn primed(frame: &VideoFrame) -> (Classic, lipsync::face::Face) {
+    let face = tracker().track(frame).unwrap().expect("a face");
+    let mut classic = Classic::default();
+    classic.learn(frame, &face);
+    (classic, face)
+}
+
+#[test]
+fn the_mesh_has_a_mouth_interior_between_the_inner_lips() {
+    for name in common::IMAGES {
+        let frame = common::frame(&common::golden(name));
+        let face = tracker().track(&frame).unwrap().unwrap();
+        let rig = Rig::new(&face.landmarks);
+        // The inner lip contour has 20 points: a polygon of 20 vertices has 18 triangles.
+        assert_eq!(rig.interior.iter().filter(|&&b| b).count(), 18, "{name}");
+        assert!(rig.triangles.len() > 150, "{name}: {} triangles", rig.triangles.len());
+    }
+}
+
+#[test]
+fn the_drawn_mouth_opens_as_the_pose_asks_and_the_tracker_sees_it() {
+    let frame = common::frame(&common::golden("astronaut"));
+    let (classic, face) = primed(&frame);
+    let mut openings = Vec::new();
+    for k in [0.0, 0.5, 1.0] {
+        let pose = MouthPose { jaw: k, lips: k, spread: 0.0 };
+        let patch = classic.render_pose(&frame, &face, &pose).expect("a patch");
+        let out = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, frame.composite(&patch), 0).unwrap();
+        let seen = tracker().track(&out).unwrap().expect("still a face");
+        openings.push(mouth_opening(&seen.landmarks));
+    }
+    eprintln!("openings measured for poses 0, 0.5, 1: {openings:?}");
+    // The photo's own mouth shows its teeth (0.11); the closed pose narrows it.
+    assert!(openings[0] < 0.1, "closed: {}", openings[0]);
+    assert!(openings[1] > openings[0] + 0.01 && openings[2] > openings[1] + 0.01, "{openings:?}");
+}
+
+#[test]
+fn only_the_lower_face_changes() {
+    let frame = common::frame(&common::golden("speakerine_f000"));
+    let (classic, face) = primed(&frame);
+    let pose = MouthPose { jaw: 1.0, lips: 1.0, spread: 0.5 };
+    let patch = classic.render_pose(&frame, &face, &pose).unwrap();
+    let out = frame.composite(&patch);
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let stride = frame.layout().strides[0];
+    let nose_y = face.landmarks[1][1];
+    let (mut changed, mut seam, mut seam_sum, mut seam_n) = (0, 0i32, 0i64, 0);
+    let (pw, ph) = (patch.width as i32, patch.height as i32);
+    let alpha = |x: i32, y: i32| {
+        let (px, py) = (x - patch.x, y - patch.y);
+        if px < 0 || py < 0 || px >= pw || py >= ph { 0 } else { patch.rgba[((py * pw + px) * 4 + 3) as usize] }
+    };
+    for y in 0..h {
+        for x in 0..w {
+            let o = y * stride + x * 3;
+            let d = (0..3).map(|c| (out[o + c] as i32 - frame.data()[o + c] as i32).abs()).max().unwrap();
+            if d > 0 {
+                changed += 1;
+                assert!(y as f32 > nose_y - 0.25 * (face.bbox[3] - face.bbox[1]), "({x}, {y}) above the nose changed");
+            }
+            // Where the warped region meets the untouched frame, the warp is the identity: no seam.
+            let (xi, yi) = (x as i32, y as i32);
+            let in_frame = |x: i32, y: i32| x >= 0 && y >= 0 && x < w as i32 && y < h as i32;
+            let edge = alpha(xi, yi) > 0
+                && [(1, 0), (-1, 0), (0, 1), (0, -1)]
+                    .iter()
+                    .any(|(dx, dy)| in_frame(xi + dx, yi + dy) && alpha(xi + dx, yi + dy) == 0);
+            if edge {
+                seam = seam.max(d);
+                seam_sum += d as i64;
+                seam_n += 1;
+            }
+        }
+    }
+    assert!(changed > 1000, "{changed}");
+    let mean = seam_sum as f64 / seam_n as f64;
+    eprintln!("edge of the warped region: {seam_n} pixels, mean change {mean:.2}, max {seam}");
+    assert!(seam_n > 100 && mean < 0.5 && seam <= 2, "a seam: mean {mean}, max {seam}");
+}
+
+#[test]
+fn every_pixel_format_gets_the_same_mouth() {
+    let frame = common::frame(&common::golden("astronaut"));
+    let (classic, face) = primed(&frame);
+    let pose = MouthPose { jaw: 0.8, lips: 0.8, spread: 0.0 };
+    let rgb = classic.render_pose(&frame, &face, &pose).unwrap();
+    // The same image as BGRx: the patch is RGBA whatever the frame's format, so it must be the same.
+    let bgrx: Vec<u8> = frame
+        .data()
+        .chunks(frame.layout().strides[0])
+        .flat_map(|row| row[..512 * 3].chunks(3).flat_map(|p| [p[2], p[1], p[0], 0]).collect::<Vec<_>>())
+        .collect();
+    let frame2 = VideoFrame::from_vec(PixelFormat::Bgrx, 512, 512, bgrx, 0).unwrap();
+    let other = classic.render_pose(&frame2, &face, &pose).unwrap();
+    assert_eq!((rgb.x, rgb.y, rgb.width, rgb.height), (other.x, other.y, other.width, other.height));
+    assert_eq!(rgb.rgba, other.rgba);
+}
+
+#[test]
+fn a_face_at_the_frame_edge_is_rendered_inside_the_frame() {
+    // The astronaut shifted so her chin leaves the frame: the patch is clipped, nothing panics.
+    let src = common::frame(&common::golden("astronaut"));
+    let (w, h) = (512usize, 190usize);
+    let stride = src.layout().strides[0];
+    let cut = VideoFrame::from_vec(PixelFormat::Rgb, w as u32, h as u32, src.data()[..h * stride].to_vec(), 0).unwrap();
+    let face = tracker().track(&cut).unwrap().expect("the face, its chin at the edge");
+    let chin = face.landmarks[152][1];
+    let mut classic = Classic::default();
+    classic.learn(&cut, &face);
+    let pose = MouthPose { jaw: 1.0, lips: 1.0, spread: 0.0 };
+    let p = classic.render_pose(&cut, &face, &pose).expect("a patch");
+    assert!(p.x >= 0 && p.y >= 0);
+    assert!(p.x as u32 + p.width <= w as u32 && p.y as u32 + p.height <= h as u32);
+    assert!(p.y as u32 + p.height == h as u32, "the warp reaches the frame's edge (chin at {chin})");
+    assert_ne!(cut.composite(&p), cut.data(), "the mouth was drawn");
+}
