@@ -73,7 +73,9 @@ struct Setup {
 
 fn setup(props: &[(&str, &dyn ToValue)], with_audio: bool, live: bool) -> Setup {
     init();
-    let element = gst::ElementFactory::make("lipsync").build().unwrap();
+    // These tests are about timing and data flow on synthetic frames: the passthrough renderer, unless a
+    // test sets another.
+    let element = gst::ElementFactory::make("lipsync").property_from_str("renderer", "passthrough").build().unwrap();
     for (name, value) in props {
         element.set_property_from_value(name, &value.to_value());
     }
@@ -146,6 +148,8 @@ fn latency_query_is_the_property_plus_upstream() {
 fn default_latency_follows_the_renderer_until_the_user_sets_it() {
     init();
     let e = gst::ElementFactory::make("lipsync").build().unwrap();
+    assert_eq!(e.property::<u64>("latency"), 80 * MS, "classic: 60 ms look-ahead and 20 ms to render");
+    e.set_property_from_str("renderer", "passthrough");
     assert_eq!(e.property::<u64>("latency"), 40 * MS, "passthrough: one frame of compute");
     e.set_property("simulate-lookahead", 205 * MS);
     assert_eq!(e.property::<u64>("latency"), 245 * MS, "look-ahead plus one frame");
@@ -354,7 +358,7 @@ fn pipeline_with_test_sources() {
 fn live_pipeline_with_test_sources() {
     let (n, l) = run_pipeline(
         "videotestsrc is-live=true num-buffers=25 ! video/x-raw,format=RGB,framerate=25/1 ! lipsync name=l \
-         simulate-lookahead=100000000 ! fakesink name=out sync=true \
+         renderer=passthrough simulate-lookahead=100000000 ! fakesink name=out sync=true \
          audiotestsrc is-live=true ! audioconvert ! audioresample ! l.audio_sink",
     );
     assert_eq!(n, 25);
@@ -453,4 +457,90 @@ fn face_tracking_counts_frames_without_a_face() {
     h.push_event(gst::event::Eos::new());
     assert_eq!(pull_all(&mut h).len(), 4, "every frame comes out, with or without a face");
     assert_eq!(counter(&element, "frames-no-face"), 2);
+}
+
+/// Runs the default (classic) renderer over the astronaut photo for 12 frames with `audio` (16 kHz) and
+/// returns the output frames.
+fn classic_frames(audio: &[f32]) -> (Vec<Vec<u8>>, gst::Element) {
+    init();
+    let element = gst::ElementFactory::make("lipsync").build().unwrap();
+    let renderer = element.property_value("renderer");
+    assert_eq!(gst::glib::EnumValue::from_value(&renderer).unwrap().1.nick(), "classic", "the default");
+    let mut h = Harness::with_element(&element, Some("video_sink"), Some("src"));
+    h.set_live(false);
+    h.set_src_caps(video_caps("RGB", 512, 512));
+    let mut a = Harness::with_element(&element, Some("audio_sink"), None);
+    a.set_live(false);
+    a.set_src_caps(audio_caps());
+    let bytes: Vec<u8> = audio.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut b = gst::Buffer::from_mut_slice(bytes);
+    b.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+    a.push(b).unwrap();
+    a.push_event(gst::event::Eos::new());
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/face/astronaut.golden.safetensors");
+    let golden = candle_core::safetensors::load(&fixture, &candle_core::Device::Cpu).unwrap();
+    let face = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    for k in 0..12u64 {
+        let mut b = gst::Buffer::from_mut_slice(face.clone());
+        b.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds(k * FRAME));
+        h.push(b).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = pull_all(&mut h);
+    assert_eq!(out.len(), 12);
+    (out.iter().map(|b| b.map_readable().unwrap().to_vec()).collect(), element)
+}
+
+fn pixels_apart(a: &[u8], b: &[u8]) -> usize {
+    a.chunks(3).zip(b.chunks(3)).filter(|(p, q)| p.iter().zip(*q).any(|(x, y)| x.abs_diff(*y) > 24)).count()
+}
+
+#[test]
+fn the_default_renderer_moves_the_mouth_with_the_voice() {
+    // A voice-like sound: harmonics of 120 Hz with a vowel's formants, in 4 Hz syllables.
+    let voice: Vec<f32> = (0..16_000)
+        .map(|i| {
+            let t = i as f32 / 16_000.0;
+            let syllable = (std::f32::consts::PI * 4.0 * t).sin().abs();
+            let tone: f32 = (1..30)
+                .map(|k| {
+                    let f = 120.0 * k as f32;
+                    let g = (-((f - 700.0) / 200.0).powi(2)).exp() + 0.6 * (-((f - 1200.0) / 250.0).powi(2)).exp();
+                    g * (std::f32::consts::TAU * f * t).sin()
+                })
+                .sum();
+            0.1 * syllable * tone
+        })
+        .collect();
+    let (speaking, element) = classic_frames(&voice);
+    assert_eq!(counter(&element, "frames-rendered"), 12);
+    assert_eq!(counter(&element, "frames-no-face"), 0);
+    let (silent, _) = classic_frames(&vec![0.0; 16_000]);
+    // Same frames, same tracking: the only difference between the two runs is the mouth.
+    let moved: Vec<usize> = speaking.iter().zip(&silent).map(|(a, b)| pixels_apart(a, b)).collect();
+    // Silent: the mouth stays shut, frame after frame.
+    let still: Vec<usize> = silent.windows(2).map(|w| pixels_apart(&w[0], &w[1])).collect();
+    eprintln!("pixels apart: speaking vs silent {moved:?}; silent frame to frame {still:?}");
+    assert!(moved.iter().filter(|&&n| n > 300).count() >= 6, "the mouth opens with the voice: {moved:?}");
+    assert!(still[4..].iter().all(|&n| n < 50), "a silent mouth stays still: {still:?}");
+}
+
+#[test]
+fn missing_face_models_stop_the_element_with_a_clear_error() {
+    init();
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=5 ! lipsync name=l face-models=/nonexistent/mediapipe.whl ! fakesink \
+         audiotestsrc num-buffers=5 ! audioconvert ! audioresample ! l.audio_sink",
+    )
+    .unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error, gst::MessageType::Eos])
+        .expect("a message");
+    let gst::MessageView::Error(e) = msg.view() else { panic!("expected an error, got {msg:?}") };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    assert!(text.contains("/nonexistent/mediapipe.whl"), "the error names the file: {text}");
+    pipeline.set_state(gst::State::Null).unwrap();
 }

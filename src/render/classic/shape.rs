@@ -26,6 +26,29 @@ pub const INNER_LIP: [u16; 20] =
 /// Pairs of upper and lower inner-lip points that meet when the mouth closes.
 const INNER_PAIRS: [(u16, u16); 9] =
     [(191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324)];
+/// Each inner-lip point (corners excepted) and the outer-lip point across the lip from it.
+const INNER_TO_OUTER: [(u16, u16); 18] = [
+    (191, 185),
+    (80, 40),
+    (81, 39),
+    (82, 37),
+    (13, 0),
+    (312, 267),
+    (311, 269),
+    (310, 270),
+    (415, 409),
+    (95, 146),
+    (88, 91),
+    (178, 181),
+    (87, 84),
+    (14, 17),
+    (317, 314),
+    (402, 405),
+    (318, 321),
+    (324, 375),
+];
+/// How far towards the outer contour the lips' inner edge is sampled from.
+const LIP_BAND_PULL: f32 = 0.25;
 /// The lower face oval, ear to ear under the chin.
 const LOWER_OVAL: [u16; 19] =
     [93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323];
@@ -332,8 +355,17 @@ impl Rig {
                 Vertex::Landmark { id, weight } => {
                     let s = current[id as usize];
                     let t = head.apply(self.displaced(id as usize, pose));
-                    source.push(s);
                     target.push([s[0] + weight * (t[0] - s[0]), s[1] + weight * (t[1] - s[1])]);
+                    // FaceMesh's inner-lip points sit a little inside an open mouth: the lips are
+                    // sampled from a band pulled towards the outer contour, so no teeth come with them.
+                    let s = match INNER_TO_OUTER.iter().find(|(i, _)| *i == id) {
+                        Some(&(_, o)) => {
+                            let o = current[o as usize];
+                            [s[0] + LIP_BAND_PULL * (o[0] - s[0]), s[1] + LIP_BAND_PULL * (o[1] - s[1])]
+                        }
+                        None => s,
+                    };
+                    source.push(s);
                 }
                 Vertex::Ring(p) => {
                     let q = head.apply(p);

@@ -31,7 +31,7 @@ use super::{Fallback, Renderer};
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| gst::DebugCategory::new("lipsync", gst::DebugColorFlags::empty(), Some("Streaming lip-sync")));
 
-const DEFAULT_RENDERER: Renderer = Renderer::Passthrough;
+const DEFAULT_RENDERER: Renderer = Renderer::Classic;
 const DEFAULT_FALLBACK: Fallback = Fallback::Original;
 const DEFAULT_AUDIO_TIMEOUT: u64 = 1_000_000_000;
 const DEFAULT_STATS_INTERVAL: u64 = 1_000_000_000;
@@ -576,7 +576,8 @@ impl AggregatorImpl for LipSync {
             fallback: settings.fallback.into(),
             audio_timeout: settings.audio_timeout,
             max_in_flight: MAX_IN_FLIGHT,
-            tracking: settings.track_faces.then(|| TrackingConfig {
+            // Tracking when asked, or with the user's models for any renderer that tracks.
+            tracking: (settings.track_faces || settings.face_models.is_some()).then(|| TrackingConfig {
                 models: settings
                     .face_models
                     .as_deref()

@@ -15,15 +15,21 @@ glib::wrapper! {
 #[repr(u32)]
 #[enum_type(name = "GstLipSyncRenderer")]
 pub enum Renderer {
-    #[default]
     #[enum_value(name = "Passthrough: frames go through unchanged, with the engine's timing", nick = "passthrough")]
     Passthrough = 0,
+    #[default]
+    #[enum_value(
+        name = "Classic: the tracked face warped to follow the audio, no trained weights (CPU, real time)",
+        nick = "classic"
+    )]
+    Classic = 1,
 }
 
 impl From<Renderer> for lipsync::RendererKind {
     fn from(r: Renderer) -> Self {
         match r {
             Renderer::Passthrough => lipsync::RendererKind::Passthrough,
+            Renderer::Classic => lipsync::RendererKind::Classic,
         }
     }
 }
