@@ -174,7 +174,7 @@ pub fn warp(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{FrameLayout, PixelFormat, VideoFrame};
+    use crate::frame::{PixelFormat, VideoFrame};
 
     struct Black;
     impl InteriorShader for Black {
@@ -223,7 +223,7 @@ mod tests {
 
     fn gradient_frame(w: usize, h: usize) -> VideoFrame {
         let data: Vec<u8> = (0..w * h).flat_map(|i| [(i % w) as u8, (i / w) as u8, 100]).collect();
-        VideoFrame::new(FrameLayout::new(PixelFormat::Rgb, w as u32, h as u32).unwrap(), data, 0).unwrap()
+        VideoFrame::from_vec(PixelFormat::Rgb, w as u32, h as u32, data, 0).unwrap()
     }
 
     #[test]
