@@ -51,7 +51,8 @@ fn the_drawn_mouth_opens_as_the_pose_asks_and_the_tracker_sees_it() {
     eprintln!("openings measured for poses 0, 0.5, 1: {openings:?}");
     // The photo's own mouth shows its teeth (0.11); the closed pose narrows it.
     assert!(openings[0] < 0.1, "closed: {}", openings[0]);
-    assert!(openings[1] > openings[0] + 0.01 && openings[2] > openings[1] + 0.01, "{openings:?}");
+    assert!(openings[1] > openings[0] + 0.005 && openings[2] > openings[1] + 0.005, "{openings:?}");
+    assert!(openings[2] > openings[0] + 0.02, "{openings:?}");
 }
 
 #[test]
