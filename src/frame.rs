@@ -277,7 +277,8 @@ fn rgb_to_yuv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
 }
 
 fn mix(dst: &mut u8, src: f32, a: f32) {
-    *dst = (*dst as f32 + (src - *dst as f32) * a).round().clamp(0.0, 255.0) as u8;
+    // Rounded by adding a half before truncating (the value is clamped non-negative): no libm call.
+    *dst = ((*dst as f32 + (src - *dst as f32) * a).clamp(0.0, 255.0) + 0.5) as u8;
 }
 
 impl Patch {
@@ -312,13 +313,11 @@ impl Patch {
                 let row = layout.offsets[0] + y * layout.strides[0];
                 for x in x0..x1 {
                     let p = self.pixel(px0 + x - x0, py0 + y - y0);
-                    let a = p[3] as f32 / 255.0;
-                    if a <= 0.0 {
-                        continue;
-                    }
                     let o = row + x * bpp;
-                    for c in 0..3 {
-                        mix(&mut data[o + rgb[c]], p[c] as f32, a);
+                    match p[3] {
+                        0 => {}
+                        255 => (0..3).for_each(|c| data[o + rgb[c]] = p[c]),
+                        alpha => (0..3).for_each(|c| mix(&mut data[o + rgb[c]], p[c] as f32, alpha as f32 / 255.0)),
                     }
                 }
             }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crossbeam::channel::{RecvTimeoutError, TrySendError};
 
 pub use stats::{Stats, StatsSnapshot};
-use worker::{Done, Job, JobResult, Worker};
+use worker::{Done, Job, JobResult, TrackJob, Worker};
 
 use crate::audio::{AudioProducer, AudioRing, AudioWindow, RingConfig};
 use crate::error::{Error, Result};
@@ -273,6 +273,13 @@ impl<P> Engine<P> {
     pub fn push_video(&mut self, frame: VideoFrame, payload: P) {
         Stats::add(&self.stats.frames_in);
         self.last_video_pts = Some(self.last_video_pts.map_or(frame.pts, |t| t.max(frame.pts)));
+        if self.worker.tracks_faces() {
+            // Tracked now, while the frame waits for its audio.
+            let job = TrackJob::Track { seq: self.next_seq, epoch: self.epoch, frame: frame.clone() };
+            if !self.worker.track(job) {
+                self.worker_lost();
+            }
+        }
         self.pending.push_back(Pending { seq: self.next_seq, frame, payload, state: State::WaitingAudio });
         self.next_seq += 1;
     }
@@ -365,6 +372,7 @@ impl<P> Engine<P> {
         self.last_patch = None;
         // Results of the old epoch still in the channel are ignored when they arrive.
         let _ = self.worker.jobs.send(Job::Reset);
+        self.worker.track(TrackJob::Reset);
     }
 
     /// Drops all audio (the audio was flushed).

@@ -271,3 +271,39 @@ fn frames_without_a_face_pass_through_untouched() {
     assert_eq!(seen.lock().len(), 3, "the renderer saw only the frames with a face");
     assert_eq!(e.stats().snapshot().frames_no_face, 3);
 }
+
+#[test]
+fn faces_tracked_ahead_stay_matched_to_their_frames_through_skips_and_flushes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/face/astronaut.golden.safetensors");
+    let golden = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    let rgb = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let face = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, rgb, 0).unwrap();
+    let flat = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, vec![90; 512 * 512 * 3], 0).unwrap();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (mut e, _audio) = Engine::<u64>::new(Box::new(FaceProbe(seen.clone())), offline()).unwrap();
+    e.audio_eos();
+    // QoS: the first three frames are not rendered, but were tracked; the render thread skips their faces.
+    e.set_earliest(Some(3 * FRAME));
+    for k in 0..6u64 {
+        let f = if k < 3 || k % 2 == 0 { &face } else { &flat };
+        e.push_video(f.with_pts(k * FRAME, None), k);
+    }
+    assert_eq!(drain_offline(&mut e, 6).len(), 6);
+    assert_eq!(seen.lock().len(), 1, "of frames 3..6 only frame 4 has a face");
+    assert_eq!(e.stats().snapshot().frames_no_face, 2);
+    // Frames pushed, then flushed before their renders: the next stream's faces are its own.
+    e.set_earliest(None);
+    for k in 6..9u64 {
+        e.push_video(face.with_pts(k * FRAME, None), k);
+    }
+    e.flush();
+    e.audio_eos();
+    for k in 0..4u64 {
+        let f = if k % 2 == 0 { &flat } else { &face };
+        e.push_video(f.with_pts(k * FRAME, None), 100 + k);
+    }
+    let out = drain_offline(&mut e, 4);
+    assert_eq!(out.iter().map(|o| o.payload).collect::<Vec<_>>(), [100, 101, 102, 103]);
+    assert_eq!(seen.lock().len(), 3, "frames 101 and 103 have faces");
+    assert!(e.take_events().is_empty(), "no render failed");
+}

@@ -1,6 +1,10 @@
 //! The render worker: one thread that owns the renderer, takes jobs from a crossbeam channel, renders and
 //! composites, and sends results back. A panic inside a renderer becomes an error for that frame; the
 //! worker keeps going.
+//!
+//! When faces are tracked, a second thread owns the tracker and tracks every frame as soon as it arrives
+//! ([`Worker::track`]), in order, while the frame still waits for its audio look-ahead: by the time a
+//! frame's render starts its face is usually known, so the latency budget only has to cover the render.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
-use crate::face::FaceTracker;
+use crate::face::{Face, FaceTracker};
 use crate::frame::{Patch, VideoFrame};
 use crate::render::{RenderJob, Rendered, Renderer};
 
@@ -37,57 +41,136 @@ pub(crate) struct JobResult {
     pub elapsed: Duration,
 }
 
+/// A frame to track, or a reset of the tracker.
+pub(crate) enum TrackJob {
+    Track { seq: u64, epoch: u64, frame: VideoFrame },
+    Reset,
+}
+
+/// The tracker's answer for one frame.
+struct Tracked {
+    seq: u64,
+    epoch: u64,
+    face: Result<Option<Face>>,
+}
+
 pub(crate) struct Worker {
     pub jobs: Sender<Job>,
     pub results: Receiver<JobResult>,
-    handle: Option<JoinHandle<()>>,
+    /// Frames to track, when the renderer works on tracked faces.
+    tracks: Option<Sender<TrackJob>>,
+    handles: Vec<JoinHandle<()>>,
 }
 
 impl Worker {
-    pub fn spawn(mut renderer: Box<dyn Renderer>, mut tracker: Option<FaceTracker>, queue: usize) -> Result<Self> {
+    pub fn spawn(mut renderer: Box<dyn Renderer>, tracker: Option<FaceTracker>, queue: usize) -> Result<Self> {
         let (jobs, job_rx) = bounded::<Job>(queue.max(1));
         let (result_tx, results) = unbounded();
+        let spawn_error = |e: std::io::Error| Error::WorkerStopped(format!("cannot start a worker thread: {e}"));
+        let mut handles = Vec::new();
+        let (tracks, faces) = match tracker {
+            Some(mut tracker) => {
+                // Unbounded: one entry per frame the engine holds, and the engine bounds those.
+                let (track_tx, track_rx) = unbounded::<TrackJob>();
+                let (face_tx, face_rx) = unbounded::<Tracked>();
+                let handle = std::thread::Builder::new()
+                    .name("lipsync-track".into())
+                    .spawn(move || track(&mut tracker, track_rx, face_tx))
+                    .map_err(spawn_error)?;
+                handles.push(handle);
+                (Some(track_tx), Some(face_rx))
+            }
+            None => (None, None),
+        };
         let name = format!("lipsync-render-{}", renderer.name());
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(renderer.as_mut(), tracker.as_mut(), job_rx, result_tx))
-            .map_err(|e| Error::WorkerStopped(format!("cannot start the render thread: {e}")))?;
-        Ok(Worker { jobs, results, handle: Some(handle) })
+            .spawn(move || run(renderer.as_mut(), faces, job_rx, result_tx))
+            .map_err(spawn_error)?;
+        handles.push(handle);
+        Ok(Worker { jobs, results, tracks, handles })
+    }
+
+    /// Whether frames are tracked.
+    pub fn tracks_faces(&self) -> bool {
+        self.tracks.is_some()
+    }
+
+    /// Starts tracking a frame (every frame that will be rendered must be sent here first, in order).
+    pub fn track(&self, job: TrackJob) -> bool {
+        self.tracks.as_ref().is_some_and(|t| t.send(job).is_ok())
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Closing the job channel ends the thread once it finishes its current job.
+        // Closing the job channels ends the threads once they finish their current jobs.
         let (dead, _) = bounded(0);
         self.jobs = dead;
-        if let Some(h) = self.handle.take() {
+        self.tracks = None;
+        for h in self.handles.drain(..) {
             let _ = h.join();
         }
     }
 }
 
-fn run(
-    renderer: &mut dyn Renderer,
-    mut tracker: Option<&mut FaceTracker>,
-    jobs: Receiver<Job>,
-    results: Sender<JobResult>,
-) {
+fn track(tracker: &mut FaceTracker, jobs: Receiver<TrackJob>, faces: Sender<Tracked>) {
     for job in jobs {
         match job {
-            Job::Reset => {
-                renderer.reset();
-                if let Some(t) = tracker.as_deref_mut() {
-                    t.reset();
+            TrackJob::Reset => tracker.reset(),
+            TrackJob::Track { seq, epoch, frame } => {
+                let _span = tracing::debug_span!("track", seq, pts = frame.pts).entered();
+                let face = catch_unwind(AssertUnwindSafe(|| tracker.track(&frame))).unwrap_or_else(|_| {
+                    tracker.reset();
+                    Err(Error::Render { renderer: "face tracker", reason: "panicked".into() })
+                });
+                if faces.send(Tracked { seq, epoch, face }).is_err() {
+                    return;
                 }
             }
+        }
+    }
+}
+
+/// The tracking thread's answers, as the render thread reads them.
+struct Faces {
+    rx: Receiver<Tracked>,
+    /// An answer for a later frame, read while looking for an earlier one.
+    held: Option<Tracked>,
+}
+
+impl Faces {
+    /// The face of frame (`epoch`, `seq`), skipping answers for frames that were not rendered (late,
+    /// flushed) and keeping any answer for a later frame.
+    fn of(&mut self, seq: u64, epoch: u64) -> Result<Option<Face>> {
+        loop {
+            let t = match self.held.take() {
+                Some(t) => t,
+                None => self.rx.recv().map_err(|_| Error::WorkerStopped("the face tracking thread stopped".into()))?,
+            };
+            if (t.epoch, t.seq) == (epoch, seq) {
+                return t.face;
+            }
+            if (t.epoch, t.seq) > (epoch, seq) {
+                self.held = Some(t);
+                return Err(Error::WorkerStopped(format!("frame {seq} was never sent for tracking")));
+            }
+        }
+    }
+}
+
+fn run(renderer: &mut dyn Renderer, faces: Option<Receiver<Tracked>>, jobs: Receiver<Job>, results: Sender<JobResult>) {
+    let mut faces = faces.map(|rx| Faces { rx, held: None });
+    for job in jobs {
+        match job {
+            Job::Reset => renderer.reset(),
             Job::Render { seq, epoch, frame, audio, audio_missing } => {
                 let _span = tracing::debug_span!("render", seq, pts = frame.pts).entered();
                 let start = Instant::now();
                 let mut no_face = false;
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    let face = match tracker.as_deref_mut() {
-                        Some(t) => match t.track(&frame)? {
+                    let face = match faces.as_mut() {
+                        Some(faces) => match faces.of(seq, epoch)? {
                             Some(face) => Some(face),
                             None => {
                                 no_face = true;

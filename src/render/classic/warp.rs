@@ -5,7 +5,7 @@
 //! Also the Delaunay triangulation (Bowyer-Watson) the mesh is built with.
 
 use crate::face::crop::RgbView;
-use crate::frame::Patch;
+use crate::frame::{Patch, VideoFrame};
 
 type P = [f32; 2];
 
@@ -87,10 +87,59 @@ pub trait InteriorShader {
     fn shade(&self, uv: P, warped: [f32; 3]) -> [f32; 3];
 }
 
+/// Bilinear RGB reads from a frame: direct for packed RGB formats, through [`RgbView`] for YUV.
+struct Sampler<'a> {
+    view: &'a RgbView<'a>,
+    packed: Option<(&'a [u8], usize, usize, usize, [usize; 3])>, // data, offset, stride, bpp, rgb
+    max_x: f32,
+    max_y: f32,
+}
+
+impl<'a> Sampler<'a> {
+    fn new(view: &'a RgbView<'a>, frame: &'a VideoFrame) -> Self {
+        let l = frame.layout();
+        let packed = l
+            .format
+            .rgba_offsets()
+            .zip(l.format.packed_pixel_size())
+            .map(|((rgb, _), bpp)| (frame.data(), l.offsets[0], l.strides[0], bpp, rgb));
+        Sampler { view, packed, max_x: (view.width() - 1) as f32, max_y: (view.height() - 1) as f32 }
+    }
+
+    #[inline]
+    fn get(&self, x: usize, y: usize) -> [f32; 3] {
+        match self.packed {
+            Some((d, off, stride, bpp, rgb)) => {
+                let o = off + y * stride + x * bpp;
+                [d[o + rgb[0]] as f32, d[o + rgb[1]] as f32, d[o + rgb[2]] as f32]
+            }
+            None => self.view.get(x, y).map(|v| v as f32),
+        }
+    }
+
+    /// The colour at continuous pixel coordinates (pixel centres at integers), clamped to the frame.
+    #[inline]
+    fn bilinear(&self, x: f32, y: f32) -> [f32; 3] {
+        let x = x.clamp(0.0, self.max_x);
+        let y = y.clamp(0.0, self.max_y);
+        let (ix, iy) = (x as usize, y as usize);
+        let (ax, ay) = (x - ix as f32, y - iy as f32);
+        let jx = if (ix as f32) < self.max_x { ix + 1 } else { ix };
+        let jy = if (iy as f32) < self.max_y { iy + 1 } else { iy };
+        let (a, b, c, d) = (self.get(ix, iy), self.get(jx, iy), self.get(ix, jy), self.get(jx, jy));
+        std::array::from_fn(|k| {
+            let top = a[k] + (b[k] - a[k]) * ax;
+            let bot = c[k] + (d[k] - c[k]) * ax;
+            top + (bot - top) * ay
+        })
+    }
+}
+
 /// Warps the frame by the mesh into an RGBA patch over the target's bounding box (clipped to the frame).
-/// Pixels no triangle covers stay transparent.
+/// Pixels no triangle covers stay transparent. Each triangle is filled scanline by scanline: the span of
+/// pixel centres inside it, with the source position (and mouth coordinates) stepped along the span.
 pub fn warp(
-    view: &RgbView<'_>,
+    frame: &VideoFrame,
     source: &[P],
     target: &[P],
     triangles: &[[u32; 3]],
@@ -99,6 +148,8 @@ pub fn warp(
     shader: &dyn InteriorShader,
 ) -> Option<Patch> {
     let _span = tracing::trace_span!("warp").entered();
+    let view = RgbView::new(frame);
+    let sampler = Sampler::new(&view, frame);
     let (fw, fh) = (view.width() as i32, view.height() as i32);
     let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
     for p in target {
@@ -114,55 +165,71 @@ pub fn warp(
     }
     let (w, h) = ((px1 - px0) as usize, (py1 - py0) as usize);
     let mut rgba = vec![0u8; w * h * 4];
-    let sample = |x: f32, y: f32| -> [f32; 3] {
-        let x = x.clamp(0.0, (fw - 1) as f32);
-        let y = y.clamp(0.0, (fh - 1) as f32);
-        let (ix, iy) = (x as usize, y as usize);
-        let (ax, ay) = (x - ix as f32, y - iy as f32);
-        let (jx, jy) = ((ix + 1).min(fw as usize - 1), (iy + 1).min(fh as usize - 1));
-        let (a, b, c, d) = (view.get(ix, iy), view.get(jx, iy), view.get(ix, jy), view.get(jx, jy));
-        std::array::from_fn(|k| {
-            let top = a[k] as f32 + (b[k] as f32 - a[k] as f32) * ax;
-            let bot = c[k] as f32 + (d[k] as f32 - c[k] as f32) * ax;
-            top + (bot - top) * ay
-        })
-    };
     for (t, &is_interior) in triangles.iter().zip(interior) {
         let [a, b, c] = t.map(|i| target[i as usize]);
+        let [sa, sb, sc] = t.map(|i| source[i as usize]);
+        // A triangle that neither moves nor is drawn leaves its pixels as they are.
+        if !is_interior && sa == a && sb == b && sc == c {
+            continue;
+        }
         let det = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]);
         if det.abs() < 1e-6 {
             continue; // collapsed in the target: covers no pixel
         }
         let inv = 1.0 / det;
-        let [sa, sb, sc] = t.map(|i| source[i as usize]);
+        // Barycentric weights of b and c as affine functions of (x, y): l = k0 + kx * x + ky * y.
+        let l1 = [(a[0] * (c[1] - a[1]) - a[1] * (c[0] - a[0])) * -inv, (c[1] - a[1]) * inv, -(c[0] - a[0]) * inv];
+        let l2 = [(a[0] * (b[1] - a[1]) - a[1] * (b[0] - a[0])) * inv, -(b[1] - a[1]) * inv, (b[0] - a[0]) * inv];
+        // Any attribute interpolated over the triangle is affine in (x, y) too.
+        let affine = |va: f32, vb: f32, vc: f32| -> [f32; 3] {
+            let (d1, d2) = (vb - va, vc - va);
+            [va + d1 * l1[0] + d2 * l2[0], d1 * l1[1] + d2 * l2[1], d1 * l1[2] + d2 * l2[2]]
+        };
+        // Source positions in sampler coordinates (pixel centres at integers).
+        let sx = affine(sa[0] - 0.5, sb[0] - 0.5, sc[0] - 0.5);
+        let sy = affine(sa[1] - 0.5, sb[1] - 0.5, sc[1] - 0.5);
         let [ua, ub, uc] = t.map(|i| uv[i as usize]);
-        let tx0 = (a[0].min(b[0]).min(c[0]).floor() as i32).max(px0);
+        let (uu, vv) = (affine(ua[0], ub[0], uc[0]), affine(ua[1], ub[1], uc[1]));
         let ty0 = (a[1].min(b[1]).min(c[1]).floor() as i32).max(py0);
-        let tx1 = (a[0].max(b[0]).max(c[0]).ceil() as i32).min(px1 - 1);
         let ty1 = (a[1].max(b[1]).max(c[1]).ceil() as i32).min(py1 - 1);
+        let tx0 = (a[0].min(b[0]).min(c[0]).floor() as i32).max(px0);
+        let tx1 = (a[0].max(b[0]).max(c[0]).ceil() as i32).min(px1 - 1);
+        const EPS: f32 = 1e-4;
         for y in ty0..=ty1 {
             let cy = y as f32 + 0.5;
-            for x in tx0..=tx1 {
-                let cx = x as f32 + 0.5;
-                // Barycentric weights of b and c; a gets the rest.
-                let l1 = ((cx - a[0]) * (c[1] - a[1]) - (cy - a[1]) * (c[0] - a[0])) * inv;
-                let l2 = ((b[0] - a[0]) * (cy - a[1]) - (b[1] - a[1]) * (cx - a[0])) * inv;
-                let l0 = 1.0 - l1 - l2;
-                const EPS: f32 = -1e-4;
-                if l0 < EPS || l1 < EPS || l2 < EPS {
-                    continue;
-                }
-                let warped =
-                    sample(l0 * sa[0] + l1 * sb[0] + l2 * sc[0] - 0.5, l0 * sa[1] + l1 * sb[1] + l2 * sc[1] - 0.5);
-                let rgb = if is_interior {
-                    let uv = [l0 * ua[0] + l1 * ub[0] + l2 * uc[0], l0 * ua[1] + l1 * ub[1] + l2 * uc[1]];
-                    shader.shade(uv, warped)
+            // The span where l0, l1, l2 >= -EPS: each weight is linear in x along the row.
+            let (mut lo, mut hi) = (tx0 as f32 + 0.5, tx1 as f32 + 0.5);
+            let rows = [
+                (l1[0] + l1[2] * cy, l1[1]),
+                (l2[0] + l2[2] * cy, l2[1]),
+                (1.0 - l1[0] - l2[0] - (l1[2] + l2[2]) * cy, -(l1[1] + l2[1])),
+            ];
+            for (k0, kx) in rows {
+                // k0 + kx * x >= -EPS
+                if kx.abs() < 1e-12 {
+                    if k0 < -EPS {
+                        hi = lo - 1.0;
+                    }
+                } else if kx > 0.0 {
+                    lo = lo.max((-EPS - k0) / kx);
                 } else {
-                    warped
-                };
-                let o = (((y - py0) as usize) * w + (x - px0) as usize) * 4;
+                    hi = hi.min((-EPS - k0) / kx);
+                }
+            }
+            if hi < lo {
+                continue;
+            }
+            let xs = ((lo - 0.5).ceil() as i32).max(tx0);
+            let xe = ((hi - 0.5).floor() as i32).min(tx1);
+            let row = ((y - py0) as usize) * w;
+            for x in xs..=xe {
+                let cx = x as f32 + 0.5;
+                let at = |f: &[f32; 3]| f[0] + f[1] * cx + f[2] * cy;
+                let warped = sampler.bilinear(at(&sx), at(&sy));
+                let rgb = if is_interior { shader.shade([at(&uu), at(&vv)], warped) } else { warped };
+                let o = (row + (x - px0) as usize) * 4;
                 for k in 0..3 {
-                    rgba[o + k] = rgb[k].round().clamp(0.0, 255.0) as u8;
+                    rgba[o + k] = (rgb[k].clamp(0.0, 255.0) + 0.5) as u8; // round, without libm's roundf
                 }
                 rgba[o + 3] = 255;
             }
@@ -227,34 +294,32 @@ mod tests {
     }
 
     #[test]
-    fn identity_warp_reproduces_the_frame_and_a_shift_moves_it() {
+    fn the_warp_covers_the_hull_samples_where_vertices_moved_and_skips_what_stays() {
         let frame = gradient_frame(64, 48);
-        let view = RgbView::new(&frame);
         let pts: Vec<P> = vec![[10.0, 10.0], [50.0, 10.0], [50.0, 40.0], [10.0, 40.0], [30.0, 25.0]];
         let tris = delaunay(&pts);
         let uv = vec![[0.0; 2]; pts.len()];
         let interior = vec![false; tris.len()];
-        let patch = warp(&view, &pts, &pts, &tris, &interior, &uv, &Black).unwrap();
-        let mut covered = 0;
-        for y in 0..patch.height as usize {
-            for x in 0..patch.width as usize {
-                let o = (y * patch.width as usize + x) * 4;
-                if patch.rgba[o + 3] == 255 {
-                    covered += 1;
-                    let (fx, fy) = (x + patch.x as usize, y + patch.y as usize);
-                    assert_eq!(&patch.rgba[o..o + 3], &[fx as u8, fy as u8, 100], "at ({fx}, {fy})");
-                }
-            }
-        }
-        assert!(covered >= 40 * 30, "{covered}");
-        // Moving the centre vertex right by 4: the pixel at the new centre shows the old centre.
+        // Nothing moves: nothing to draw.
+        let patch = warp(&frame, &pts, &pts, &tris, &interior, &uv, &Black).unwrap();
+        assert!(patch.rgba.chunks(4).all(|p| p[3] == 0));
+        // Moving the centre vertex right by 4: every pixel of the hull is drawn, and the pixel at the new
+        // centre shows the old centre.
         let mut moved = pts.clone();
         moved[4][0] += 4.0;
-        let patch = warp(&view, &pts, &moved, &tris, &interior, &uv, &Black).unwrap();
-        let o = ((25 - patch.y as usize) * patch.width as usize + (34 - patch.x as usize)) * 4;
-        assert_eq!(patch.rgba[o], 30, "x sampled from the old centre");
+        let patch = warp(&frame, &pts, &moved, &tris, &interior, &uv, &Black).unwrap();
+        let at = |x: usize, y: usize| {
+            let o = ((y - patch.y as usize) * patch.width as usize + (x - patch.x as usize)) * 4;
+            &patch.rgba[o..o + 4]
+        };
+        assert_eq!(at(34, 25)[0], 30, "x sampled from the old centre");
+        assert_eq!(at(34, 25)[1], 25, "y unchanged");
+        let covered = patch.rgba.chunks(4).filter(|p| p[3] == 255).count();
+        assert_eq!(covered, 40 * 30, "the 40x30 pixel centres inside the hull, each once");
+        // Near an unmoved corner the warp is the identity.
+        assert_eq!(&at(11, 11)[..3], &[11, 11, 100]);
         // Interior triangles get the shader.
-        let patch = warp(&view, &pts, &pts, &tris, &vec![true; tris.len()], &uv, &Black).unwrap();
+        let patch = warp(&frame, &pts, &pts, &tris, &vec![true; tris.len()], &uv, &Black).unwrap();
         let o = ((25 - patch.y as usize) * patch.width as usize + (30 - patch.x as usize)) * 4;
         assert_eq!(&patch.rgba[o..o + 4], &[0, 0, 0, 255]);
     }
