@@ -28,11 +28,11 @@ const LAST_CENTRE_MS: f32 = 47.5;
 /// Coarticulation: a Gaussian over the slices, centred 30 ms after the frame's pts (the display interval
 /// is 40 ms long, and the follower below lags about 10 ms), σ = 30 ms. Measured on real speech, this
 /// puts the mouth at zero offset from the sound.
-const KERNEL_CENTRE_MS: f32 = 40.0;
+const KERNEL_CENTRE_MS: f32 = 50.0;
 const SIGMA_MS: f32 = 30.0;
 /// The pose then goes through two one-pole low-passes (a critically damped follower): a mouth has mass,
 /// so it does not jump from frame to frame with every change of level.
-const FOLLOW: f32 = 0.35;
+const FOLLOW: f32 = 0.45;
 
 /// Where the mouth should be for one frame, each in 0..=1 except `spread` (-1 rounded .. 1 spread).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

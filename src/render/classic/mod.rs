@@ -31,7 +31,7 @@ use crate::guidance::{CANVAS, heatmap, sketch};
 use crate::render::{RenderJob, Rendered, Renderer};
 use crate::sync::mouth_opening;
 use mouth::{Interior, OpenMouth};
-use shape::{OUTER_LIP, Rig};
+use shape::{Affine, OUTER_LIP, Rig};
 
 /// Classic renderer settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -194,11 +194,16 @@ impl Classic {
         MouthPose { jaw: (p.jaw * k).min(1.5), lips: (p.lips * k).min(1.5), spread: p.spread }
     }
 
-    /// Renders the lower face of `frame` for `pose`.
+    /// Renders the lower face of `frame` for `pose`, the neutral placed on the head as the landmarks say
+    /// (no smoothing over time: see [`Renderer::render`]).
     pub fn render_pose(&self, frame: &VideoFrame, face: &Face, pose: &MouthPose) -> Option<Patch> {
-        let neutral = self.neutral.as_ref()?;
-        let rig = &neutral.rig;
-        let t = rig.targets(&face.landmarks, pose)?;
+        let head = self.neutral.as_ref()?.rig.head(&face.landmarks)?;
+        self.render_with_head(frame, face, &head, pose)
+    }
+
+    fn render_with_head(&self, frame: &VideoFrame, face: &Face, head: &Affine, pose: &MouthPose) -> Option<Patch> {
+        let rig = &self.neutral.as_ref()?.rig;
+        let t = rig.targets(&face.landmarks, head, pose);
         let view = RgbView::new(frame);
         let lip = mean_colour(&view, &face.landmarks, &OUTER_LIP);
         let skin = luma(mean_colour(&view, &face.landmarks, &CHEEKS));
@@ -246,7 +251,12 @@ impl Renderer for Classic {
         };
         let pose = self.pose(job);
         self.learn(job.frame, face);
-        Ok(match self.render_pose(job.frame, face, &pose) {
+        let Some(head) = self.neutral.as_ref().and_then(|n| n.rig.head(&face.landmarks)) else {
+            return Ok(Rendered::Unchanged);
+        };
+        // The head placement is not smoothed over time beyond the tracker's own One-Euro filter: the mouth
+        // must ride on the head exactly (smoothing it here measurably added tremble relative to the face).
+        Ok(match self.render_with_head(job.frame, face, &head, &pose) {
             Some(patch) => Rendered::Patch(patch),
             None => Rendered::Unchanged,
         })

@@ -58,9 +58,9 @@ const NOSE_TIP: usize = 1;
 const EYES: (usize, usize) = (33, 263);
 
 /// How far each part moves at full pose, in interocular distances.
-const JAW_MAX: f32 = 0.055;
-const UPPER_LIP_MAX: f32 = 0.025;
-const LOWER_LIP_MAX: f32 = 0.05;
+const JAW_MAX: f32 = 0.065;
+const UPPER_LIP_MAX: f32 = 0.035;
+const LOWER_LIP_MAX: f32 = 0.07;
 const SPREAD_MAX: f32 = 0.05;
 
 type P = [f32; 2];
@@ -341,13 +341,18 @@ impl Rig {
         self.axes.to_pixels([x, f[1] + down])
     }
 
-    /// Where the warp mesh's vertices are in this frame (`landmarks`: its 468 tracked points) and where
-    /// they must go for `pose`. `None` when the head cannot be related to the neutral.
-    pub fn targets(&self, landmarks: &[[f32; 3]], pose: &MouthPose) -> Option<Targets> {
-        let current: Vec<P> = landmarks.iter().map(|p| [p[0], p[1]]).collect();
+    /// The affine map from the neutral face onto the head in this frame (`landmarks`: its 468 tracked
+    /// points), fitted on landmarks the mouth does not move; `None` when they are degenerate.
+    pub fn head(&self, landmarks: &[[f32; 3]]) -> Option<Affine> {
         let from: Vec<P> = STABLE.iter().map(|&i| self.neutral[i as usize]).collect();
-        let to: Vec<P> = STABLE.iter().map(|&i| current[i as usize]).collect();
-        let head = Affine::fit(&from, &to)?;
+        let to: Vec<P> = STABLE.iter().map(|&i| [landmarks[i as usize][0], landmarks[i as usize][1]]).collect();
+        Affine::fit(&from, &to)
+    }
+
+    /// Where the warp mesh's vertices are in this frame and where they must go for `pose`, with the
+    /// neutral placed on the head by `head` (see [`Rig::head`]).
+    pub fn targets(&self, landmarks: &[[f32; 3]], head: &Affine, pose: &MouthPose) -> Targets {
+        let current: Vec<P> = landmarks.iter().map(|p| [p[0], p[1]]).collect();
         let mut source = Vec::with_capacity(self.vertices.len());
         let mut target = Vec::with_capacity(self.vertices.len());
         for v in &self.vertices {
@@ -383,16 +388,7 @@ impl Rig {
             let (a, b) = (head.apply(self.displaced(78, pose)), head.apply(self.displaced(308, pose)));
             (a[0] - b[0]).hypot(a[1] - b[1])
         };
-        Some(Targets { source, target, scale, gap, width })
-    }
-
-    /// Target positions of the 468 landmarks for `pose` (for tests and drawing): the neutral moved onto
-    /// the current head.
-    pub fn mouth_landmarks(&self, landmarks: &[[f32; 3]], pose: &MouthPose) -> Option<Vec<P>> {
-        let from: Vec<P> = STABLE.iter().map(|&i| self.neutral[i as usize]).collect();
-        let to: Vec<P> = STABLE.iter().map(|&i| [landmarks[i as usize][0], landmarks[i as usize][1]]).collect();
-        let head = Affine::fit(&from, &to)?;
-        Some((0..self.neutral.len()).map(|i| head.apply(self.displaced(i, pose))).collect())
+        Targets { source, target, scale, gap, width }
     }
 }
 
