@@ -4,8 +4,9 @@
 //! ([`smoothing`]), the mouth jitter metric ([`jitter`]), the streaming reference bank ([`references`]) and
 //! pasting the rendered face back ([`composite`]).
 //!
-//! Not finished (issue 4): no renderer uses these yet (the first is issue 5's), so the fused heatmaps'
-//! effect on jitter is not measured on real predictions.
+//! The classic renderer uses the reference bank (its neutral face and open mouth). The heatmaps, their
+//! temporal fusion and `composite` are STSA's inputs and output path; the fusion's effect is measured on
+//! synthetic noisy predictions until STSA's own predictions exist.
 
 pub mod composite;
 pub mod crop;
