@@ -28,6 +28,7 @@ pub mod face;
 pub mod frame;
 pub mod guidance;
 pub mod render;
+pub mod stsa;
 pub mod sync;
 
 #[cfg(feature = "gst")]

@@ -1,0 +1,79 @@
+//! wav2vec2-base in candle against transformers' `Wav2Vec2Model` with the same deterministic weights
+//! (`../shared/fixtures/wav2vec2/wav2vec2_base_detw.safetensors`, see `../shared/stsa/DETW.md`): every
+//! stored intermediate and the output within 1e-4.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use lipsync::stsa::detw::{self, Rule};
+use lipsync::stsa::wav2vec2::{Config, Wav2Vec2, normalise};
+
+fn fixture() -> (HashMap<String, Tensor>, String) {
+    let path: PathBuf =
+        [env!("CARGO_MANIFEST_DIR"), "../shared/fixtures/wav2vec2/wav2vec2_base_detw.safetensors"].iter().collect();
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let keys = meta.metadata().as_ref().unwrap()["state_dict_keys"].clone();
+    (candle_core::safetensors::load(&path, &Device::Cpu).unwrap(), keys)
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn keys_shapes_and_rules_are_the_fixtures() {
+    let (_, listed) = fixture();
+    let ours = Config::base_960h().state_dict_shapes();
+    let rules = detw::Rules::new(&ours);
+    // The metadata is a JSON list of [key, shape, [base, amp]]; compared as text, entry by entry.
+    let listed: Vec<&str> = listed.trim_matches(|c| c == '[' || c == ']').split("], [\"").collect();
+    assert_eq!(listed.len(), ours.len(), "211 keys");
+    for ((key, shape), entry) in ours.iter().zip(&listed) {
+        assert!(entry.trim_start_matches('"').starts_with(&format!("{key}\"")), "{key} vs {entry}");
+        let dims = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+        assert!(entry.contains(&format!("[{dims}]")), "{key}: shape {dims} vs {entry}");
+        let Rule::Uniform { base, amp } = rules.rule(key) else { panic!("{key} is generated") };
+        assert!(entry.contains(&format!("[{base:?}, {amp:?}")), "{key}: rule ({base}, {amp}) vs {entry}");
+    }
+}
+
+#[test]
+fn matches_transformers_on_one_and_two_and_a_half_seconds() {
+    let (fx, _) = fixture();
+    let cfg = Config::base_960h();
+    let weights = detw::generate(&cfg.state_dict_shapes(), &Device::Cpu).unwrap();
+    // The weight norm's parts, as the fixture checks them.
+    let g = &weights["encoder.pos_conv_embed.conv.weight_g"];
+    assert_eq!(max_diff(g, &fx["check.pos_conv.weight_g"]), 0.0);
+    let v = &weights["encoder.pos_conv_embed.conv.weight_v"];
+    let v = v.to_dtype(DType::F64).unwrap();
+    let norm = v.sqr().unwrap().sum_keepdim(0).unwrap().sum_keepdim(1).unwrap().sqrt().unwrap();
+    let norm = norm.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
+    let d = max_diff(&norm, &fx["check.pos_conv.v_norm_per_k"]);
+    // torch sums the 36864 squares in f32: about 5e-6 relative off the exact norm (~2.45) we compute.
+    assert!(d < 3e-5, "norm per tap: {d}");
+    let model = Wav2Vec2::load(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap();
+    for clip in ["n16000", "n40000"] {
+        let raw = fx[&format!("{clip}.input_raw")].to_vec1::<f32>().unwrap();
+        let input = Tensor::from_vec(normalise(&raw), (1, raw.len()), &Device::Cpu).unwrap();
+        assert!(max_diff(&input, &fx[&format!("{clip}.input_values")]) < 1e-5, "{clip}: normalisation");
+        let mut worst: Vec<(String, f32)> = Vec::new();
+        let out = model
+            .forward_traced(&input, &mut |name, t| {
+                if let Some(want) = fx.get(&format!("{clip}.{name}")) {
+                    worst.push((name.to_string(), max_diff(t, want)));
+                }
+            })
+            .unwrap();
+        worst.push(("last_hidden_state".into(), max_diff(&out, &fx[&format!("{clip}.last_hidden_state")])));
+        eprintln!("{clip}: {worst:?}");
+        assert!(worst.len() >= 7, "{clip}: intermediates compared");
+        for (name, d) in &worst {
+            assert!(*d <= 1e-4, "{clip} {name}: max |diff| {d}");
+        }
+    }
+}
