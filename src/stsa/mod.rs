@@ -5,3 +5,4 @@
 
 pub mod detw;
 pub mod wav2vec2;
+pub mod weights;
