@@ -4,5 +4,6 @@
 //! the `stsa` renderer are not written yet.
 
 pub mod detw;
+pub mod heatmap_generator;
 pub mod wav2vec2;
 pub mod weights;

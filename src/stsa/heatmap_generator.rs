@@ -1,0 +1,384 @@
+//! STSA's heatmap generator (SPEC.md section 2) in candle: wav2vec2 chunks, pose heatmaps and reference
+//! heatmaps of a T=5 window go through convolutional encoders and a fusion transformer, and a two-branch
+//! decoder draws the lip and jaw heatmaps (the guidance the face renderer follows). Module paths mirror
+//! the PyTorch state_dict (`mel_encoder.0.conv_block.0.weight`, ...).
+
+use candle_core::{D, Device, Module, Tensor};
+use candle_nn::{
+    Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, LayerNorm, Linear, VarBuilder,
+};
+
+use crate::error::Result;
+
+/// The sizes of the released checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub t: usize,
+    pub d_model: usize,
+    pub nlayers: usize,
+    pub nhead: usize,
+    pub dim_feedforward: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { t: 5, d_model: 512, nlayers: 8, nhead: 4, dim_feedforward: 1024 }
+    }
+}
+
+/// BatchNorm in eval mode folded to a per-channel scale and shift over dimension 1.
+struct BatchNorm {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl BatchNorm {
+    fn load(c: usize, vb: VarBuilder) -> Result<Self> {
+        let (w, b) = (vb.get(c, "weight")?, vb.get(c, "bias")?);
+        let (rm, rv) = (vb.get(c, "running_mean")?, vb.get(c, "running_var")?);
+        let scale = w.broadcast_div(&(rv + 1e-5)?.sqrt()?)?;
+        let shift = (b - rm.mul(&scale)?)?;
+        Ok(BatchNorm { scale, shift })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut shape = vec![1; x.rank()];
+        shape[1] = self.scale.dim(0)?;
+        x.broadcast_mul(&self.scale.reshape(shape.as_slice())?)?.broadcast_add(&self.shift.reshape(shape.as_slice())?)
+    }
+}
+
+enum Conv {
+    D1(Conv1d),
+    D2(Conv2d),
+    T2(ConvTranspose2d),
+}
+
+#[derive(Clone, Copy)]
+enum Act {
+    Relu,
+    Tanh,
+}
+
+/// STSA's `Conv1d` / `Conv2d` / `ConvT2d` block: convolution, BatchNorm, optional residual, activation.
+struct Block {
+    conv: Conv,
+    bn: BatchNorm,
+    residual: bool,
+    act: Act,
+}
+
+/// (cin, cout, kernel, stride, padding, residual, activation)
+type Spec = (usize, usize, usize, usize, usize, bool, Act);
+
+impl Block {
+    fn conv1d(s: Spec, vb: VarBuilder) -> Result<Self> {
+        let (cin, cout, k, stride, padding, residual, act) = s;
+        let cfg = Conv1dConfig { stride, padding, ..Default::default() };
+        let conv = Conv::D1(candle_nn::conv1d(cin, cout, k, cfg, vb.pp("conv_block.0"))?);
+        Ok(Block { conv, bn: BatchNorm::load(cout, vb.pp("conv_block.1"))?, residual, act })
+    }
+
+    fn conv2d(s: Spec, vb: VarBuilder) -> Result<Self> {
+        let (cin, cout, k, stride, padding, residual, act) = s;
+        let cfg = Conv2dConfig { stride, padding, ..Default::default() };
+        let conv = Conv::D2(candle_nn::conv2d(cin, cout, k, cfg, vb.pp("conv_block.0"))?);
+        Ok(Block { conv, bn: BatchNorm::load(cout, vb.pp("conv_block.1"))?, residual, act })
+    }
+
+    fn conv_t2d(cin: usize, cout: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
+        let cfg = ConvTranspose2dConfig { stride, padding, ..Default::default() };
+        let conv = Conv::T2(candle_nn::conv_transpose2d(cin, cout, 4, cfg, vb.pp("convT_block.0"))?);
+        Ok(Block { conv, bn: BatchNorm::load(cout, vb.pp("convT_block.1"))?, residual: false, act: Act::Relu })
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = match &self.conv {
+            Conv::D1(c) => c.forward(x)?,
+            Conv::D2(c) => c.forward(x)?,
+            Conv::T2(c) => c.forward(x)?,
+        };
+        let mut y = self.bn.forward(&y)?;
+        if self.residual {
+            y = (y + x)?;
+        }
+        match self.act {
+            Act::Relu => y.relu(),
+            Act::Tanh => y.tanh(),
+        }
+    }
+}
+
+/// A sequence of blocks keyed `0`, `1`, ... as `nn.Sequential`.
+struct Stack(Vec<Block>);
+
+impl Stack {
+    fn load(specs: &[Spec], two_d: bool, vb: VarBuilder) -> Result<Self> {
+        let blocks = specs
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| if two_d { Block::conv2d(s, vb.pp(i)) } else { Block::conv1d(s, vb.pp(i)) })
+            .collect::<Result<_>>()?;
+        Ok(Stack(blocks))
+    }
+}
+
+impl Module for Stack {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.0.iter().try_fold(x.clone(), |x, b| b.forward(&x))
+    }
+}
+
+const R: Act = Act::Relu;
+
+/// `mel_encoder`: (B·T, 768, 10) -> (B·T, 512, 1).
+const MEL: [Spec; 13] = [
+    (768, 128, 3, 1, 1, false, R),
+    (128, 128, 3, 1, 1, false, R),
+    (128, 128, 3, 1, 1, true, R),
+    (128, 128, 3, 1, 1, true, R),
+    (128, 256, 3, 2, 1, false, R),
+    (256, 256, 3, 1, 1, true, R),
+    (256, 256, 3, 1, 1, true, R),
+    (256, 512, 3, 2, 1, false, R),
+    (512, 512, 3, 1, 1, true, R),
+    (512, 512, 3, 1, 1, true, R),
+    (512, 512, 3, 1, 1, false, R),
+    (512, 512, 3, 1, 0, false, R),
+    (512, 512, 1, 1, 0, false, Act::Tanh),
+];
+
+/// The heatmap encoders: (N, 1, 128, 128) -> (N, 512, 1, 1).
+const HEATMAP: [Spec; 13] = [
+    (1, 32, 3, 2, 1, false, R),
+    (32, 32, 3, 1, 1, true, R),
+    (32, 32, 3, 1, 1, true, R),
+    (32, 64, 3, 3, 1, false, R),
+    (64, 64, 3, 1, 1, true, R),
+    (64, 64, 3, 1, 1, true, R),
+    (64, 128, 3, 3, 1, false, R),
+    (128, 128, 3, 1, 1, true, R),
+    (128, 128, 3, 1, 1, true, R),
+    (128, 256, 3, 3, 1, false, R),
+    (256, 256, 3, 1, 1, true, R),
+    (256, 512, 3, 1, 0, false, R),
+    (512, 512, 1, 1, 0, false, Act::Tanh),
+];
+
+/// torch's sinusoid table, every op in f32 (rows `0..rows`).
+pub fn positional_table(rows: usize, d: usize, device: &Device) -> Result<Tensor> {
+    let step = (-(10000f64.ln()) / d as f64) as f32;
+    let div: Vec<f32> = (0..d).step_by(2).map(|i| (i as f32 * step).exp()).collect();
+    let mut pe = vec![0f32; rows * d];
+    for p in 0..rows {
+        for (i, &dv) in div.iter().enumerate() {
+            let a = p as f32 * dv;
+            pe[p * d + 2 * i] = a.sin();
+            pe[p * d + 2 * i + 1] = a.cos();
+        }
+    }
+    Ok(Tensor::from_vec(pe, (rows, d), device)?)
+}
+
+/// `nn.TransformerEncoderLayer` (post-norm, ReLU) with a packed `in_proj`.
+struct TransformerLayer {
+    in_proj: Linear,
+    out_proj: Linear,
+    linear1: Linear,
+    linear2: Linear,
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    heads: usize,
+}
+
+impl TransformerLayer {
+    fn load(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let (d, ff) = (cfg.d_model, cfg.dim_feedforward);
+        let attn = vb.pp("self_attn");
+        let in_proj = Linear::new(attn.get((3 * d, d), "in_proj_weight")?, Some(attn.get(3 * d, "in_proj_bias")?));
+        Ok(TransformerLayer {
+            in_proj,
+            out_proj: candle_nn::linear(d, d, attn.pp("out_proj"))?,
+            linear1: candle_nn::linear(d, ff, vb.pp("linear1"))?,
+            linear2: candle_nn::linear(ff, d, vb.pp("linear2"))?,
+            norm1: candle_nn::layer_norm(d, 1e-5, vb.pp("norm1"))?,
+            norm2: candle_nn::layer_norm(d, 1e-5, vb.pp("norm2"))?,
+            heads: cfg.nhead,
+        })
+    }
+
+    fn attention(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let hd = d / self.heads;
+        let qkv = self.in_proj.forward(x)?;
+        let split = |i: usize| -> candle_core::Result<Tensor> {
+            qkv.narrow(D::Minus1, i * d, d)?.reshape((b, l, self.heads, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let w = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? / (hd as f64).sqrt())?)?;
+        Ok(self.out_proj.forward(&w.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?)?)
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.norm1.forward(&(x + self.attention(x)?)?)?;
+        let ff = self.linear2.forward(&self.linear1.forward(&x)?.relu()?)?;
+        Ok(self.norm2.forward(&(x + ff)?)?)
+    }
+}
+
+/// `heatmap_decoder`: the lip and jaw up-sampling stacks with their message passing.
+struct Decoder {
+    lip: Vec<Block>,
+    jaw: Vec<Block>,
+    message_l2j: Block,
+    message_p2l: Stack,
+    message_p2j: Stack,
+}
+
+impl Decoder {
+    fn load(vb: VarBuilder) -> Result<Self> {
+        let chans =
+            [(512, 512, 1, 0), (512, 256, 2, 1), (256, 128, 2, 1), (128, 64, 2, 1), (64, 32, 2, 1), (32, 1, 2, 1)];
+        let stack = |first: usize| -> Result<Vec<Block>> {
+            chans
+                .iter()
+                .enumerate()
+                .map(|(i, &(cin, cout, s, p))| Block::conv_t2d(cin, cout, s, p, vb.pp(format!("conv_t{}", first + i))))
+                .collect()
+        };
+        let pose: [Spec; 2] = [(1, 32, 3, 2, 1, false, R), (32, 64, 3, 2, 1, false, R)];
+        Ok(Decoder {
+            lip: stack(1)?,
+            jaw: stack(7)?,
+            message_l2j: Block::conv2d((256, 256, 3, 1, 1, false, R), vb.pp("message_l2j.0"))?,
+            message_p2l: Stack::load(&pose, true, vb.pp("message_p2l"))?,
+            message_p2j: Stack::load(&pose, true, vb.pp("message_p2j"))?,
+        })
+    }
+
+    /// Lip and jaw embeddings (N, 512, 1, 1) and pose heatmaps (N, 1, 128, 128) to the lip and jaw heatmaps.
+    fn forward(&self, lip: &Tensor, jaw: &Tensor, pose: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (mut x, mut y) = (lip.clone(), jaw.clone());
+        for i in 0..6 {
+            x = self.lip[i].forward(&x)?;
+            y = self.jaw[i].forward(&y)?;
+            match i {
+                // The same message network both ways, from the values before the update (SPEC quirk).
+                1 => (x, y) = ((&x + self.message_l2j.forward(&y)?)?, (&y + self.message_l2j.forward(&x)?)?),
+                3 => {
+                    x = (x + self.message_p2l.forward(pose)?)?;
+                    y = (y + self.message_p2j.forward(pose)?)?;
+                }
+                _ => {}
+            }
+        }
+        Ok((x.tanh()?, y.tanh()?))
+    }
+}
+
+/// What the generator predicts for a window.
+pub struct Prediction {
+    /// `lip + jaw` heatmaps, (B·T, 1, 128, 128).
+    pub content_heatmap: Tensor,
+    /// The 57 content landmarks, (B·T, 2, 57).
+    pub content_landmark: Tensor,
+}
+
+pub struct HeatmapGenerator {
+    cfg: Config,
+    mel_encoder: Stack,
+    pose_encoder: Stack,
+    ref_encoder: Stack,
+    lip_encoder: Stack,
+    jaw_encoder: Stack,
+    norm: LayerNorm,
+    pe: Tensor,
+    modality: Tensor,
+    layers: Vec<TransformerLayer>,
+    decoder: Decoder,
+    mouse_keypoint_map: Linear,
+    jaw_keypoint_map: Linear,
+}
+
+impl HeatmapGenerator {
+    pub fn load(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model;
+        let ft = vb.pp("fusion_transformer");
+        Ok(HeatmapGenerator {
+            cfg: cfg.clone(),
+            mel_encoder: Stack::load(&MEL, false, vb.pp("mel_encoder"))?,
+            pose_encoder: Stack::load(&HEATMAP, true, vb.pp("pose_encoder"))?,
+            ref_encoder: Stack::load(&HEATMAP, true, vb.pp("ref_encoder"))?,
+            lip_encoder: Stack::load(&HEATMAP, true, vb.pp("lip_encoder"))?,
+            jaw_encoder: Stack::load(&HEATMAP, true, vb.pp("jaw_encoder"))?,
+            norm: candle_nn::layer_norm(d, 1e-5, vb.pp("Norm"))?,
+            pe: positional_table(cfg.t, d, vb.device())?,
+            modality: ft.get((4, d), "modality.weight")?,
+            layers: (0..cfg.nlayers)
+                .map(|i| TransformerLayer::load(cfg, ft.pp(format!("transformer_encoder.layers.{i}"))))
+                .collect::<Result<_>>()?,
+            decoder: Decoder::load(vb.pp("heatmap_decoder"))?,
+            mouse_keypoint_map: candle_nn::linear(d, 80, vb.pp("mouse_keypoint_map"))?,
+            jaw_keypoint_map: candle_nn::linear(d, 34, vb.pp("jaw_keypoint_map"))?,
+        })
+    }
+
+    pub fn forward(&self, w2v: &Tensor, pose: &Tensor, refs: &Tensor) -> Result<Prediction> {
+        self.forward_traced(w2v, pose, refs, &mut |_, _| {})
+    }
+
+    /// `T_w2vs` (B, T, 768, 10), `T_pose_heatmap` (B, T, 1, 128, 128), `Nl_whole_heatmap` (B, Nl, 1, 128, 128);
+    /// intermediates go to `trace` under the fixtures' names.
+    pub fn forward_traced(
+        &self,
+        w2v: &Tensor,
+        pose: &Tensor,
+        refs: &Tensor,
+        trace: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Prediction> {
+        let _span = tracing::debug_span!("heatmap_generator").entered();
+        let (b, t, c, w) = w2v.dims4()?;
+        let nl = refs.dim(1)?;
+        let d = self.cfg.d_model;
+        let mel = self.mel_encoder.forward(&w2v.reshape((b * t, c, w))?)?;
+        trace("mel_encoder#call0", &mel);
+        let pose = pose.reshape((b * t, 1, 128, 128))?;
+        let pose_e = self.pose_encoder.forward(&pose)?;
+        trace("pose_encoder#call0", &pose_e);
+        let ref_e = self.ref_encoder.forward(&refs.reshape((b * nl, 1, 128, 128))?)?;
+        trace("ref_encoder#call0", &ref_e);
+        let mut normed = Vec::new();
+        for (i, e) in [&mel, &pose_e, &ref_e].into_iter().enumerate() {
+            let n = self.norm.forward(&e.flatten_from(1)?)?;
+            trace(&format!("Norm#call{i}"), &n);
+            normed.push(n);
+        }
+        let modality = |i: usize| self.modality.get(i);
+        let pe = self.pe.unsqueeze(0)?;
+        let audio = normed[0].reshape((b, t, d))?.broadcast_add(&pe)?.broadcast_add(&modality(2)?)?;
+        let pose_tok = normed[1].reshape((b, t, d))?.broadcast_add(&pe)?.broadcast_add(&modality(1)?)?;
+        let ref_tok = normed[2].reshape((b, nl, d))?.broadcast_add(&modality(3)?)?;
+        let mut x = Tensor::cat(&[ref_tok, audio, pose_tok], 1)?;
+        for layer in &self.layers {
+            x = layer.forward(&x)?;
+        }
+        trace("fusion_transformer#call0", &x);
+        let lip_emb = x.narrow(1, nl, t)?.reshape((b * t, d, 1, 1))?;
+        let jaw_emb = x.narrow(1, nl + t, t)?.reshape((b * t, d, 1, 1))?;
+        let (lip, jaw) = self.decoder.forward(&lip_emb, &jaw_emb, &pose)?;
+        trace("heatmap_decoder#call0.0", &lip);
+        trace("heatmap_decoder#call0.1", &jaw);
+        let content_heatmap = (&lip + &jaw)?;
+        // The landmark branch (its output is not used for rendering, but it is part of the model).
+        let lip_code = self.lip_encoder.forward(&lip)?;
+        trace("lip_encoder#call0", &lip_code);
+        let jaw_code = self.jaw_encoder.forward(&jaw)?;
+        trace("jaw_encoder#call0", &jaw_code);
+        let lip_pts = self.mouse_keypoint_map.forward(&(lip_code + lip_emb)?.flatten_from(1)?)?;
+        let jaw_pts = self.jaw_keypoint_map.forward(&(jaw_code + jaw_emb)?.flatten_from(1)?)?;
+        let content_landmark = Tensor::cat(&[jaw_pts, lip_pts], 1)?.reshape((b * t, 57, 2))?.permute((0, 2, 1))?;
+        Ok(Prediction { content_heatmap, content_landmark })
+    }
+}

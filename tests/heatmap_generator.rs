@@ -1,0 +1,67 @@
+//! STSA's heatmap generator in candle against the original (`../shared/fixtures/stsa/
+//! heatmap_generator_detw.safetensors`, deterministic weights from `../shared/stsa/DETW.md`): every
+//! stored intermediate and both outputs within 1e-4.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use lipsync::stsa::detw;
+use lipsync::stsa::heatmap_generator::{Config, HeatmapGenerator, positional_table};
+
+fn shared(path: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "../shared", path].iter().collect()
+}
+
+/// The generator's state_dict keys and shapes, from `state_dict_keys.txt`'s first section.
+fn keys() -> Vec<(String, Vec<usize>)> {
+    let text = std::fs::read_to_string(shared("stsa/state_dict_keys.txt")).unwrap();
+    text.lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (key, shape) = (f.next()?, f.next()?);
+            let dims =
+                shape.trim_matches(|c| c == '(' || c == ')').split(',').filter_map(|d| d.trim().parse().ok()).collect();
+            Some((key.to_string(), dims))
+        })
+        .collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn matches_the_original_on_every_intermediate() {
+    let fx = candle_core::safetensors::load(shared("fixtures/stsa/heatmap_generator_detw.safetensors"), &Device::Cpu)
+        .unwrap();
+    let keys = keys();
+    assert_eq!(keys.len(), 686);
+    let weights = detw::generate(&keys, &Device::Cpu).unwrap();
+    assert!(max_diff(&positional_table(16, 512, &Device::Cpu).unwrap(), &fx["pe_first16"]) < 1e-6);
+    let model = HeatmapGenerator::load(&Config::default(), VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu))
+        .unwrap();
+    let mut worst: Vec<(String, f32)> = Vec::new();
+    let out = model
+        .forward_traced(&fx["T_w2vs"], &fx["T_pose_heatmap"], &fx["Nl_whole_heatmap"], &mut |name, t| {
+            let want = fx.get(name).unwrap_or_else(|| panic!("no fixture for {name}"));
+            worst.push((name.to_string(), max_diff(t, want)));
+        })
+        .unwrap();
+    worst.push((
+        "out.predict_content_heatmap".into(),
+        max_diff(&out.content_heatmap, &fx["out.predict_content_heatmap"]),
+    ));
+    worst.push((
+        "out.predict_content_landmark".into(),
+        max_diff(&out.content_landmark, &fx["out.predict_content_landmark"]),
+    ));
+    eprintln!("{worst:?}");
+    assert_eq!(worst.len(), 13, "11 intermediates and 2 outputs");
+    for (name, d) in &worst {
+        assert!(*d <= 1e-4, "{name}: max |diff| {d}");
+    }
+}
