@@ -27,13 +27,13 @@ impl Default for Config {
 }
 
 /// BatchNorm in eval mode folded to a per-channel scale and shift over dimension 1.
-struct BatchNorm {
+pub(crate) struct BatchNorm {
     scale: Tensor,
     shift: Tensor,
 }
 
 impl BatchNorm {
-    fn load(c: usize, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn load(c: usize, vb: VarBuilder) -> Result<Self> {
         let (w, b) = (vb.get(c, "weight")?, vb.get(c, "bias")?);
         let (rm, rv) = (vb.get(c, "running_mean")?, vb.get(c, "running_var")?);
         let scale = w.broadcast_div(&(rv + 1e-5)?.sqrt()?)?;
@@ -41,7 +41,7 @@ impl BatchNorm {
         Ok(BatchNorm { scale, shift })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut shape = vec![1; x.rank()];
         shape[1] = self.scale.dim(0)?;
         x.broadcast_mul(&self.scale.reshape(shape.as_slice())?)?.broadcast_add(&self.shift.reshape(shape.as_slice())?)
@@ -55,13 +55,13 @@ enum Conv {
 }
 
 #[derive(Clone, Copy)]
-enum Act {
+pub(crate) enum Act {
     Relu,
     Tanh,
 }
 
 /// STSA's `Conv1d` / `Conv2d` / `ConvT2d` block: convolution, BatchNorm, optional residual, activation.
-struct Block {
+pub(crate) struct Block {
     conv: Conv,
     bn: BatchNorm,
     residual: bool,
@@ -69,10 +69,10 @@ struct Block {
 }
 
 /// (cin, cout, kernel, stride, padding, residual, activation)
-type Spec = (usize, usize, usize, usize, usize, bool, Act);
+pub(crate) type Spec = (usize, usize, usize, usize, usize, bool, Act);
 
 impl Block {
-    fn conv1d(s: Spec, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn conv1d(s: Spec, vb: VarBuilder) -> Result<Self> {
         let (cin, cout, k, stride, padding, residual, act) = s;
         let cfg = Conv1dConfig { stride, padding, ..Default::default() };
         let conv = Conv::D1(candle_nn::conv1d(cin, cout, k, cfg, vb.pp("conv_block.0"))?);
@@ -112,10 +112,10 @@ impl Module for Block {
 }
 
 /// A sequence of blocks keyed `0`, `1`, ... as `nn.Sequential`.
-struct Stack(Vec<Block>);
+pub(crate) struct Stack(Vec<Block>);
 
 impl Stack {
-    fn load(specs: &[Spec], two_d: bool, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn load(specs: &[Spec], two_d: bool, vb: VarBuilder) -> Result<Self> {
         let blocks = specs
             .iter()
             .enumerate()
@@ -131,7 +131,7 @@ impl Module for Stack {
     }
 }
 
-const R: Act = Act::Relu;
+pub(crate) const R: Act = Act::Relu;
 
 /// `mel_encoder`: (B·T, 768, 10) -> (B·T, 512, 1).
 const MEL: [Spec; 13] = [

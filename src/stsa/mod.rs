@@ -4,6 +4,8 @@
 //! the `stsa` renderer are not written yet.
 
 pub mod detw;
+pub mod face_renderer;
 pub mod heatmap_generator;
+pub mod ops;
 pub mod wav2vec2;
 pub mod weights;

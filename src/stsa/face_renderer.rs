@@ -1,0 +1,546 @@
+//! STSA's face renderer (SPEC.md section 3) in candle: from the masked source face, the driving heatmap,
+//! five reference images with their heatmaps and the audio, the spatial path (AdaAT on the reference
+//! features), the temporal path (flow-warped references), their fusion and the SPADE/AdaIN translation
+//! network draw the 128x128 face. Module paths mirror the PyTorch state_dict; losses and modules unused at
+//! inference (VGG, MINE, `align_layers`, `source_img_encoder`) are not built.
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+
+use super::heatmap_generator::{BatchNorm, R, Spec, Stack};
+use super::ops::{adaat_sample, bilinear, grid_sample, instance_norm, nearest, pixel_shuffle};
+use crate::error::Result;
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
+    Ok(candle_nn::conv2d(cin, cout, k, Conv2dConfig { stride, padding, ..Default::default() }, vb)?)
+}
+
+fn conv_no_bias(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
+    Ok(candle_nn::conv2d_no_bias(cin, cout, k, Conv2dConfig { stride, padding, ..Default::default() }, vb)?)
+}
+
+/// `SameBlock2d` / `DownBlock2d`: conv, BatchNorm, ReLU (keys `conv`, `norm`).
+struct ConvBn {
+    conv: Conv2d,
+    norm: BatchNorm,
+}
+
+impl ConvBn {
+    fn load(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(ConvBn {
+            conv: conv(cin, cout, k, stride, padding, vb.pp("conv"))?,
+            norm: BatchNorm::load(cout, vb.pp("norm"))?,
+        })
+    }
+}
+
+impl Module for ConvBn {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.norm.forward(&self.conv.forward(x)?)?.relu()
+    }
+}
+
+/// `ResBlock2d` (pre-activation): `x + conv2(relu(norm2(conv1(relu(norm1(x))))))`.
+struct ResBlock {
+    norm1: BatchNorm,
+    conv1: Conv2d,
+    norm2: BatchNorm,
+    conv2: Conv2d,
+}
+
+impl ResBlock {
+    fn load(c: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(ResBlock {
+            norm1: BatchNorm::load(c, vb.pp("norm1"))?,
+            conv1: conv(c, c, 3, 1, 1, vb.pp("conv1"))?,
+            norm2: BatchNorm::load(c, vb.pp("norm2"))?,
+            conv2: conv(c, c, 3, 1, 1, vb.pp("conv2"))?,
+        })
+    }
+}
+
+impl Module for ResBlock {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.conv1.forward(&self.norm1.forward(x)?.relu()?)?;
+        let y = self.conv2.forward(&self.norm2.forward(&y)?.relu()?)?;
+        x + y
+    }
+}
+
+/// An `nn.Sequential` of boxed modules.
+struct Seq(Vec<Box<dyn Module + Send + Sync>>);
+
+impl Module for Seq {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.0.iter().try_fold(x.clone(), |x, m| m.forward(&x))
+    }
+}
+
+/// Residual blocks at positions `range` of a Sequential.
+fn res_blocks(c: usize, range: std::ops::Range<usize>, vb: VarBuilder) -> Result<Vec<Box<dyn Module + Send + Sync>>> {
+    range.map(|i| Ok(Box::new(ResBlock::load(c, vb.pp(i))?) as Box<dyn Module + Send + Sync>)).collect()
+}
+
+fn leaky(x: &Tensor, slope: f64) -> Result<Tensor> {
+    Ok(x.maximum(&(x * slope)?)?)
+}
+
+/// `AdaINLayer`: `IN(x)·(1+γ)+β`, γ and β from the modulation vector.
+struct AdaInLayer {
+    shared: Linear,
+    gamma: Linear,
+    beta: Linear,
+}
+
+impl AdaInLayer {
+    fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(AdaInLayer {
+            shared: candle_nn::linear(m, 128, vb.pp("mlp_shared.0"))?,
+            gamma: candle_nn::linear(128, c, vb.pp("mlp_gamma"))?,
+            beta: candle_nn::linear(128, c, vb.pp("mlp_beta"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor> {
+        let a = self.shared.forward(m)?.relu()?;
+        let (b, c) = (x.dim(0)?, x.dim(1)?);
+        let gamma = self.gamma.forward(&a)?.reshape((b, c, 1, 1))?;
+        let beta = self.beta.forward(&a)?.reshape((b, c, 1, 1))?;
+        Ok(instance_norm(x, 1e-5)?.broadcast_mul(&(gamma + 1.0)?)?.broadcast_add(&beta)?)
+    }
+}
+
+/// `AdaIN`: AdaINLayer, LeakyReLU(0.2), conv, AdaINLayer, LeakyReLU(0.2), conv.
+struct AdaIn {
+    layer_1: AdaInLayer,
+    conv_1: Conv2d,
+    layer_2: AdaInLayer,
+    conv_2: Conv2d,
+}
+
+impl AdaIn {
+    fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(AdaIn {
+            layer_1: AdaInLayer::load(c, m, vb.pp("adain_layer_1"))?,
+            conv_1: conv(c, c, 3, 1, 1, vb.pp("conv_1"))?,
+            layer_2: AdaInLayer::load(c, m, vb.pp("adain_layer_2"))?,
+            conv_2: conv(c, c, 3, 1, 1, vb.pp("conv_2"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor> {
+        let x = self.conv_1.forward(&leaky(&self.layer_1.forward(x, m)?, 0.2)?)?;
+        Ok(self.conv_2.forward(&leaky(&self.layer_2.forward(&x, m)?, 0.2)?)?)
+    }
+}
+
+/// `SPADELayer`: `IN(x) + IN(x)·γ + β`, γ and β convolved from the modulation map (no activation between).
+struct SpadeLayer {
+    conv1: Conv2d,
+    gamma: Conv2d,
+    beta: Conv2d,
+}
+
+impl SpadeLayer {
+    fn load(c: usize, cm: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(SpadeLayer {
+            conv1: conv(cm, 256, 3, 1, 1, vb.pp("conv1"))?,
+            gamma: conv(256, c, 3, 1, 1, vb.pp("gamma"))?,
+            beta: conv(256, c, 3, 1, 1, vb.pp("beta"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor> {
+        let n = instance_norm(x, 1e-5)?;
+        let h = self.conv1.forward(m)?;
+        Ok(((&n + n.mul(&self.gamma.forward(&h)?)?)? + self.beta.forward(&h)?)?)
+    }
+}
+
+/// `SPADE`: SPADELayer, LeakyReLU(0.2), conv, SPADELayer, LeakyReLU(0.2), conv.
+struct Spade {
+    layer_1: SpadeLayer,
+    conv_1: Conv2d,
+    layer_2: SpadeLayer,
+    conv_2: Conv2d,
+}
+
+impl Spade {
+    fn load(c: usize, cm: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Spade {
+            layer_1: SpadeLayer::load(c, cm, vb.pp("spade_layer_1"))?,
+            conv_1: conv(c, c, 3, 1, 1, vb.pp("conv_1"))?,
+            layer_2: SpadeLayer::load(c, cm, vb.pp("spade_layer_2"))?,
+            conv_2: conv(c, c, 3, 1, 1, vb.pp("conv_2"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor> {
+        let x = self.conv_1.forward(&leaky(&self.layer_1.forward(x, m)?, 0.2)?)?;
+        Ok(self.conv_2.forward(&leaky(&self.layer_2.forward(&x, m)?, 0.2)?)?)
+    }
+}
+
+/// `AdaAT`: a per-channel scale, rotation and translation predicted from the code, applied by sampling.
+struct AdaAt {
+    commn: Linear,
+    scale: Linear,
+    rotation: Linear,
+    translation: Linear,
+}
+
+impl AdaAt {
+    fn load(c: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(AdaAt {
+            commn: candle_nn::linear(256, 256, vb.pp("commn_linear.0"))?,
+            scale: candle_nn::linear(256, c, vb.pp("scale.0"))?,
+            rotation: candle_nn::linear(256, c, vb.pp("rotation.0"))?,
+            translation: candle_nn::linear(256, 2 * c, vb.pp("translation.0"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, code: &Tensor) -> Result<Tensor> {
+        let q = self.commn.forward(code)?.relu()?;
+        let scale = (candle_nn::ops::sigmoid(&self.scale.forward(&q)?)? * 2.0)?;
+        let angle = (self.rotation.forward(&q)?.tanh()? * 3.14159)?;
+        let t = self.translation.forward(&q)?.tanh()?;
+        let (b, c) = (x.dim(0)?, x.dim(1)?);
+        adaat_sample(x, &scale, &angle, &t.reshape((b, c, 2))?)
+    }
+}
+
+/// `convert_flow_to_deformation`: pixel flow (B, 2, H, W) to a sampling grid (B, H, W, 2).
+fn flow_to_deformation(flow: &Tensor) -> Result<Tensor> {
+    let (b, _, h, w) = flow.dims4()?;
+    let dev = flow.device();
+    let xs: Vec<f32> = (0..w).map(|j| 2.0 * (j as f32 / (w - 1) as f32) - 1.0).collect();
+    let ys: Vec<f32> = (0..h).map(|i| 2.0 * (i as f32 / (h - 1) as f32) - 1.0).collect();
+    let gx = Tensor::new(xs.as_slice(), dev)?.reshape((1, 1, w))?.broadcast_as((b, h, w))?;
+    let gy = Tensor::new(ys.as_slice(), dev)?.reshape((1, h, 1))?.broadcast_as((b, h, w))?;
+    let fx = (flow.narrow(1, 0, 1)?.squeeze(1)? * (2.0 / (w - 1) as f64))?;
+    let fy = (flow.narrow(1, 1, 1)?.squeeze(1)? * (2.0 / (h - 1) as f64))?;
+    Ok(Tensor::stack(&[(gx + fx)?, (gy + fy)?], 3)?)
+}
+
+/// `warping`: the deformation resized (bilinear) to the source's size when they differ, then sampled.
+fn warp(src: &Tensor, deformation: &Tensor) -> Result<Tensor> {
+    let (_, dh, dw, _) = deformation.dims4()?;
+    let (_, _, h, w) = src.dims4()?;
+    let d = if (dh, dw) != (h, w) {
+        bilinear(&deformation.permute((0, 3, 1, 2))?.contiguous()?, h, w)?.permute((0, 2, 3, 1))?
+    } else {
+        deformation.clone()
+    };
+    grid_sample(src, &d)
+}
+
+/// The temporal path: each reference warped towards the driving heatmap by a predicted flow.
+struct Temporal {
+    conv1: ConvBn,
+    conv2: ConvBn,
+    conv3: ConvBn,
+    spade_1: Spade,
+    adain_1: AdaIn,
+    spade_2: Spade,
+    adain_2: AdaIn,
+    spade_4: Spade,
+    conv_4: Conv2d,
+    conv_5a: Conv2d,
+    conv_5b: Conv2d,
+}
+
+/// A conv with its BatchNorm under sibling keys (`conv1`, `conv1_bn`), then ReLU.
+fn conv_bn_sibling(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    bias: bool,
+    name: &str,
+    vb: &VarBuilder,
+) -> Result<ConvBn> {
+    let c = if bias { conv(cin, cout, k, s, p, vb.pp(name))? } else { conv_no_bias(cin, cout, k, s, p, vb.pp(name))? };
+    Ok(ConvBn { conv: c, norm: BatchNorm::load(cout, vb.pp(format!("{name}_bn")))? })
+}
+
+impl Temporal {
+    fn load(vb: VarBuilder) -> Result<Self> {
+        Ok(Temporal {
+            conv1: conv_bn_sibling(6, 32, 7, 1, 3, true, "conv1", &vb)?,
+            conv2: conv_bn_sibling(32, 128, 3, 2, 1, true, "conv2", &vb)?,
+            conv3: conv_bn_sibling(128, 256, 3, 2, 1, true, "conv3", &vb)?,
+            spade_1: Spade::load(128, 3, vb.pp("spade_layer_1"))?,
+            adain_1: AdaIn::load(128, 128, vb.pp("adain_1"))?,
+            spade_2: Spade::load(128, 3, vb.pp("spade_layer_2"))?,
+            adain_2: AdaIn::load(128, 128, vb.pp("adain_2"))?,
+            spade_4: Spade::load(32, 3, vb.pp("spade_layer_4"))?,
+            conv_4: conv(32, 2, 7, 1, 3, vb.pp("conv_4"))?,
+            conv_5a: conv(32, 32, 7, 1, 3, vb.pp("conv_5.0"))?,
+            conv_5b: conv(32, 1, 7, 1, 3, vb.pp("conv_5.2"))?,
+        })
+    }
+
+    /// References `imgs`, `heatmaps` (N, 3, 128, 128), driving heatmap (1, 3, 128, 128), audio code (1, 128).
+    fn forward(
+        &self,
+        imgs: &Tensor,
+        heatmaps: &Tensor,
+        driving: &Tensor,
+        audio: &Tensor,
+        trace: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<[Tensor; 4]> {
+        let d64 = nearest(driving, 64, 64)?;
+        let mut acc: Option<[Tensor; 5]> = None;
+        for n in 0..imgs.dim(0)? {
+            let img = imgs.narrow(0, n, 1)?;
+            let h128 = self.conv1.forward(&Tensor::cat(&[&img, &heatmaps.narrow(0, n, 1)?], 1)?)?;
+            let h64 = self.conv2.forward(&h128)?;
+            let h32 = self.conv3.forward(&h64)?;
+            let x = self.spade_1.forward(&h64, &d64)?;
+            let x = self.adain_1.forward(&x, audio)?;
+            let x = self.spade_2.forward(&x, &d64)?;
+            let x = self.adain_2.forward(&x, audio)?;
+            let x = self.spade_4.forward(&pixel_shuffle(&x, 2)?, driving)?;
+            let flow = self.conv_4.forward(&x)?;
+            trace(&format!("temporal_module.conv_4#call{n}"), &flow);
+            let w = candle_nn::ops::sigmoid(&self.conv_5b.forward(&self.conv_5a.forward(&x)?.relu()?)?)?;
+            trace(&format!("temporal_module.conv_5#call{n}"), &w);
+            let def = flow_to_deformation(&flow)?;
+            let terms = [
+                w.broadcast_mul(&warp(&h128, &def)?)?,
+                nearest(&w, 64, 64)?.broadcast_mul(&warp(&h64, &def)?)?,
+                nearest(&w, 32, 32)?.broadcast_mul(&warp(&h32, &def)?)?,
+                w.broadcast_mul(&warp(&img, &def)?)?,
+                w,
+            ];
+            acc = Some(match acc {
+                None => terms,
+                Some(a) => {
+                    let mut sum = Vec::with_capacity(5);
+                    for (x, y) in a.iter().zip(&terms) {
+                        sum.push((x + y)?);
+                    }
+                    sum.try_into().expect("five sums")
+                }
+            });
+        }
+        let [a128, a64, a32, aimg, den] = acc.expect("at least one reference");
+        let den = (den + 1e-5)?;
+        Ok([
+            a128.broadcast_div(&den)?,
+            a64.broadcast_div(&nearest(&den, 64, 64)?)?,
+            a32.broadcast_div(&nearest(&den, 32, 32)?)?,
+            aimg.broadcast_div(&den)?,
+        ])
+    }
+}
+
+/// The translation network: the masked face and driving heatmap, modulated by the fused features and audio.
+struct Translation {
+    conv1: ConvBn,
+    conv2: ConvBn,
+    conv3: ConvBn,
+    spade_1: Spade,
+    adain_1: AdaIn,
+    spade_2: Spade,
+    adain_2: AdaIn,
+    spade_3: Spade,
+    adain_3: AdaIn,
+    conv_last: Conv2d,
+}
+
+impl Translation {
+    fn load(vb: VarBuilder) -> Result<Self> {
+        Ok(Translation {
+            conv1: conv_bn_sibling(6, 32, 7, 1, 3, false, "conv1", &vb)?,
+            conv2: conv_bn_sibling(32, 128, 3, 2, 1, false, "conv2", &vb)?,
+            conv3: conv_bn_sibling(128, 512, 3, 2, 1, false, "conv3", &vb)?,
+            spade_1: Spade::load(512, 256, vb.pp("spade_1"))?,
+            adain_1: AdaIn::load(512, 128, vb.pp("adain_1"))?,
+            spade_2: Spade::load(128, 128, vb.pp("spade_2"))?,
+            adain_2: AdaIn::load(128, 128, vb.pp("adain_2"))?,
+            spade_3: Spade::load(32, 32, vb.pp("spade_3"))?,
+            adain_3: AdaIn::load(32, 128, vb.pp("adain_3"))?,
+            conv_last: conv_no_bias(32, 3, 7, 1, 3, vb.pp("conv_last"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, g: &[Tensor; 3], audio: &Tensor) -> Result<Tensor> {
+        let x = self.conv3.forward(&self.conv2.forward(&self.conv1.forward(x)?)?)?;
+        let x = self.adain_1.forward(&self.spade_1.forward(&x, &g[2])?, audio)?;
+        let x = self.adain_2.forward(&self.spade_2.forward(&pixel_shuffle(&x, 2)?, &g[1])?, audio)?;
+        let x = self.adain_3.forward(&self.spade_3.forward(&pixel_shuffle(&x, 2)?, &g[0])?, audio)?;
+        Ok(candle_nn::ops::sigmoid(&self.conv_last.forward(&leaky(&x, 0.01)?)?)?)
+    }
+}
+
+pub struct FaceRenderer {
+    ref_conv1: Seq,
+    ref_conv2: Seq,
+    ref_conv3: Seq,
+    heatmap_ref: Seq,
+    heatmap_tar: Seq,
+    audio: Stack,
+    alignment: Seq,
+    appearance: [(Seq, AdaAt, Seq); 3],
+    temporal: Temporal,
+    fuse: [Seq; 3],
+    translation: Translation,
+}
+
+/// `audio_encoder.w2v_encoder`: (1, 768, 10) -> (1, 128, 1).
+const AUDIO: [Spec; 9] = [
+    (768, 128, 3, 1, 1, false, R),
+    (128, 128, 3, 2, 1, false, R),
+    (128, 128, 3, 1, 1, true, R),
+    (128, 128, 3, 1, 1, true, R),
+    (128, 128, 3, 2, 1, false, R),
+    (128, 128, 3, 1, 1, true, R),
+    (128, 128, 3, 1, 1, true, R),
+    (128, 128, 3, 1, 1, true, R),
+    (128, 128, 3, 1, 0, false, R),
+];
+
+fn boxed<M: Module + Send + Sync + 'static>(m: M) -> Box<dyn Module + Send + Sync> {
+    Box::new(m)
+}
+
+impl FaceRenderer {
+    pub fn load(vb: VarBuilder) -> Result<Self> {
+        let re = vb.pp("ref_imgs_encoder");
+        let mut c1 = vec![boxed(ConvBn::load(15, 32, 3, 1, 1, re.pp("conv1.0"))?)];
+        c1.extend(res_blocks(32, 1..3, re.pp("conv1"))?);
+        let mut c2 = vec![
+            boxed(ConvBn::load(32, 64, 3, 2, 1, re.pp("conv2.0"))?),
+            boxed(ConvBn::load(64, 128, 3, 1, 1, re.pp("conv2.1"))?),
+        ];
+        c2.extend(res_blocks(128, 2..4, re.pp("conv2"))?);
+        let mut c3 = vec![
+            boxed(ConvBn::load(128, 256, 3, 2, 1, re.pp("conv3.0"))?),
+            boxed(ConvBn::load(256, 256, 3, 1, 1, re.pp("conv3.1"))?),
+        ];
+        c3.extend(res_blocks(256, 2..4, re.pp("conv3"))?);
+        let heatmap = |cin: usize, vb: VarBuilder| -> Result<Seq> {
+            let vb = vb.pp("heatmap_down");
+            Ok(Seq(vec![
+                boxed(ConvBn::load(cin, 32, 7, 1, 3, vb.pp(0))?),
+                boxed(ConvBn::load(32, 32, 3, 2, 1, vb.pp(1))?),
+                boxed(ConvBn::load(32, 32, 3, 2, 1, vb.pp(2))?),
+            ]))
+        };
+        let sm = vb.pp("spatial_module");
+        let ae = sm.pp("alignment_encoder");
+        // (cin, cout, kernel, stride, padding)
+        let align = [
+            (320, 128, 3, 1, 1),
+            (128, 128, 11, 1, 5),
+            (128, 128, 3, 3, 1),
+            (128, 128, 7, 1, 3),
+            (128, 128, 3, 2, 1),
+            (128, 128, 3, 1, 1),
+            (128, 128, 3, 2, 1),
+            (128, 128, 3, 1, 1),
+            (128, 128, 3, 2, 0),
+        ];
+        let alignment = Seq(align
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b, k, s, p))| Ok(boxed(ConvBn::load(a, b, k, s, p, ae.pp(i))?)))
+            .collect::<Result<_>>()?);
+        let scale = |size: usize, c: usize| -> Result<(Seq, AdaAt, Seq)> {
+            let ac = sm.pp(format!("appearance_conv_list_{size}"));
+            Ok((
+                Seq(res_blocks(c, 0..2, ac.pp(0))?),
+                AdaAt::load(c, sm.pp(format!("adaAT_{size}")))?,
+                Seq(res_blocks(c, 0..2, ac.pp(1))?),
+            ))
+        };
+        let fuse = |size: usize, c: usize| -> Result<Seq> {
+            let f = vb.pp(format!("fuse_{size}"));
+            Ok(Seq(vec![
+                boxed(ConvBn::load(2 * c, c, 3, 1, 1, f.pp(0))?),
+                boxed(ConvBn::load(c, c, 3, 1, 1, f.pp(1))?),
+            ]))
+        };
+        Ok(FaceRenderer {
+            ref_conv1: Seq(c1),
+            ref_conv2: Seq(c2),
+            ref_conv3: Seq(c3),
+            heatmap_ref: heatmap(15, vb.pp("heatmap_encoder_ref"))?,
+            heatmap_tar: heatmap(3, vb.pp("heatmap_encoder_tar"))?,
+            audio: Stack::load(&AUDIO, false, vb.pp("audio_encoder.w2v_encoder"))?,
+            alignment,
+            appearance: [scale(128, 32)?, scale(64, 128)?, scale(32, 256)?],
+            temporal: Temporal::load(vb.pp("temporal_module"))?,
+            fuse: [fuse(128, 32)?, fuse(64, 128)?, fuse(32, 256)?],
+            translation: Translation::load(vb.pp("translation"))?,
+        })
+    }
+
+    /// The fixtures' inputs: `T_frame_img`, `T_driving_heatmap` (1, 1, 3, 128, 128), `ref_N_frame_img`,
+    /// `ref_N_frame_heatmap` (1, N, 3, 128, 128), `T_audio_w2v` (1, 1, 768, 10); returns `generated_face`
+    /// (1, 3, 1, 128, 128). Intermediates go to `trace` under the fixtures' names.
+    pub fn forward_traced(
+        &self,
+        frame: &Tensor,
+        driving: &Tensor,
+        ref_imgs: &Tensor,
+        ref_heatmaps: &Tensor,
+        audio_w2v: &Tensor,
+        trace: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
+        let _span = tracing::debug_span!("face_renderer").entered();
+        let n = ref_imgs.dim(1)?;
+        let frame = frame.squeeze(1)?;
+        let driving = driving.squeeze(1)?;
+        // The source with its lower half masked.
+        let masked = Tensor::cat(&[frame.narrow(2, 0, 64)?, frame.narrow(2, 64, 64)?.zeros_like()?], 2)?;
+        // Reference images channel-major, reference heatmaps ref-major (SPEC quirk).
+        let channel_major = Tensor::cat(
+            &(0..3).map(|c| ref_imgs.narrow(2, c, 1)?.squeeze(2)).collect::<candle_core::Result<Vec<_>>>()?,
+            1,
+        )?;
+        let f128 = self.ref_conv1.forward(&channel_major)?;
+        let f64_ = self.ref_conv2.forward(&f128)?;
+        let f32_ = self.ref_conv3.forward(&f64_)?;
+        trace("ref_imgs_encoder#call0.0", &f128);
+        trace("ref_imgs_encoder#call0.1", &f64_);
+        trace("ref_imgs_encoder#call0.2", &f32_);
+        let ref_hm = self.heatmap_ref.forward(&ref_heatmaps.reshape((1, 3 * n, 128, 128))?)?;
+        trace("heatmap_encoder_ref#call0", &ref_hm);
+        let drv_hm = self.heatmap_tar.forward(&driving)?;
+        trace("heatmap_encoder_tar#call0", &drv_hm);
+        let audio = self.audio.forward(&audio_w2v.squeeze(1)?)?;
+        trace("audio_encoder#call0", &audio);
+        let audio = audio.flatten_from(1)?;
+        let align = self.alignment.forward(&Tensor::cat(&[&f32_, &ref_hm, &drv_hm], 1)?)?;
+        trace("spatial_module.alignment_encoder#call0", &align);
+        let code = Tensor::cat(&[&audio, &align.mean_keepdim(3)?.mean_keepdim(2)?.flatten_from(1)?], 1)?;
+        let mut spatial = Vec::new();
+        for ((pre, adaat, post), (f, size)) in self.appearance.iter().zip([(&f128, 128), (&f64_, 64), (&f32_, 32)]) {
+            let x = adaat.forward(&pre.forward(f)?, &code)?;
+            trace(&format!("spatial_module.adaAT_{size}#call0"), &x);
+            spatial.push(post.forward(&x)?);
+        }
+        for (i, s) in spatial.iter().enumerate() {
+            trace(&format!("spatial_module#call0.{i}"), s);
+        }
+        let imgs = ref_imgs.squeeze(0)?;
+        let hms = ref_heatmaps.squeeze(0)?;
+        let [w128, w64, w32, wimg] = self.temporal.forward(&imgs, &hms, &driving, &audio, trace)?;
+        trace("temporal_module#call0.0.0", &w128);
+        trace("temporal_module#call0.0.1", &w64);
+        trace("temporal_module#call0.0.2", &w32);
+        trace("temporal_module#call0.1", &wimg);
+        let mut fused = Vec::new();
+        for ((f, (s, w)), size) in self.fuse.iter().zip(spatial.iter().zip([&w128, &w64, &w32])).zip([128, 64, 32]) {
+            let g = f.forward(&Tensor::cat(&[s, w], 1)?)?;
+            trace(&format!("fuse_{size}#call0"), &g);
+            fused.push(g);
+        }
+        let fused: [Tensor; 3] = fused.try_into().expect("three scales");
+        let out = self.translation.forward(&Tensor::cat(&[&masked, &driving], 1)?, &fused, &audio)?;
+        Ok(out.unsqueeze(2)?)
+    }
+}
