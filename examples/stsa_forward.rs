@@ -1,18 +1,22 @@
 //! Runs one of STSA's networks on inputs from a safetensors file and writes its outputs under the
-//! fixtures' names, with deterministic test weights (`detw`) or a checkpoint.
+//! fixtures' names, with deterministic test weights (`detw`, ../shared/stsa/DETW.md) or a checkpoint.
 //!
-//! `cargo run --release --example stsa_forward -- --network wav2vec2 --weights detw|PATH \
-//!     --inputs IN.safetensors --output OUT.safetensors`
+//! `cargo run --release --example stsa_forward -- --network heatmap-generator|face-renderer|wav2vec2 \
+//!     --weights detw|PATH --inputs IN.safetensors --output OUT.safetensors`
 //!
-//! wav2vec2 reads `input_values` (1, N) and writes `last_hidden_state`. The heatmap generator and the face
-//! renderer are not ported yet (issue 6): asking for them is an error that says so.
+//! Inputs (extra tensors are ignored): heatmap generator `T_w2vs`, `T_pose_heatmap`, `Nl_whole_heatmap`;
+//! face renderer `T_frame_img`, `T_driving_heatmap`, `ref_N_frame_img`, `ref_N_frame_heatmap`,
+//! `T_audio_w2v`; wav2vec2 `input_values` (1, N). Outputs: `out.predict_content_heatmap`,
+//! `out.predict_content_landmark`; `out.generated_face`; `last_hidden_state`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use lipsync::stsa::wav2vec2::{Config, Wav2Vec2};
+use lipsync::stsa::face_renderer::FaceRenderer;
+use lipsync::stsa::heatmap_generator::{self, HeatmapGenerator};
+use lipsync::stsa::wav2vec2::{self, Wav2Vec2};
 use lipsync::stsa::{detw, weights};
 use lipsync::{Error, Result};
 
@@ -24,33 +28,63 @@ fn arg(args: &[String], name: &str) -> Result<String> {
         .ok_or_else(|| Error::InvalidArgument(format!("missing {name} (see the usage at the top of stsa_forward.rs)")))
 }
 
+/// The weights a network reads: generated, or from a checkpoint checked against what the network reads.
+fn weights_for(
+    source: &str,
+    prefix: Option<&str>,
+    load: impl Fn(VarBuilder) -> Result<()>,
+) -> Result<VarBuilder<'static>> {
+    let expected = detw::keys_read_by(&load)?;
+    let tensors = if source == "detw" {
+        detw::generate(&expected, &Device::Cpu)?
+    } else {
+        let mut t = weights::load_checkpoint(Path::new(source))?;
+        if let Some(p) = prefix {
+            t = weights::under_prefix(t, p);
+        }
+        weights::check(&t, &expected).into_result(source)?;
+        t
+    };
+    Ok(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (network, source) = (arg(&args, "--network")?, arg(&args, "--weights")?);
     let (inputs, output) = (PathBuf::from(arg(&args, "--inputs")?), PathBuf::from(arg(&args, "--output")?));
-    let device = Device::Cpu;
-    let inputs = candle_core::safetensors::load(&inputs, &device)?;
+    let inputs = candle_core::safetensors::load(&inputs, &Device::Cpu)?;
+    let input = |name: &str| -> Result<&Tensor> {
+        inputs.get(name).ok_or_else(|| Error::InvalidArgument(format!("the inputs hold no `{name}`")))
+    };
     let outputs: HashMap<String, Tensor> = match network.as_str() {
         "wav2vec2" => {
-            let cfg = Config::base_960h();
-            let expected = cfg.state_dict_shapes();
-            let tensors = if source == "detw" {
-                detw::generate(&expected, &device)?
-            } else {
-                let t = weights::under_prefix(weights::load_checkpoint(std::path::Path::new(&source))?, "wav2vec2");
-                weights::check(&t, &expected).into_result(&source)?;
-                t
-            };
-            let model = Wav2Vec2::load(&cfg, VarBuilder::from_tensors(tensors, DType::F32, &device))?;
-            let x = inputs
-                .get("input_values")
-                .ok_or_else(|| Error::InvalidArgument("the inputs hold no `input_values` (1, N)".into()))?;
-            HashMap::from([("last_hidden_state".to_string(), model.forward(x)?)])
+            let cfg = wav2vec2::Config::base_960h();
+            let vb = weights_for(&source, Some("wav2vec2"), |vb| Wav2Vec2::load(&cfg, vb).map(|_| ()))?;
+            let model = Wav2Vec2::load(&cfg, vb)?;
+            HashMap::from([("last_hidden_state".to_string(), model.forward(input("input_values")?)?)])
         }
-        "heatmap-generator" | "face-renderer" => {
-            return Err(Error::InvalidArgument(format!(
-                "{network}: not ported to candle yet (issue 6); only wav2vec2 runs"
-            )));
+        "heatmap-generator" => {
+            let cfg = heatmap_generator::Config::default();
+            let vb = weights_for(&source, None, |vb| HeatmapGenerator::load(&cfg, vb).map(|_| ()))?;
+            let model = HeatmapGenerator::load(&cfg, vb)?;
+            let p = model.forward(input("T_w2vs")?, input("T_pose_heatmap")?, input("Nl_whole_heatmap")?)?;
+            HashMap::from([
+                ("out.predict_content_heatmap".to_string(), p.content_heatmap),
+                ("out.predict_content_landmark".to_string(), p.content_landmark),
+            ])
+        }
+        "face-renderer" => {
+            let vb = weights_for(&source, None, |vb| FaceRenderer::load(vb).map(|_| ()))?;
+            let model = FaceRenderer::load(vb)?;
+            let face = model.forward_traced(
+                input("T_frame_img")?,
+                input("T_driving_heatmap")?,
+                input("ref_N_frame_img")?,
+                input("ref_N_frame_heatmap")?,
+                input("T_audio_w2v")?,
+                &mut |_, _| {},
+            )?;
+            HashMap::from([("out.generated_face".to_string(), face)])
         }
         other => {
             return Err(Error::InvalidArgument(format!(

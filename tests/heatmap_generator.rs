@@ -65,3 +65,23 @@ fn matches_the_original_on_every_intermediate() {
         assert!(*d <= 1e-4, "{name}: max |diff| {d}");
     }
 }
+
+#[test]
+fn the_keys_the_model_reads_are_the_checkpoints_with_the_same_detw_rules() {
+    let all = keys();
+    let read = detw::keys_read_by(|vb| HeatmapGenerator::load(&Config::default(), vb).map(|_| ())).unwrap();
+    let (full, mine) = (detw::Rules::new(&all), detw::Rules::new(&read));
+    let shapes: std::collections::HashMap<_, _> = all.iter().cloned().collect();
+    for (k, s) in &read {
+        assert_eq!(shapes.get(k), Some(s), "{k}: not in the checkpoint with this shape");
+        assert_eq!(mine.rule(k), full.rule(k), "{k}");
+    }
+    // Everything but the unused message_j2l branch, the pe buffers and BatchNorm's batch counters.
+    let unread: Vec<&String> = all
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| !read.iter().any(|(r, _)| r == *k))
+        .filter(|k| !k.contains("message_j2l") && !k.ends_with(".pe") && !k.ends_with("num_batches_tracked"))
+        .collect();
+    assert!(unread.is_empty(), "{unread:?}");
+}

@@ -104,6 +104,58 @@ impl<'a> Rules<'a> {
     }
 }
 
+/// Records the tensors a network reads while it loads: every `get` answers zeros of the asked shape.
+struct Recorder(parking_lot::Mutex<Vec<(String, Vec<usize>)>>);
+
+impl candle_nn::var_builder::SimpleBackend for Recorder {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0.lock().push((name.to_string(), s.dims().to_vec()));
+        Tensor::zeros(s, dtype, dev)
+    }
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("{name}: the shape is needed to record it")
+    }
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// The keys and shapes a network reads when `load` builds it (loaded once against zeros), in order.
+pub fn keys_read_by(load: impl FnOnce(candle_nn::VarBuilder) -> Result<()>) -> Result<Vec<(String, Vec<usize>)>> {
+    let recorder = std::sync::Arc::new(Recorder(parking_lot::Mutex::new(Vec::new())));
+    struct Shared(std::sync::Arc<Recorder>);
+    impl candle_nn::var_builder::SimpleBackend for Shared {
+        fn get(
+            &self,
+            s: candle_core::Shape,
+            name: &str,
+            h: candle_nn::Init,
+            dtype: DType,
+            dev: &Device,
+        ) -> candle_core::Result<Tensor> {
+            self.0.get(s, name, h, dtype, dev)
+        }
+        fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+            self.0.get_unchecked(name, dtype, dev)
+        }
+        fn contains_tensor(&self, name: &str) -> bool {
+            self.0.contains_tensor(name)
+        }
+    }
+    load(candle_nn::VarBuilder::from_backend(Box::new(Shared(recorder.clone())), DType::F32, Device::Cpu))?;
+    let mut keys = recorder.0.lock().clone();
+    let mut seen = HashSet::new();
+    keys.retain(|(k, _)| seen.insert(k.clone()));
+    Ok(keys)
+}
+
 /// Every generated tensor of a model (keys and shapes in state_dict form) as f32 tensors; `Computed`
 /// entries are left out, `Zero` ones are int64 scalars.
 pub fn generate(keys: &[(String, Vec<usize>)], device: &Device) -> Result<HashMap<String, Tensor>> {
