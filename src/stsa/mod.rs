@@ -1,7 +1,10 @@
-//! STSA's networks in candle (issue 6, in progress): so far the deterministic test-weight generator
-//! ([`detw`]) and wav2vec2-base ([`wav2vec2`]), each proven against the original implementation's
-//! outputs in `../shared/fixtures`. The heatmap generator, the face renderer, the checkpoint loader and
-//! the `stsa` renderer are not written yet.
+//! STSA's networks in candle (issue 6, in progress): wav2vec2-base ([`wav2vec2`]), the heatmap generator
+//! ([`heatmap_generator`]) and the face renderer ([`face_renderer`], with the sampling operations candle
+//! lacks in [`ops`]), each proven against the original implementation's outputs in `../shared/fixtures`
+//! with the deterministic test weights of [`detw`]; checkpoints are read by [`weights`].
+//!
+//! Not written yet: the streaming `stsa` renderer (window, references, fusion, compositing in a stream),
+//! the `lipsync weights` command, and CUDA kernels for the two `grid_sample`s (they run on the CPU).
 
 pub mod detw;
 pub mod face_renderer;
