@@ -141,3 +141,33 @@ fn landmarks_on_an_image_without_a_face() {
     assert!(!out.status.success(), "text mode says there is no face with a failing status");
     assert!(String::from_utf8_lossy(&out.stdout).contains("no face"));
 }
+
+#[test]
+fn weights_inspect_names_the_network_a_checkpoint_fits_and_convert_writes_safetensors() {
+    use lipsync::stsa::detw;
+    use lipsync::stsa::heatmap_generator::{Config, HeatmapGenerator};
+    // A complete heatmap generator checkpoint (deterministic weights), as safetensors.
+    let keys = detw::keys_read_by(|vb| HeatmapGenerator::load(&Config::default(), vb).map(|_| ())).unwrap();
+    let tensors = detw::generate(&keys, &candle_core::Device::Cpu).unwrap();
+    let full = tmp("heatmap.safetensors");
+    candle_core::safetensors::save(&tensors, &full).unwrap();
+    let out = lipsync().args(["weights", "inspect"]).arg(&full).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("fits: heatmap-generator"), "{text}");
+    assert!(text.contains("heatmap-generator: needs 595 tensors; 0 missing, 0 mis-shaped"), "{text}");
+    // The loader fixture: a real .pth with 19 of those keys, some behind `module.`.
+    let pth = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/loader/small_checkpoint.pth");
+    let out = lipsync().args(["weights", "inspect"]).arg(&pth).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("19 tensors") && text.contains("fits no network completely"), "{text}");
+    assert!(text.contains("missing mel_encoder.1.conv_block.0.weight"), "{text}");
+    let converted = tmp("small.safetensors");
+    run_ok(lipsync().args(["weights", "convert"]).arg(&pth).arg("-o").arg(&converted));
+    let back = candle_core::safetensors::load(&converted, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(back.len(), 19);
+    assert!(back.keys().all(|k| !k.starts_with("module.")));
+    // A file that is not there is named.
+    let out = lipsync().args(["weights", "inspect", "/nonexistent/face_weight.pth"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/face_weight.pth"));
+}

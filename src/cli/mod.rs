@@ -6,6 +6,7 @@ mod dub;
 mod landmarks;
 mod live;
 mod measure;
+mod weights;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Landmarks(landmarks::LandmarksArgs),
     /// Measure lip sync: the offset and correlation between a video's mouth opening and its speech.
     Measure(measure::MeasureArgs),
+    /// Inspect STSA / wav2vec2 checkpoints, convert them to safetensors.
+    Weights(weights::WeightsArgs),
     /// List audio inputs and cameras.
     Devices,
 }
@@ -144,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Live(args) => live::run(&args),
         Command::Landmarks(args) => landmarks::run(&args),
         Command::Measure(args) => measure::run(&args),
+        Command::Weights(args) => weights::run(&args),
         Command::Devices => devices::run(),
     };
     match result {

@@ -3,8 +3,8 @@
 //! lacks in [`ops`]), each proven against the original implementation's outputs in `../shared/fixtures`
 //! with the deterministic test weights of [`detw`]; checkpoints are read by [`weights`].
 //!
-//! Not written yet: the streaming `stsa` renderer (window, references, fusion, compositing in a stream),
-//! the `lipsync weights` command, and CUDA kernels for the two `grid_sample`s (they run on the CPU).
+//! Not written yet: the streaming `stsa` renderer (window, references, fusion, compositing in a stream)
+//! and CUDA kernels for the two `grid_sample`s (they run on the CPU).
 
 pub mod detw;
 pub mod face_renderer;
