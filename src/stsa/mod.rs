@@ -3,8 +3,8 @@
 //! lacks in [`ops`]), each proven against the original implementation's outputs in `../shared/fixtures`
 //! with the deterministic test weights of [`detw`]; checkpoints are read by [`weights`].
 //!
-//! Not written yet: the streaming `stsa` renderer (window, references, fusion, compositing in a stream)
-//! and CUDA kernels for the two `grid_sample`s (they run on the CPU).
+//! Not written yet: the streaming `stsa` renderer (window, references, fusion, compositing in a stream).
+//! The operations are compositions of candle ops that candle runs on CUDA, but no GPU has run them yet.
 
 pub mod detw;
 pub mod face_renderer;

@@ -2,8 +2,9 @@
 //! (bilinear, zeros padding, align_corners=False), AdaAT's 5-D trilinear case, instance norm, nearest and
 //! bilinear resizing as `F.interpolate` does them, and pixel shuffle.
 //!
-//! The two `grid_sample`s run on the CPU over the tensors' values (they move them to the CPU and back):
-//! correct on any device, fast only on the CPU. CUDA kernels for them are not written yet (issue 6).
+//! Everything here is a composition of candle operations (arithmetic, floor, comparisons, `gather`,
+//! `index_select`), so it runs wherever candle does, CUDA included, without custom kernels; plain loops over the values
+//! (`grid_sample_reference`, `adaat_sample_reference`) check them.
 
 use candle_core::{D, DType, Device, Tensor};
 
@@ -27,34 +28,29 @@ pub fn nearest(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     Ok(x.index_select(&rows, 2)?.index_select(&cols, 3)?)
 }
 
-/// `F.interpolate(mode="bilinear", align_corners=False)` of (N, C, H, W) to (h, w), no antialiasing.
+/// `F.interpolate(mode="bilinear", align_corners=False)` of (N, C, H, W) to (h, w), no antialiasing:
+/// separable, each axis two `index_select`s blended by fixed weights.
 pub fn bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
-    let (n, c, ih, iw) = x.dims4()?;
-    let src = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let taps = |out: usize, inp: usize| -> Vec<(usize, usize, f32)> {
+    let (_, _, ih, iw) = x.dims4()?;
+    let axis = |x: &Tensor, dim: usize, out: usize, inp: usize| -> Result<Tensor> {
         let scale = inp as f32 / out as f32;
-        (0..out)
-            .map(|o| {
-                let s = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
-                let i0 = (s as usize).min(inp - 1);
-                let i1 = (i0 + 1).min(inp - 1);
-                (i0, i1, s - i0 as f32)
-            })
-            .collect()
-    };
-    let (ty, tx) = (taps(h, ih), taps(w, iw));
-    let mut out = vec![0f32; n * c * h * w];
-    for p in 0..n * c {
-        let plane = &src[p * ih * iw..(p + 1) * ih * iw];
-        for (y, &(y0, y1, ay)) in ty.iter().enumerate() {
-            for (xx, &(x0, x1, ax)) in tx.iter().enumerate() {
-                let top = plane[y0 * iw + x0] * (1.0 - ax) + plane[y0 * iw + x1] * ax;
-                let bot = plane[y1 * iw + x0] * (1.0 - ax) + plane[y1 * iw + x1] * ax;
-                out[p * h * w + y * w + xx] = top * (1.0 - ay) + bot * ay;
-            }
+        let (mut i0, mut i1, mut a) = (Vec::new(), Vec::new(), Vec::new());
+        for o in 0..out {
+            let s = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+            let lo = (s as usize).min(inp - 1);
+            i0.push(lo as u32);
+            i1.push((lo + 1).min(inp - 1) as u32);
+            a.push(s - lo as f32);
         }
-    }
-    Ok(Tensor::from_vec(out, (n, c, h, w), &Device::Cpu)?.to_device(x.device())?.to_dtype(x.dtype())?)
+        let dev = x.device();
+        let mut shape = [1usize; 4];
+        shape[dim] = out;
+        let a = Tensor::from_vec(a, out, dev)?.reshape(shape.as_slice())?.to_dtype(x.dtype())?;
+        let lo = x.index_select(&Tensor::new(i0.as_slice(), dev)?, dim)?;
+        let hi = x.index_select(&Tensor::new(i1.as_slice(), dev)?, dim)?;
+        Ok((&lo + (hi - &lo)?.broadcast_mul(&a)?)?)
+    };
+    axis(&axis(x, 2, h, ih)?, 3, w, iw)
 }
 
 /// `nn.PixelShuffle(r)`: (N, C·r², H, W) to (N, C, H·r, W·r).
@@ -70,9 +66,63 @@ fn unnormalise(g: f32, size: usize) -> f32 {
     ((g + 1.0) * size as f32 - 1.0) * 0.5
 }
 
+/// [`unnormalise`] on a tensor: `((g + 1)·size − 1) / 2`.
+fn pixels(g: &Tensor, size: usize) -> Result<Tensor> {
+    Ok(((g + 1.0)? * size as f64)?.affine(0.5, -0.5)?)
+}
+
+/// The bilinear taps of continuous positions `x`, `y` (any shape, pixel units) on a `w`×`h` plane: for each
+/// of the four corners, the flat index (u32, clamped into the plane) and the weight (0 outside the plane).
+fn bilinear_taps(x: &Tensor, y: &Tensor, w: usize, h: usize) -> Result<Vec<(Tensor, Tensor)>> {
+    let (x0, y0) = (x.floor()?, y.floor()?);
+    let (ax, ay) = ((x - &x0)?, (y - &y0)?);
+    let (bx, by) = (ax.affine(-1.0, 1.0)?, ay.affine(-1.0, 1.0)?);
+    let mut taps = Vec::with_capacity(4);
+    for (dx, dy, wx, wy) in [(0.0, 0.0, &bx, &by), (1.0, 0.0, &ax, &by), (0.0, 1.0, &bx, &ay), (1.0, 1.0, &ax, &ay)] {
+        let (xi, yi) = ((&x0 + dx)?, (&y0 + dy)?);
+        let inside = (xi.ge(0.0)?.to_dtype(DType::F32)?
+            * xi.le((w - 1) as f64)?.to_dtype(DType::F32)?
+            * yi.ge(0.0)?.to_dtype(DType::F32)?
+            * yi.le((h - 1) as f64)?.to_dtype(DType::F32)?)?;
+        let weight = (wx.mul(wy)? * inside)?;
+        let index =
+            (yi.clamp(0.0, (h - 1) as f64)? * w as f64 + xi.clamp(0.0, (w - 1) as f64)?)?.to_dtype(DType::U32)?;
+        taps.push((index, weight));
+    }
+    Ok(taps)
+}
+
 /// `F.grid_sample(input, grid)` with the defaults: bilinear, zeros padding, align_corners=False.
 /// `input` (N, C, H, W), `grid` (N, Ho, Wo, 2) holding (x, y) in [-1, 1]; returns (N, C, Ho, Wo).
 pub fn grid_sample(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = input.dims4()?;
+    let (gn, ho, wo, two) = grid.dims4()?;
+    if gn != n || two != 2 {
+        return Err(crate::Error::InvalidArgument(format!(
+            "grid_sample: grid {:?} for input {:?}",
+            grid.dims(),
+            input.dims()
+        )));
+    }
+    let input = input.to_dtype(DType::F32)?;
+    let g = grid.to_dtype(DType::F32)?.reshape((n, ho * wo, 2))?;
+    let x = pixels(&g.narrow(2, 0, 1)?.squeeze(2)?, w)?;
+    let y = pixels(&g.narrow(2, 1, 1)?.squeeze(2)?, h)?;
+    let flat = input.reshape((n, c, h * w))?;
+    let mut out: Option<Tensor> = None;
+    for (index, weight) in bilinear_taps(&x, &y, w, h)? {
+        let index = index.unsqueeze(1)?.broadcast_as((n, c, ho * wo))?.contiguous()?;
+        let term = flat.gather(&index, 2)?.broadcast_mul(&weight.unsqueeze(1)?)?;
+        out = Some(match out {
+            Some(o) => (o + term)?,
+            None => term,
+        });
+    }
+    Ok(out.expect("four taps").reshape((n, c, ho, wo))?)
+}
+
+/// [`grid_sample`] as plain loops over the values (the reference the tensor version is tested against).
+pub fn grid_sample_reference(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = input.dims4()?;
     let (gn, ho, wo, two) = grid.dims4()?;
     assert!(gn == n && two == 2, "grid_sample: grid {:?} for input {:?}", grid.dims(), input.dims());
@@ -110,6 +160,52 @@ pub fn grid_sample(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
 /// align_corners=True grid `gx = 2j/(W−1)−1`, `gy = 2i/(H−1)−1`, at depth `gz = 2c/(C−1)−1`.
 /// `feat` (B, C, H, W); `scale`, `angle` (B, C); `translation` (B, C, 2).
 pub fn adaat_sample(feat: &Tensor, scale: &Tensor, angle: &Tensor, translation: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = feat.dims4()?;
+    let dev = feat.device();
+    let lin = |n: usize| -> Vec<f32> { (0..n).map(|i| 2.0 * (i as f32 / (n - 1) as f32) - 1.0).collect() };
+    let gx = Tensor::from_vec(lin(w), (1, 1, 1, w), dev)?;
+    let gy = Tensor::from_vec(lin(h), (1, 1, h, 1), dev)?;
+    let per_channel = |t: &Tensor| t.to_dtype(DType::F32)?.reshape((b, c, 1, 1));
+    let (s, a) = (per_channel(scale)?, per_channel(angle)?);
+    let (cos, sin) = (a.cos()?, a.sin()?);
+    let t = translation.to_dtype(DType::F32)?;
+    let (tx, ty) = (t.narrow(2, 0, 1)?.reshape((b, c, 1, 1))?, t.narrow(2, 1, 1)?.reshape((b, c, 1, 1))?);
+    // The sampled grid, then in pixels (align_corners=False).
+    let gxs = cos.broadcast_mul(&gx)?.broadcast_sub(&sin.broadcast_mul(&gy)?)?.broadcast_mul(&s)?.broadcast_add(&tx)?;
+    let gys = sin.broadcast_mul(&gx)?.broadcast_add(&cos.broadcast_mul(&gy)?)?.broadcast_mul(&s)?.broadcast_add(&ty)?;
+    let (x, y) = (pixels(&gxs, w)?, pixels(&gys, h)?);
+    // Depth: fixed per output channel, two taps (the channel blend quirk).
+    let mut planes = Vec::with_capacity(2);
+    for tap in 0..2 {
+        let (mut idx, mut wt) = (Vec::with_capacity(c), Vec::with_capacity(c));
+        for ch in 0..c {
+            let z = unnormalise(lin(c)[ch], c);
+            let z0 = z.floor();
+            let (zz, wz) = if tap == 0 { (z0, 1.0 - (z - z0)) } else { (z0 + 1.0, z - z0) };
+            let inside = zz >= 0.0 && zz < c as f32;
+            idx.push(zz.clamp(0.0, (c - 1) as f32));
+            wt.push(if inside { wz } else { 0.0 });
+        }
+        planes.push((Tensor::from_vec(idx, (1, c, 1, 1), dev)?, Tensor::from_vec(wt, (1, c, 1, 1), dev)?));
+    }
+    let flat = feat.to_dtype(DType::F32)?.reshape((b, c * h * w))?;
+    let mut out: Option<Tensor> = None;
+    for (index, weight) in bilinear_taps(&x, &y, w, h)? {
+        for (z, wz) in &planes {
+            let full = (index.to_dtype(DType::F32)?.broadcast_add(&(z * (h * w) as f64)?)?).to_dtype(DType::U32)?;
+            let vals = flat.gather(&full.reshape((b, c * h * w))?.contiguous()?, 1)?.reshape((b, c, h, w))?;
+            let term = vals.mul(&weight.broadcast_mul(wz)?)?;
+            out = Some(match out {
+                Some(o) => (o + term)?,
+                None => term,
+            });
+        }
+    }
+    Ok(out.expect("eight taps").to_dtype(feat.dtype())?)
+}
+
+/// [`adaat_sample`] as plain loops over the values (the reference the tensor version is tested against).
+pub fn adaat_sample_reference(feat: &Tensor, scale: &Tensor, angle: &Tensor, translation: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = feat.dims4()?;
     let cpu = |t: &Tensor| -> Result<Vec<f32>> {
         Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
@@ -165,6 +261,35 @@ pub fn adaat_sample(feat: &Tensor, scale: &Tensor, angle: &Tensor, translation: 
 mod tests {
     use super::*;
 
+    fn rnd(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn tensor_samplers_equal_the_loops() {
+        let dev = Device::Cpu;
+        let (n, c, h, w) = (2usize, 3usize, 9usize, 7usize);
+        let x = Tensor::from_vec(rnd(n * c * h * w, 1), (n, c, h, w), &dev).unwrap();
+        // Positions in and around the frame (some outside: zeros padding).
+        let grid = (Tensor::from_vec(rnd(n * 5 * 6 * 2, 2), (n, 5, 6, 2), &dev).unwrap() * 1.3).unwrap();
+        assert!(max_diff(&grid_sample(&x, &grid).unwrap(), &grid_sample_reference(&x, &grid).unwrap()) < 1e-5);
+        let s = (Tensor::from_vec(rnd(n * c, 3), (n, c), &dev).unwrap().abs().unwrap() * 2.0).unwrap();
+        let a = (Tensor::from_vec(rnd(n * c, 4), (n, c), &dev).unwrap() * 3.14159).unwrap();
+        let t = Tensor::from_vec(rnd(n * c * 2, 5), (n, c, 2), &dev).unwrap();
+        let (got, want) = (adaat_sample(&x, &s, &a, &t).unwrap(), adaat_sample_reference(&x, &s, &a, &t).unwrap());
+        assert!(max_diff(&got, &want) < 1e-5, "{}", max_diff(&got, &want));
+    }
+
     #[test]
     fn pixel_shuffle_interleaves_channels() {
         let x = Tensor::arange(0f32, 8.0, &Device::Cpu).unwrap().reshape((1, 4, 1, 2)).unwrap();
@@ -185,7 +310,7 @@ mod tests {
             })
             .collect();
         let grid = Tensor::from_vec(g, (1, h, w, 2), &Device::Cpu).unwrap();
-        let y = grid_sample(&x, &grid).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = grid_sample_reference(&x, &grid).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for (a, b) in y.iter().zip(x.flatten_all().unwrap().to_vec1::<f32>().unwrap()) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
