@@ -77,3 +77,56 @@ fn matches_transformers_on_one_and_two_and_a_half_seconds() {
         }
     }
 }
+
+/// Streaming features against whole-clip ones on real speech (`speech_16k.wav`, 6.2 s), with the
+/// deterministic weights: the error relative to the features' own variation over time, after the first
+/// layer and at the output, for two window sizes. Prints the figures (`-- --nocapture`). With random
+/// weights the output barely varies over time (DETW.md section 8), so only the layer-0 figure says much;
+/// the real weights' drift can only be measured with them.
+#[test]
+fn streaming_features_approach_the_whole_clip_ones_as_the_window_grows() {
+    use lipsync::stsa::wav2vec2::Streaming;
+    let cfg = Config::base_960h();
+    let weights = detw::generate(&cfg.state_dict_shapes(), &Device::Cpu).unwrap();
+    let model = Wav2Vec2::load(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap();
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "../shared/media/speech_16k.wav"].iter().collect();
+    let audio = lipsync::io::decode_audio(&path).unwrap();
+    let x = Tensor::from_vec(normalise(&audio), (1, audio.len()), &Device::Cpu).unwrap();
+    let mut layer0 = None;
+    let whole = model
+        .forward_traced(&x, &mut |name, t| {
+            if name == "encoder.layers.0#call0" {
+                layer0 = Some(t.squeeze(0).unwrap());
+            }
+        })
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    let layer0 = layer0.unwrap();
+    let rows = whole.dim(0).unwrap();
+    // Relative error: |stream - whole| over the spread of whole's rows around their mean.
+    let relative = |stream: &Tensor, whole: &Tensor| -> f32 {
+        let spread = whole.broadcast_sub(&whole.mean_keepdim(0).unwrap()).unwrap().sqr().unwrap().mean_all().unwrap();
+        let err = (stream - whole).unwrap().sqr().unwrap().mean_all().unwrap();
+        (err.to_scalar::<f32>().unwrap() / spread.to_scalar::<f32>().unwrap()).sqrt()
+    };
+    let mut errors = Vec::new();
+    for (history_ms, lookahead_ms) in [(500, 200), (2000, 500)] {
+        let s = Streaming { history: history_ms * 16, lookahead: lookahead_ms * 16 };
+        let (mut out0, mut out) = (Vec::new(), Vec::new());
+        // Blocks of 10 rows (5 video frames), as a live front end would re-run the network.
+        for r0 in (0..rows).step_by(10) {
+            let r = r0..(r0 + 10).min(rows);
+            let (o, l0) = s.rows(&model, &audio, r, Some(0)).unwrap();
+            out.push(o);
+            out0.push(l0.unwrap());
+        }
+        let (s0, s) = (Tensor::cat(&out0, 0).unwrap(), Tensor::cat(&out, 0).unwrap());
+        let (e0, e) = (relative(&s0, &layer0), relative(&s, &whole));
+        eprintln!(
+            "history {history_ms} ms, look-ahead {lookahead_ms} ms: relative error after layer 0 {e0:.3}, output {e:.3}"
+        );
+        errors.push(e0);
+    }
+    assert!(errors[1] < errors[0], "a longer window is closer: {errors:?}");
+}

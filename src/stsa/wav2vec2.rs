@@ -289,3 +289,53 @@ impl Wav2Vec2 {
         Ok(h)
     }
 }
+
+/// Samples per feature row (the feature encoder's total stride) and the receptive field of one row.
+pub const ROW_STRIDE: usize = 320;
+pub const ROW_SPAN: usize = 400;
+
+/// wav2vec2 features for a live stream: the original computes them over the whole clip in one pass (global
+/// normalisation, attention over everything); live, each block of rows is computed from a window of
+/// `history` samples before it and `lookahead` after, normalised with the mean and variance of all the
+/// audio received so far.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Streaming {
+    pub history: usize,
+    pub lookahead: usize,
+}
+
+impl Streaming {
+    /// Rows `rows` (50 per second) of the features of `audio`, which holds the stream from its start up to
+    /// at least the window's end (raw samples; normalised here with their running statistics): the
+    /// output, and the same rows after encoder layer `layer` when asked.
+    pub fn rows(
+        &self,
+        model: &Wav2Vec2,
+        audio: &[f32],
+        rows: std::ops::Range<usize>,
+        layer: Option<usize>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let first = rows.start.saturating_sub(self.history.div_ceil(ROW_STRIDE));
+        let start = first * ROW_STRIDE;
+        let end = ((rows.end - 1) * ROW_STRIDE + ROW_SPAN + self.lookahead).min(audio.len());
+        // Running normalisation: the statistics of everything received up to the window's end.
+        let seen = &audio[..end];
+        let n = seen.len().max(1) as f64;
+        let mean = seen.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = seen.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        let inv = 1.0 / (var + 1e-7).sqrt();
+        let window: Vec<f32> = audio[start..end].iter().map(|&x| ((x as f64 - mean) * inv) as f32).collect();
+        let len = window.len();
+        let x = Tensor::from_vec(window, (1, len), &candle_core::Device::Cpu)?;
+        let mut picked = None;
+        let out = model.forward_traced(&x, &mut |name, t| {
+            if layer.is_some_and(|l| name == format!("encoder.layers.{l}#call0")) {
+                picked = Some(t.clone());
+            }
+        })?;
+        let available = out.dim(1)?;
+        let take = (rows.end - first).min(available) - (rows.start - first);
+        let cut = |t: Tensor| -> Result<Tensor> { Ok(t.narrow(1, rows.start - first, take)?.squeeze(0)?) };
+        Ok((cut(out)?, picked.map(cut).transpose()?))
+    }
+}
