@@ -3,6 +3,8 @@
 //! face and every stored intermediate within 1e-3. (The AdaAT outputs differ most, about 5e-4: a
 //! sampling position's f32 rounding, times the feature gradient; the face ends within 3e-5.)
 
+mod common;
+
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
@@ -14,25 +16,11 @@ fn shared(path: &str) -> PathBuf {
     [env!("CARGO_MANIFEST_DIR"), "../shared", path].iter().collect()
 }
 
-/// The renderer's state_dict keys and shapes (`state_dict_keys.txt`'s second section), without the VGG
-/// of the perceptual loss and the alias names (`adaAT.N`, `appearance_conv_list.N`), which the renderer
-/// does not read.
+/// The renderer's keys without the VGG of the perceptual loss and the alias names (`adaAT.N`,
+/// `appearance_conv_list.N`), which the renderer does not read.
 fn keys() -> Vec<(String, Vec<usize>)> {
-    let text = std::fs::read_to_string(shared("stsa/state_dict_keys.txt")).unwrap();
-    text.lines()
-        .skip_while(|l| !l.starts_with("## Face_renderer"))
-        .skip(1)
-        .filter_map(|l| {
-            let mut f = l.split('\t');
-            let (key, shape) = (f.next()?, f.next()?);
-            if key.starts_with("perceptual.") || key.contains(".adaAT.") || key.contains(".appearance_conv_list.") {
-                return None;
-            }
-            let dims =
-                shape.trim_matches(|c| c == '(' || c == ')').split(',').filter_map(|d| d.trim().parse().ok()).collect();
-            Some((key.to_string(), dims))
-        })
-        .collect()
+    let skip = |k: &str| k.starts_with("perceptual.") || k.contains(".adaAT.") || k.contains(".appearance_conv_list.");
+    common::stsa_keys("Face_renderer").into_iter().filter(|(k, _)| !skip(k)).collect()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {

@@ -2,6 +2,8 @@
 //! heatmap_generator_detw.safetensors`, deterministic weights from `../shared/stsa/DETW.md`): every
 //! stored intermediate and both outputs within 1e-4.
 
+mod common;
+
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
@@ -13,20 +15,8 @@ fn shared(path: &str) -> PathBuf {
     [env!("CARGO_MANIFEST_DIR"), "../shared", path].iter().collect()
 }
 
-/// The generator's state_dict keys and shapes, from `state_dict_keys.txt`'s first section.
 fn keys() -> Vec<(String, Vec<usize>)> {
-    let text = std::fs::read_to_string(shared("stsa/state_dict_keys.txt")).unwrap();
-    text.lines()
-        .skip(1)
-        .take_while(|l| !l.starts_with("## "))
-        .filter_map(|l| {
-            let mut f = l.split('\t');
-            let (key, shape) = (f.next()?, f.next()?);
-            let dims =
-                shape.trim_matches(|c| c == '(' || c == ')').split(',').filter_map(|d| d.trim().parse().ok()).collect();
-            Some((key.to_string(), dims))
-        })
-        .collect()
+    common::stsa_keys("Heatmap_generator")
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {

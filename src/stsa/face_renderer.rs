@@ -85,6 +85,14 @@ fn leaky(x: &Tensor, slope: f64) -> Result<Tensor> {
     Ok(x.maximum(&(x * slope)?)?)
 }
 
+/// A normalisation layer modulated by a second input (AdaIN's vector, SPADE's map).
+trait Modulation: Sized {
+    /// The layer's key prefix inside its block (`adain_layer` / `spade_layer`, then `_1`, `_2`).
+    const NAME: &'static str;
+    fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self>;
+    fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor>;
+}
+
 /// `AdaINLayer`: `IN(x)·(1+γ)+β`, γ and β from the modulation vector.
 struct AdaInLayer {
     shared: Linear,
@@ -92,7 +100,9 @@ struct AdaInLayer {
     beta: Linear,
 }
 
-impl AdaInLayer {
+impl Modulation for AdaInLayer {
+    const NAME: &'static str = "adain_layer";
+
     fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self> {
         Ok(AdaInLayer {
             shared: candle_nn::linear(m, 128, vb.pp("mlp_shared.0"))?,
@@ -110,30 +120,6 @@ impl AdaInLayer {
     }
 }
 
-/// `AdaIN`: AdaINLayer, LeakyReLU(0.2), conv, AdaINLayer, LeakyReLU(0.2), conv.
-struct AdaIn {
-    layer_1: AdaInLayer,
-    conv_1: Conv2d,
-    layer_2: AdaInLayer,
-    conv_2: Conv2d,
-}
-
-impl AdaIn {
-    fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(AdaIn {
-            layer_1: AdaInLayer::load(c, m, vb.pp("adain_layer_1"))?,
-            conv_1: conv(c, c, 3, 1, 1, vb.pp("conv_1"))?,
-            layer_2: AdaInLayer::load(c, m, vb.pp("adain_layer_2"))?,
-            conv_2: conv(c, c, 3, 1, 1, vb.pp("conv_2"))?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor> {
-        let x = self.conv_1.forward(&leaky(&self.layer_1.forward(x, m)?, 0.2)?)?;
-        Ok(self.conv_2.forward(&leaky(&self.layer_2.forward(&x, m)?, 0.2)?)?)
-    }
-}
-
 /// `SPADELayer`: `IN(x) + IN(x)·γ + β`, γ and β convolved from the modulation map (no activation between).
 struct SpadeLayer {
     conv1: Conv2d,
@@ -141,7 +127,9 @@ struct SpadeLayer {
     beta: Conv2d,
 }
 
-impl SpadeLayer {
+impl Modulation for SpadeLayer {
+    const NAME: &'static str = "spade_layer";
+
     fn load(c: usize, cm: usize, vb: VarBuilder) -> Result<Self> {
         Ok(SpadeLayer {
             conv1: conv(cm, 256, 3, 1, 1, vb.pp("conv1"))?,
@@ -157,20 +145,23 @@ impl SpadeLayer {
     }
 }
 
-/// `SPADE`: SPADELayer, LeakyReLU(0.2), conv, SPADELayer, LeakyReLU(0.2), conv.
-struct Spade {
-    layer_1: SpadeLayer,
+/// `AdaIN` and `SPADE`: modulated layer, LeakyReLU(0.2), conv, modulated layer, LeakyReLU(0.2), conv.
+struct Modulated<L> {
+    layer_1: L,
     conv_1: Conv2d,
-    layer_2: SpadeLayer,
+    layer_2: L,
     conv_2: Conv2d,
 }
 
-impl Spade {
-    fn load(c: usize, cm: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Spade {
-            layer_1: SpadeLayer::load(c, cm, vb.pp("spade_layer_1"))?,
+type AdaIn = Modulated<AdaInLayer>;
+type Spade = Modulated<SpadeLayer>;
+
+impl<L: Modulation> Modulated<L> {
+    fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Modulated {
+            layer_1: L::load(c, m, vb.pp(format!("{}_1", L::NAME)))?,
             conv_1: conv(c, c, 3, 1, 1, vb.pp("conv_1"))?,
-            layer_2: SpadeLayer::load(c, cm, vb.pp("spade_layer_2"))?,
+            layer_2: L::load(c, m, vb.pp(format!("{}_2", L::NAME)))?,
             conv_2: conv(c, c, 3, 1, 1, vb.pp("conv_2"))?,
         })
     }

@@ -35,3 +35,21 @@ pub fn frame(f: &HashMap<String, Tensor>) -> VideoFrame {
     }
     VideoFrame::from_vec(PixelFormat::Rgb, w as u32, h as u32, padded, 0).unwrap()
 }
+
+/// A section of `../shared/stsa/state_dict_keys.txt` (`## Heatmap_generator...` or `## Face_renderer...`):
+/// its keys and shapes in state_dict order.
+pub fn stsa_keys(section: &str) -> Vec<(String, Vec<usize>)> {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "../shared/stsa/state_dict_keys.txt"].iter().collect();
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip_while(|l| !l.starts_with(&format!("## {section}")))
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (key, shape) = (f.next()?, f.next()?);
+            let dims = shape.trim_matches(|c| c == '(' || c == ')').split(',').filter_map(|d| d.trim().parse().ok());
+            Some((key.to_string(), dims.collect()))
+        })
+        .collect()
+}
