@@ -105,7 +105,7 @@ impl<'a> Rules<'a> {
 }
 
 /// Records the tensors a network reads while it loads: every `get` answers zeros of the asked shape.
-struct Recorder(parking_lot::Mutex<Vec<(String, Vec<usize>)>>);
+struct Recorder(std::sync::Arc<parking_lot::Mutex<Vec<(String, Vec<usize>)>>>);
 
 impl candle_nn::var_builder::SimpleBackend for Recorder {
     fn get(
@@ -129,28 +129,9 @@ impl candle_nn::var_builder::SimpleBackend for Recorder {
 
 /// The keys and shapes a network reads when `load` builds it (loaded once against zeros), in order.
 pub fn keys_read_by(load: impl FnOnce(candle_nn::VarBuilder) -> Result<()>) -> Result<Vec<(String, Vec<usize>)>> {
-    let recorder = std::sync::Arc::new(Recorder(parking_lot::Mutex::new(Vec::new())));
-    struct Shared(std::sync::Arc<Recorder>);
-    impl candle_nn::var_builder::SimpleBackend for Shared {
-        fn get(
-            &self,
-            s: candle_core::Shape,
-            name: &str,
-            h: candle_nn::Init,
-            dtype: DType,
-            dev: &Device,
-        ) -> candle_core::Result<Tensor> {
-            self.0.get(s, name, h, dtype, dev)
-        }
-        fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-            self.0.get_unchecked(name, dtype, dev)
-        }
-        fn contains_tensor(&self, name: &str) -> bool {
-            self.0.contains_tensor(name)
-        }
-    }
-    load(candle_nn::VarBuilder::from_backend(Box::new(Shared(recorder.clone())), DType::F32, Device::Cpu))?;
-    let mut keys = recorder.0.lock().clone();
+    let seen_keys = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    load(candle_nn::VarBuilder::from_backend(Box::new(Recorder(seen_keys.clone())), DType::F32, Device::Cpu))?;
+    let mut keys = seen_keys.lock().clone();
     let mut seen = HashSet::new();
     keys.retain(|(k, _)| seen.insert(k.clone()));
     Ok(keys)
