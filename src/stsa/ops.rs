@@ -291,6 +291,25 @@ mod tests {
     }
 
     #[test]
+    fn resizes_follow_torch_interpolate() {
+        let dev = Device::Cpu;
+        // 1x4 row [0, 1, 2, 3] to 1x2: nearest picks 0 and 2; bilinear (align_corners=False) samples at
+        // 0.5 and 2.5.
+        let x = Tensor::new(&[[[[0f32, 1., 2., 3.]]]], &dev).unwrap();
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(nearest(&x, 1, 2).unwrap()), [0., 2.]);
+        assert_eq!(flat(bilinear(&x, 1, 2).unwrap()), [0.5, 2.5]);
+        // Up-sampling 2 -> 4: positions -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped at the edge).
+        let x = Tensor::new(&[[[[0f32, 4.]]]], &dev).unwrap();
+        assert_eq!(flat(bilinear(&x, 1, 4).unwrap()), [0., 1., 3., 4.]);
+        // Instance norm: zero mean, unit (biased) variance per channel.
+        let x = Tensor::new(&[[[[1f32, 3.], [5., 7.]]]], &dev).unwrap();
+        let n = flat(instance_norm(&x, 0.0).unwrap());
+        let expected = [-3f32, -1., 1., 3.].map(|v| v / 5f32.sqrt());
+        assert!(n.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{n:?}");
+    }
+
+    #[test]
     fn pixel_shuffle_interleaves_channels() {
         let x = Tensor::arange(0f32, 8.0, &Device::Cpu).unwrap().reshape((1, 4, 1, 2)).unwrap();
         let y = pixel_shuffle(&x, 2).unwrap();
