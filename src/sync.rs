@@ -52,8 +52,8 @@ pub fn estimate_offset(loudness: &[f32], mouth_opening: &[f32], max_lag: i32) ->
 }
 
 /// How open a mouth is: the inner-lip gap (landmarks 13-14) over the distance between the outer eye
-/// corners (33-263), so it does not depend on the face's size in the picture.
-pub fn mouth_opening(landmarks: &[[f32; 3]]) -> f32 {
+/// corners (33-263), so it does not depend on the face's size in the picture. Points are (x, y) or (x, y, z).
+pub fn mouth_opening<const N: usize>(landmarks: &[[f32; N]]) -> f32 {
     let d = |a: usize, b: usize| (landmarks[a][0] - landmarks[b][0]).hypot(landmarks[a][1] - landmarks[b][1]);
     d(13, 14) / d(33, 263).max(1e-3)
 }

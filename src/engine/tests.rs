@@ -250,13 +250,19 @@ impl Renderer for FaceProbe {
     }
 }
 
-#[test]
-fn frames_without_a_face_pass_through_untouched() {
+/// The astronaut photo (a face) and a flat grey frame (none), both 512x512 RGB.
+fn face_and_flat() -> (VideoFrame, VideoFrame) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/face/astronaut.golden.safetensors");
     let golden = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
     let rgb = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
     let face = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, rgb, 0).unwrap();
     let flat = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, vec![90; 512 * 512 * 3], 0).unwrap();
+    (face, flat)
+}
+
+#[test]
+fn frames_without_a_face_pass_through_untouched() {
+    let (face, flat) = face_and_flat();
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let (mut e, _audio) =
         Engine::<u64>::new(Box::new(FaceProbe(seen.clone())), offline()).expect("run scripts/setup.sh");
@@ -274,11 +280,7 @@ fn frames_without_a_face_pass_through_untouched() {
 
 #[test]
 fn faces_tracked_ahead_stay_matched_to_their_frames_through_skips_and_flushes() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/face/astronaut.golden.safetensors");
-    let golden = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
-    let rgb = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
-    let face = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, rgb, 0).unwrap();
-    let flat = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, vec![90; 512 * 512 * 3], 0).unwrap();
+    let (face, flat) = face_and_flat();
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let (mut e, _audio) = Engine::<u64>::new(Box::new(FaceProbe(seen.clone())), offline()).unwrap();
     e.audio_eos();

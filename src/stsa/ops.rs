@@ -4,9 +4,9 @@
 //!
 //! Everything here is a composition of candle operations (arithmetic, floor, comparisons, `gather`,
 //! `index_select`), so it runs wherever candle does, CUDA included, without custom kernels; plain loops over the values
-//! (`grid_sample_reference`, `adaat_sample_reference`) check them.
+//! (in the tests) check them.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Tensor};
 
 use crate::error::Result;
 
@@ -121,40 +121,6 @@ pub fn grid_sample(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
     Ok(out.expect("four taps").reshape((n, c, ho, wo))?)
 }
 
-/// [`grid_sample`] as plain loops over the values (the reference the tensor version is tested against).
-pub fn grid_sample_reference(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = input.dims4()?;
-    let (gn, ho, wo, two) = grid.dims4()?;
-    assert!(gn == n && two == 2, "grid_sample: grid {:?} for input {:?}", grid.dims(), input.dims());
-    let src = input.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let g = grid.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let mut out = vec![0f32; n * c * ho * wo];
-    for b in 0..n {
-        for p in 0..ho * wo {
-            let gi = (b * ho * wo + p) * 2;
-            let (x, y) = (unnormalise(g[gi], w), unnormalise(g[gi + 1], h));
-            let (x0, y0) = (x.floor(), y.floor());
-            let (ax, ay) = (x - x0, y - y0);
-            let taps = [
-                (x0, y0, (1.0 - ax) * (1.0 - ay)),
-                (x0 + 1.0, y0, ax * (1.0 - ay)),
-                (x0, y0 + 1.0, (1.0 - ax) * ay),
-                (x0 + 1.0, y0 + 1.0, ax * ay),
-            ];
-            for (tx, ty, wt) in taps {
-                if tx < 0.0 || ty < 0.0 || tx >= w as f32 || ty >= h as f32 || wt == 0.0 {
-                    continue;
-                }
-                let o = ty as usize * w + tx as usize;
-                for ch in 0..c {
-                    out[((b * c + ch) * ho * wo) + p] += wt * src[(b * c + ch) * h * w + o];
-                }
-            }
-        }
-    }
-    Ok(Tensor::from_vec(out, (n, c, ho, wo), &Device::Cpu)?.to_device(input.device())?.to_dtype(input.dtype())?)
-}
-
 /// AdaAT's sampling: `F.grid_sample(feat.unsqueeze(1), grid)` in 5-D (trilinear, zeros, align_corners=False)
 /// where output channel `c` at (i, j) samples (x, y) = `scale[c]·R(angle[c])·(gx, gy) + t[c]` on the
 /// align_corners=True grid `gx = 2j/(W−1)−1`, `gy = 2i/(H−1)−1`, at depth `gz = 2c/(C−1)−1`.
@@ -204,62 +170,97 @@ pub fn adaat_sample(feat: &Tensor, scale: &Tensor, angle: &Tensor, translation: 
     Ok(out.expect("eight taps").to_dtype(feat.dtype())?)
 }
 
-/// [`adaat_sample`] as plain loops over the values (the reference the tensor version is tested against).
-pub fn adaat_sample_reference(feat: &Tensor, scale: &Tensor, angle: &Tensor, translation: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = feat.dims4()?;
-    let cpu = |t: &Tensor| -> Result<Vec<f32>> {
-        Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-    };
-    let (src, s, a, t) = (cpu(feat)?, cpu(scale)?, cpu(angle)?, cpu(translation)?);
-    let grid = |i: usize, n: usize| 2.0 * (i as f32 / (n - 1) as f32) - 1.0;
-    let mut out = vec![0f32; b * c * h * w];
-    for bi in 0..b {
-        let plane = |z: usize| &src[(bi * c + z) * h * w..(bi * c + z + 1) * h * w];
-        for ch in 0..c {
-            let k = bi * c + ch;
-            let (sc, (sin, cos)) = (s[k], a[k].sin_cos());
-            let (tx, ty) = (t[k * 2], t[k * 2 + 1]);
-            let z = unnormalise(grid(ch, c), c);
-            let z0 = z.floor();
-            let az = z - z0;
-            let depths = [(z0, 1.0 - az), (z0 + 1.0, az)];
-            for i in 0..h {
-                let gy = grid(i, h);
-                for j in 0..w {
-                    let gx = grid(j, w);
-                    let x = unnormalise((cos * gx - sin * gy) * sc + tx, w);
-                    let y = unnormalise((sin * gx + cos * gy) * sc + ty, h);
-                    let (x0, y0) = (x.floor(), y.floor());
-                    let (ax, ay) = (x - x0, y - y0);
-                    let mut v = 0.0;
-                    for &(zz, wz) in &depths {
-                        if zz < 0.0 || zz >= c as f32 || wz == 0.0 {
-                            continue;
-                        }
-                        let pl = plane(zz as usize);
-                        for (px, py, wt) in [
-                            (x0, y0, (1.0 - ax) * (1.0 - ay)),
-                            (x0 + 1.0, y0, ax * (1.0 - ay)),
-                            (x0, y0 + 1.0, (1.0 - ax) * ay),
-                            (x0 + 1.0, y0 + 1.0, ax * ay),
-                        ] {
-                            if px < 0.0 || py < 0.0 || px >= w as f32 || py >= h as f32 {
-                                continue;
-                            }
-                            v += wz * wt * pl[py as usize * w + px as usize];
-                        }
-                    }
-                    out[(k * h + i) * w + j] = v;
-                }
-            }
-        }
-    }
-    Ok(Tensor::from_vec(out, (b, c, h, w), &Device::Cpu)?.to_device(feat.device())?.to_dtype(feat.dtype())?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
+
+    /// [`grid_sample`] as plain loops over the values (the reference the tensor version is tested against).
+    fn grid_sample_reference(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = input.dims4()?;
+        let (gn, ho, wo, two) = grid.dims4()?;
+        assert!(gn == n && two == 2, "grid_sample: grid {:?} for input {:?}", grid.dims(), input.dims());
+        let src = input.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let g = grid.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; n * c * ho * wo];
+        for b in 0..n {
+            for p in 0..ho * wo {
+                let gi = (b * ho * wo + p) * 2;
+                let (x, y) = (unnormalise(g[gi], w), unnormalise(g[gi + 1], h));
+                let (x0, y0) = (x.floor(), y.floor());
+                let (ax, ay) = (x - x0, y - y0);
+                let taps = [
+                    (x0, y0, (1.0 - ax) * (1.0 - ay)),
+                    (x0 + 1.0, y0, ax * (1.0 - ay)),
+                    (x0, y0 + 1.0, (1.0 - ax) * ay),
+                    (x0 + 1.0, y0 + 1.0, ax * ay),
+                ];
+                for (tx, ty, wt) in taps {
+                    if tx < 0.0 || ty < 0.0 || tx >= w as f32 || ty >= h as f32 || wt == 0.0 {
+                        continue;
+                    }
+                    let o = ty as usize * w + tx as usize;
+                    for ch in 0..c {
+                        out[((b * c + ch) * ho * wo) + p] += wt * src[(b * c + ch) * h * w + o];
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (n, c, ho, wo), &Device::Cpu)?.to_device(input.device())?.to_dtype(input.dtype())?)
+    }
+
+    /// [`adaat_sample`] as plain loops over the values (the reference the tensor version is tested against).
+    fn adaat_sample_reference(feat: &Tensor, scale: &Tensor, angle: &Tensor, translation: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = feat.dims4()?;
+        let cpu = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let (src, s, a, t) = (cpu(feat)?, cpu(scale)?, cpu(angle)?, cpu(translation)?);
+        let grid = |i: usize, n: usize| 2.0 * (i as f32 / (n - 1) as f32) - 1.0;
+        let mut out = vec![0f32; b * c * h * w];
+        for bi in 0..b {
+            let plane = |z: usize| &src[(bi * c + z) * h * w..(bi * c + z + 1) * h * w];
+            for ch in 0..c {
+                let k = bi * c + ch;
+                let (sc, (sin, cos)) = (s[k], a[k].sin_cos());
+                let (tx, ty) = (t[k * 2], t[k * 2 + 1]);
+                let z = unnormalise(grid(ch, c), c);
+                let z0 = z.floor();
+                let az = z - z0;
+                let depths = [(z0, 1.0 - az), (z0 + 1.0, az)];
+                for i in 0..h {
+                    let gy = grid(i, h);
+                    for j in 0..w {
+                        let gx = grid(j, w);
+                        let x = unnormalise((cos * gx - sin * gy) * sc + tx, w);
+                        let y = unnormalise((sin * gx + cos * gy) * sc + ty, h);
+                        let (x0, y0) = (x.floor(), y.floor());
+                        let (ax, ay) = (x - x0, y - y0);
+                        let mut v = 0.0;
+                        for &(zz, wz) in &depths {
+                            if zz < 0.0 || zz >= c as f32 || wz == 0.0 {
+                                continue;
+                            }
+                            let pl = plane(zz as usize);
+                            for (px, py, wt) in [
+                                (x0, y0, (1.0 - ax) * (1.0 - ay)),
+                                (x0 + 1.0, y0, ax * (1.0 - ay)),
+                                (x0, y0 + 1.0, (1.0 - ax) * ay),
+                                (x0 + 1.0, y0 + 1.0, ax * ay),
+                            ] {
+                                if px < 0.0 || py < 0.0 || px >= w as f32 || py >= h as f32 {
+                                    continue;
+                                }
+                                v += wz * wt * pl[py as usize * w + px as usize];
+                            }
+                        }
+                        out[(k * h + i) * w + j] = v;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (b, c, h, w), &Device::Cpu)?.to_device(feat.device())?.to_dtype(feat.dtype())?)
+    }
 
     fn rnd(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed;

@@ -432,6 +432,14 @@ fn qos_skips_rendering_frames_already_too_late() {
     assert_eq!(counter(&s.element, "frames-rendered"), 5);
 }
 
+/// The astronaut photo, 512x512 RGB (a row is 1536 bytes: no padding).
+fn astronaut_rgb() -> Vec<u8> {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/face/astronaut.golden.safetensors");
+    let golden = candle_core::safetensors::load(&fixture, &candle_core::Device::Cpu).unwrap();
+    golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap()
+}
+
 #[test]
 fn face_tracking_counts_frames_without_a_face() {
     init();
@@ -444,10 +452,7 @@ fn face_tracking_counts_frames_without_a_face() {
     a.set_src_caps(audio_caps());
     a.push(audio_buffer(0, 200, 0.1)).unwrap();
     a.push_event(gst::event::Eos::new());
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/face/astronaut.golden.safetensors");
-    let golden = candle_core::safetensors::load(&fixture, &candle_core::Device::Cpu).unwrap();
-    let face = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let face = astronaut_rgb();
     for k in 0..4u64 {
         let data = if k % 2 == 0 { face.clone() } else { vec![90u8; 512 * 512 * 3] };
         let mut b = gst::Buffer::from_mut_slice(data);
@@ -477,10 +482,7 @@ fn classic_frames(audio: &[f32]) -> (Vec<Vec<u8>>, gst::Element) {
     b.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
     a.push(b).unwrap();
     a.push_event(gst::event::Eos::new());
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/face/astronaut.golden.safetensors");
-    let golden = candle_core::safetensors::load(&fixture, &candle_core::Device::Cpu).unwrap();
-    let face = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let face = astronaut_rgb();
     for k in 0..12u64 {
         let mut b = gst::Buffer::from_mut_slice(face.clone());
         b.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds(k * FRAME));

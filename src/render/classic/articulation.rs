@@ -104,6 +104,8 @@ impl Default for Articulator {
 impl Articulator {
     /// Quietest peak allowed: below it sound is treated as noise, not speech.
     const MIN_PEAK: f32 = -50.0;
+    /// Noise floor before any sound: below anything real, so it drops to the first level heard.
+    const INITIAL_FLOOR: f32 = -90.0;
 
     pub fn new() -> Self {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FFT);
@@ -124,7 +126,7 @@ impl Articulator {
             spectrum,
             scratch,
             peak: None,
-            floor: -90.0,
+            floor: Self::INITIAL_FLOOR,
             last_pts: None,
             smooth: [None; 2],
         }
@@ -132,7 +134,11 @@ impl Articulator {
 
     /// Forgets the stream's level statistics.
     pub fn reset(&mut self) {
-        *self = Articulator { fft: self.fft.clone(), ..Self::new() };
+        // The FFT plan and buffers stay; only the stream's statistics and follower go.
+        self.peak = None;
+        self.floor = Self::INITIAL_FLOOR;
+        self.last_pts = None;
+        self.smooth = [None; 2];
     }
 
     fn analyse(&mut self, audio: &[f32], centre: isize) -> Slice {

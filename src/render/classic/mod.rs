@@ -65,32 +65,19 @@ pub struct Classic {
     open_mouth: Option<(u64, Option<OpenMouth>)>,
 }
 
-fn crop_gap(landmarks: &[[f32; 2]]) -> f32 {
-    let d = |a: usize, b: usize| (landmarks[a][0] - landmarks[b][0]).hypot(landmarks[a][1] - landmarks[b][1]);
-    d(13, 14) / d(33, 263).max(1e-3)
-}
-
 /// The bank's snapshot of a frame: the 128x128 face crop, its full-face heatmap and the landmarks in the
 /// crop's pixels.
 pub fn snapshot(frame: &VideoFrame, face: &Face) -> Snapshot {
-    let view = RgbView::new(frame);
-    let (w, h) = (view.width(), view.height());
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
     let fb = FaceBox::around(&face.landmarks, w, h);
     let (bw, bh) = ((fb.x2 - fb.x1).max(1) as f32, (fb.y2 - fb.y1).max(1) as f32);
+    let sampler = warp::Sampler::new(frame);
     let mut crop = Vec::with_capacity(CANVAS * CANVAS * 3);
     for y in 0..CANVAS {
         for x in 0..CANVAS {
-            let sx = (fb.x1 as f32 + (x as f32 + 0.5) * bw / CANVAS as f32 - 0.5).clamp(0.0, (w - 1) as f32);
-            let sy = (fb.y1 as f32 + (y as f32 + 0.5) * bh / CANVAS as f32 - 0.5).clamp(0.0, (h - 1) as f32);
-            let (ix, iy) = (sx as usize, sy as usize);
-            let (jx, jy) = ((ix + 1).min(w - 1), (iy + 1).min(h - 1));
-            let (ax, ay) = (sx - ix as f32, sy - iy as f32);
-            let (a, b, c, d) = (view.get(ix, iy), view.get(jx, iy), view.get(ix, jy), view.get(jx, jy));
-            for k in 0..3 {
-                let top = a[k] as f32 + (b[k] as f32 - a[k] as f32) * ax;
-                let bot = c[k] as f32 + (d[k] as f32 - c[k] as f32) * ax;
-                crop.push((top + (bot - top) * ay).round() as u8);
-            }
+            let sx = fb.x1 as f32 + (x as f32 + 0.5) * bw / CANVAS as f32 - 0.5;
+            let sy = fb.y1 as f32 + (y as f32 + 0.5) * bh / CANVAS as f32 - 0.5;
+            crop.extend(sampler.bilinear(sx, sy).map(|v| (v + 0.5) as u8));
         }
     }
     let normalised: Vec<[f32; 2]> = face.landmarks.iter().map(|&p| fb.normalise(p, w, h)).collect();
@@ -152,12 +139,12 @@ impl Classic {
                     let lm: Vec<[f32; 3]> = closed.landmarks.iter().map(|p| [p[0], p[1], 0.0]).collect();
                     self.neutral = Some(Neutral {
                         rig: Rig::new(&lm),
-                        gap: crop_gap(&closed.landmarks),
+                        gap: mouth_opening(&closed.landmarks),
                         generation: Some(generation),
                     });
                 }
                 if self.open_mouth.as_ref().is_none_or(|(g, _)| *g != generation) {
-                    let open = refs.last().filter(|r| crop_gap(&r.landmarks) >= OPEN_REFERENCE).map(|r| {
+                    let open = refs.last().filter(|r| mouth_opening(&r.landmarks) >= OPEN_REFERENCE).map(|r| {
                         let line = |ids: &[u16]| ids.iter().map(|&i| r.landmarks[i as usize]).collect();
                         let lum =
                             r.crop.chunks_exact(3).map(|c| luma([c[0] as f32, c[1] as f32, c[2] as f32])).sum::<f32>()

@@ -132,8 +132,8 @@ struct Axes {
 }
 
 impl Axes {
-    fn of(lm: &[P]) -> Axes {
-        let (l, r) = (lm[EYES.0], lm[EYES.1]);
+    /// The axes of a face whose outer eye corners (landmarks 33 and 263) are at `l` and `r`.
+    fn of(l: P, r: P) -> Axes {
         let v = sub(r, l);
         let d = v[0].hypot(v[1]).max(1e-3);
         let ex = [v[0] / d, v[1] / d];
@@ -155,7 +155,8 @@ impl Axes {
 #[derive(Clone, Copy, Debug)]
 enum Vertex {
     /// A FaceMesh landmark; `weight` is how much of the synthetic mouth replaces the frame's own there.
-    Landmark { id: u16, weight: f32 },
+    /// `outer`: for an inner-lip point, the outer-lip point across the lip (see `LIP_BAND_PULL`).
+    Landmark { id: u16, weight: f32, outer: Option<u16> },
     /// A fixed point outside the face, in the neutral frame's pixels.
     Ring(P),
 }
@@ -202,7 +203,7 @@ impl Rig {
             neutral[u as usize] = mid;
             neutral[l as usize] = mid;
         }
-        let axes = Axes::of(&neutral);
+        let axes = Axes::of(neutral[EYES.0], neutral[EYES.1]);
         let face: Vec<P> = neutral.iter().map(|&p| axes.to_face(p)).collect();
         let (cl, cr) = (face[61], face[291]);
         let mouth = [(cl[0] + cr[0]) * 0.5, (cl[1] + cr[1]) * 0.5];
@@ -248,7 +249,8 @@ impl Rig {
             let (dx, _) = (f[0] - mouth[0], f[1] - mouth[1]);
             let vertical = smoothstep(nose, upper + 0.02, f[1]);
             let lateral = 1.0 - smoothstep(2.2 * half_width, 3.2 * half_width, dx.abs());
-            rig.vertices.push(Vertex::Landmark { id, weight: vertical * lateral });
+            let outer = INNER_TO_OUTER.iter().find(|(i, _)| *i == id).map(|&(_, o)| o);
+            rig.vertices.push(Vertex::Landmark { id, weight: vertical * lateral, outer });
             layout.push(p);
         }
         // The fixed ring: the lower oval pushed away from the mouth, and a row across under the nose.
@@ -352,20 +354,20 @@ impl Rig {
     /// Where the warp mesh's vertices are in this frame and where they must go for `pose`, with the
     /// neutral placed on the head by `head` (see [`Rig::head`]).
     pub fn targets(&self, landmarks: &[[f32; 3]], head: &Affine, pose: &MouthPose) -> Targets {
-        let current: Vec<P> = landmarks.iter().map(|p| [p[0], p[1]]).collect();
+        let xy = |i: usize| [landmarks[i][0], landmarks[i][1]];
         let mut source = Vec::with_capacity(self.vertices.len());
         let mut target = Vec::with_capacity(self.vertices.len());
         for v in &self.vertices {
             match *v {
-                Vertex::Landmark { id, weight } => {
-                    let s = current[id as usize];
+                Vertex::Landmark { id, weight, outer } => {
+                    let s = xy(id as usize);
                     let t = head.apply(self.displaced(id as usize, pose));
                     target.push([s[0] + weight * (t[0] - s[0]), s[1] + weight * (t[1] - s[1])]);
                     // FaceMesh's inner-lip points sit a little inside an open mouth: the lips are
                     // sampled from a band pulled towards the outer contour, so no teeth come with them.
-                    let s = match INNER_TO_OUTER.iter().find(|(i, _)| *i == id) {
-                        Some(&(_, o)) => {
-                            let o = current[o as usize];
+                    let s = match outer {
+                        Some(o) => {
+                            let o = xy(o as usize);
                             [s[0] + LIP_BAND_PULL * (o[0] - s[0]), s[1] + LIP_BAND_PULL * (o[1] - s[1])]
                         }
                         None => s,
@@ -379,7 +381,7 @@ impl Rig {
                 }
             }
         }
-        let scale = Axes::of(&current).d;
+        let scale = Axes::of(xy(EYES.0), xy(EYES.1)).d;
         let gap = {
             let (a, b) = (head.apply(self.displaced(13, pose)), head.apply(self.displaced(14, pose)));
             (a[0] - b[0]).hypot(a[1] - b[1])

@@ -88,22 +88,24 @@ pub trait InteriorShader {
 }
 
 /// Bilinear RGB reads from a frame: direct for packed RGB formats, through [`RgbView`] for YUV.
-struct Sampler<'a> {
-    view: &'a RgbView<'a>,
+pub(crate) struct Sampler<'a> {
+    view: RgbView<'a>,
     packed: Option<(&'a [u8], usize, usize, usize, [usize; 3])>, // data, offset, stride, bpp, rgb
     max_x: f32,
     max_y: f32,
 }
 
 impl<'a> Sampler<'a> {
-    fn new(view: &'a RgbView<'a>, frame: &'a VideoFrame) -> Self {
+    pub(crate) fn new(frame: &'a VideoFrame) -> Self {
+        let view = RgbView::new(frame);
         let l = frame.layout();
         let packed = l
             .format
             .rgba_offsets()
             .zip(l.format.packed_pixel_size())
             .map(|((rgb, _), bpp)| (frame.data(), l.offsets[0], l.strides[0], bpp, rgb));
-        Sampler { view, packed, max_x: (view.width() - 1) as f32, max_y: (view.height() - 1) as f32 }
+        let (max_x, max_y) = ((view.width() - 1) as f32, (view.height() - 1) as f32);
+        Sampler { view, packed, max_x, max_y }
     }
 
     #[inline]
@@ -119,7 +121,7 @@ impl<'a> Sampler<'a> {
 
     /// The colour at continuous pixel coordinates (pixel centres at integers), clamped to the frame.
     #[inline]
-    fn bilinear(&self, x: f32, y: f32) -> [f32; 3] {
+    pub(crate) fn bilinear(&self, x: f32, y: f32) -> [f32; 3] {
         let x = x.clamp(0.0, self.max_x);
         let y = y.clamp(0.0, self.max_y);
         let (ix, iy) = (x as usize, y as usize);
@@ -148,9 +150,8 @@ pub fn warp(
     shader: &dyn InteriorShader,
 ) -> Option<Patch> {
     let _span = tracing::trace_span!("warp").entered();
-    let view = RgbView::new(frame);
-    let sampler = Sampler::new(&view, frame);
-    let (fw, fh) = (view.width() as i32, view.height() as i32);
+    let sampler = Sampler::new(frame);
+    let (fw, fh) = (frame.width() as i32, frame.height() as i32);
     let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
     for p in target {
         x0 = x0.min(p[0]);
