@@ -30,6 +30,7 @@ pub struct LiveArgs {
     /// Fixed latency in ms (default: the renderer's recommendation).
     #[arg(long)]
     latency_ms: Option<u64>,
+    /// How the mouth is re-rendered.
     #[arg(long, value_enum, default_value_t = RendererArg::Classic)]
     renderer: RendererArg,
     /// What replaces a frame whose render misses its deadline.
