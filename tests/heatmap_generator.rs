@@ -56,6 +56,33 @@ fn matches_the_original_on_every_intermediate() {
     }
 }
 
+/// The streaming form (reference tokens cached, per-frame embeddings, only some frames decoded, no
+/// landmark heads) gives the same heatmaps as the whole forward.
+#[test]
+fn the_minimal_form_decodes_the_same_heatmaps() {
+    let fx = candle_core::safetensors::load(shared("fixtures/stsa/heatmap_generator_detw.safetensors"), &Device::Cpu)
+        .unwrap();
+    let weights = detw::generate(&keys(), &Device::Cpu).unwrap();
+    let model = HeatmapGenerator::load(&Config::default(), VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu))
+        .unwrap();
+    let refs = model.reference_tokens(&fx["Nl_whole_heatmap"]).unwrap();
+    let pose = fx["T_pose_heatmap"].squeeze(0).unwrap();
+    let w2v = fx["T_w2vs"].squeeze(0).unwrap();
+    // Embeddings one frame at a time, as a sliding window computes them.
+    let one = |f: &dyn Fn(&Tensor) -> lipsync::Result<Tensor>, x: &Tensor| {
+        let rows: Vec<Tensor> = (0..5).map(|i| f(&x.narrow(0, i, 1).unwrap()).unwrap()).collect();
+        Tensor::cat(&rows, 0).unwrap()
+    };
+    let audio = one(&|x| model.embed_audio(x), &w2v);
+    let pose_emb = one(&|x| model.embed_pose(x), &pose);
+    let want = &fx["out.predict_content_heatmap"];
+    for decode in [2..3, 2..5, 0..5] {
+        let got = model.heatmaps(&refs, &audio, &pose_emb, &pose, decode.clone()).unwrap();
+        let d = max_diff(&got, &want.narrow(0, decode.start, decode.len()).unwrap());
+        assert!(d <= 1e-4, "frames {decode:?}: max |diff| {d}");
+    }
+}
+
 #[test]
 fn the_keys_the_model_reads_are_the_checkpoints_with_the_same_detw_rules() {
     let all = keys();

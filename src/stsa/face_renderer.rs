@@ -85,12 +85,27 @@ fn leaky(x: &Tensor, slope: f64) -> Result<Tensor> {
     Ok(x.maximum(&(x * slope)?)?)
 }
 
+/// The per-channel affine a modulated normalisation applies after instance norm: `IN(x)·scale + shift`.
+/// It depends only on the modulating input, so it is computed once and applied to every reference.
+struct Affine {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl Affine {
+    /// `IN(x)·scale + shift`, broadcasting a batch-1 modulation over `x`'s batch.
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(instance_norm(x, 1e-5)?.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)?)
+    }
+}
+
 /// A normalisation layer modulated by a second input (AdaIN's vector, SPADE's map).
 trait Modulation: Sized {
     /// The layer's key prefix inside its block (`adain_layer` / `spade_layer`, then `_1`, `_2`).
     const NAME: &'static str;
     fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self>;
-    fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor>;
+    /// The affine this modulation input gives.
+    fn affine(&self, m: &Tensor) -> Result<Affine>;
 }
 
 /// `AdaINLayer`: `IN(x)·(1+γ)+β`, γ and β from the modulation vector.
@@ -111,12 +126,12 @@ impl Modulation for AdaInLayer {
         })
     }
 
-    fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor> {
+    fn affine(&self, m: &Tensor) -> Result<Affine> {
         let a = self.shared.forward(m)?.relu()?;
-        let (b, c) = (x.dim(0)?, x.dim(1)?);
-        let gamma = self.gamma.forward(&a)?.reshape((b, c, 1, 1))?;
+        let gamma = self.gamma.forward(&a)?;
+        let (b, c) = gamma.dims2()?;
         let beta = self.beta.forward(&a)?.reshape((b, c, 1, 1))?;
-        Ok(instance_norm(x, 1e-5)?.broadcast_mul(&(gamma + 1.0)?)?.broadcast_add(&beta)?)
+        Ok(Affine { scale: (gamma.reshape((b, c, 1, 1))? + 1.0)?, shift: beta })
     }
 }
 
@@ -138,10 +153,9 @@ impl Modulation for SpadeLayer {
         })
     }
 
-    fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor> {
-        let n = instance_norm(x, 1e-5)?;
+    fn affine(&self, m: &Tensor) -> Result<Affine> {
         let h = self.conv1.forward(m)?;
-        Ok(((&n + n.mul(&self.gamma.forward(&h)?)?)? + self.beta.forward(&h)?)?)
+        Ok(Affine { scale: (self.gamma.forward(&h)? + 1.0)?, shift: self.beta.forward(&h)? })
     }
 }
 
@@ -166,9 +180,18 @@ impl<L: Modulation> Modulated<L> {
         })
     }
 
+    /// Both layers' affines for modulation input `m`.
+    fn affines(&self, m: &Tensor) -> Result<[Affine; 2]> {
+        Ok([self.layer_1.affine(m)?, self.layer_2.affine(m)?])
+    }
+
     fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor> {
-        let x = self.conv_1.forward(&leaky(&self.layer_1.forward(x, m)?, 0.2)?)?;
-        Ok(self.conv_2.forward(&leaky(&self.layer_2.forward(&x, m)?, 0.2)?)?)
+        self.forward_with(x, &self.affines(m)?)
+    }
+
+    fn forward_with(&self, x: &Tensor, [a1, a2]: &[Affine; 2]) -> Result<Tensor> {
+        let x = self.conv_1.forward(&leaky(&a1.apply(x)?, 0.2)?)?;
+        Ok(self.conv_2.forward(&leaky(&a2.apply(&x)?, 0.2)?)?)
     }
 }
 
@@ -272,52 +295,45 @@ impl Temporal {
         })
     }
 
-    /// References `imgs`, `heatmaps` (N, 3, 128, 128), driving heatmap (1, 3, 128, 128), audio code (1, 128).
+    /// The part that depends only on the references `imgs`, `heatmaps` (N, 3, 128, 128): their
+    /// features at three scales, all references in one batch.
+    fn references(&self, imgs: &Tensor, heatmaps: &Tensor) -> Result<TemporalRefs> {
+        let h128 = self.conv1.forward(&Tensor::cat(&[imgs, heatmaps], 1)?)?;
+        let h64 = self.conv2.forward(&h128)?;
+        let h32 = self.conv3.forward(&h64)?;
+        Ok(TemporalRefs { imgs: imgs.clone(), h128, h64, h32 })
+    }
+
+    /// Driving heatmap (1, 3, 128, 128), audio code (1, 128): the references warped towards the driving
+    /// heatmap and blended by their predicted weights. The modulations depend only on the driving
+    /// heatmap and the audio, so they are computed once for all references (the original recomputes them
+    /// per reference); the references go through as one batch.
     fn forward(
         &self,
-        imgs: &Tensor,
-        heatmaps: &Tensor,
+        refs: &TemporalRefs,
         driving: &Tensor,
         audio: &Tensor,
         trace: &mut dyn FnMut(&str, &Tensor),
     ) -> Result<[Tensor; 4]> {
         let d64 = nearest(driving, 64, 64)?;
-        let mut acc: Option<[Tensor; 5]> = None;
-        for n in 0..imgs.dim(0)? {
-            let img = imgs.narrow(0, n, 1)?;
-            let h128 = self.conv1.forward(&Tensor::cat(&[&img, &heatmaps.narrow(0, n, 1)?], 1)?)?;
-            let h64 = self.conv2.forward(&h128)?;
-            let h32 = self.conv3.forward(&h64)?;
-            let x = self.spade_1.forward(&h64, &d64)?;
-            let x = self.adain_1.forward(&x, audio)?;
-            let x = self.spade_2.forward(&x, &d64)?;
-            let x = self.adain_2.forward(&x, audio)?;
-            let x = self.spade_4.forward(&pixel_shuffle(&x, 2)?, driving)?;
-            let flow = self.conv_4.forward(&x)?;
-            trace(&format!("temporal_module.conv_4#call{n}"), &flow);
-            let w = candle_nn::ops::sigmoid(&self.conv_5b.forward(&self.conv_5a.forward(&x)?.relu()?)?)?;
-            trace(&format!("temporal_module.conv_5#call{n}"), &w);
-            let def = flow_to_deformation(&flow)?;
-            let terms = [
-                w.broadcast_mul(&warp(&h128, &def)?)?,
-                nearest(&w, 64, 64)?.broadcast_mul(&warp(&h64, &def)?)?,
-                nearest(&w, 32, 32)?.broadcast_mul(&warp(&h32, &def)?)?,
-                w.broadcast_mul(&warp(&img, &def)?)?,
-                w,
-            ];
-            acc = Some(match acc {
-                None => terms,
-                Some(a) => {
-                    let mut sum = Vec::with_capacity(5);
-                    for (x, y) in a.iter().zip(&terms) {
-                        sum.push((x + y)?);
-                    }
-                    sum.try_into().expect("five sums")
-                }
-            });
+        let x = self.spade_1.forward_with(&refs.h64, &self.spade_1.affines(&d64)?)?;
+        let x = self.adain_1.forward_with(&x, &self.adain_1.affines(audio)?)?;
+        let x = self.spade_2.forward_with(&x, &self.spade_2.affines(&d64)?)?;
+        let x = self.adain_2.forward_with(&x, &self.adain_2.affines(audio)?)?;
+        let x = self.spade_4.forward_with(&pixel_shuffle(&x, 2)?, &self.spade_4.affines(driving)?)?;
+        let flow = self.conv_4.forward(&x)?;
+        let w = candle_nn::ops::sigmoid(&self.conv_5b.forward(&self.conv_5a.forward(&x)?.relu()?)?)?;
+        for n in 0..flow.dim(0)? {
+            trace(&format!("temporal_module.conv_4#call{n}"), &flow.narrow(0, n, 1)?);
+            trace(&format!("temporal_module.conv_5#call{n}"), &w.narrow(0, n, 1)?);
         }
-        let [a128, a64, a32, aimg, den] = acc.expect("at least one reference");
-        let den = (den + 1e-5)?;
+        let def = flow_to_deformation(&flow)?;
+        let sum = |t: Tensor| -> Result<Tensor> { Ok(t.sum_keepdim(0)?) };
+        let a128 = sum(w.broadcast_mul(&warp(&refs.h128, &def)?)?)?;
+        let a64 = sum(nearest(&w, 64, 64)?.broadcast_mul(&warp(&refs.h64, &def)?)?)?;
+        let a32 = sum(nearest(&w, 32, 32)?.broadcast_mul(&warp(&refs.h32, &def)?)?)?;
+        let aimg = sum(w.broadcast_mul(&warp(&refs.imgs, &def)?)?)?;
+        let den = (sum(w)? + 1e-5)?;
         Ok([
             a128.broadcast_div(&den)?,
             a64.broadcast_div(&nearest(&den, 64, 64)?)?,
@@ -325,6 +341,14 @@ impl Temporal {
             aimg.broadcast_div(&den)?,
         ])
     }
+}
+
+/// The temporal path's per-reference features, (N, C, H, W) at 128, 64 and 32, and the images.
+struct TemporalRefs {
+    imgs: Tensor,
+    h128: Tensor,
+    h64: Tensor,
+    h32: Tensor,
 }
 
 /// The translation network: the masked face and driving heatmap, modulated by the fused features and audio.
@@ -469,6 +493,97 @@ impl FaceRenderer {
         })
     }
 
+    /// Everything that depends only on the references `ref_imgs`, `ref_heatmaps` (1, N, 3, 128, 128):
+    /// computed once per reference set ([`FaceRenderer::render`] then skips about 31 GFLOP a frame).
+    pub fn references(&self, ref_imgs: &Tensor, ref_heatmaps: &Tensor) -> Result<References> {
+        self.references_traced(ref_imgs, ref_heatmaps, &mut |_, _| {})
+    }
+
+    fn references_traced(
+        &self,
+        ref_imgs: &Tensor,
+        ref_heatmaps: &Tensor,
+        trace: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<References> {
+        let _span = tracing::debug_span!("face_renderer_references").entered();
+        let n = ref_imgs.dim(1)?;
+        // Reference images channel-major, reference heatmaps ref-major (SPEC quirk).
+        let channel_major = Tensor::cat(
+            &(0..3).map(|c| ref_imgs.narrow(2, c, 1)?.squeeze(2)).collect::<candle_core::Result<Vec<_>>>()?,
+            1,
+        )?;
+        let f128 = self.ref_conv1.forward(&channel_major)?;
+        let f64_ = self.ref_conv2.forward(&f128)?;
+        let f32_ = self.ref_conv3.forward(&f64_)?;
+        trace("ref_imgs_encoder#call0.0", &f128);
+        trace("ref_imgs_encoder#call0.1", &f64_);
+        trace("ref_imgs_encoder#call0.2", &f32_);
+        let heatmap = self.heatmap_ref.forward(&ref_heatmaps.reshape((1, 3 * n, 128, 128))?)?;
+        trace("heatmap_encoder_ref#call0", &heatmap);
+        let mut appearance = Vec::with_capacity(3);
+        for ((pre, _, _), f) in self.appearance.iter().zip([&f128, &f64_, &f32_]) {
+            appearance.push(pre.forward(f)?);
+        }
+        let temporal = self.temporal.references(&ref_imgs.squeeze(0)?, &ref_heatmaps.squeeze(0)?)?;
+        Ok(References {
+            f32: f32_,
+            heatmap,
+            appearance: appearance.try_into().expect("three scales"),
+            temporal,
+            count: n,
+        })
+    }
+
+    /// One face: the source `frame` and `driving` heatmap (1, 3, 128, 128, values 0..1, BGR as the
+    /// original), the frame's audio chunk `audio_w2v` (1, 768, 10) and the cached `refs`; returns the
+    /// generated face (1, 3, 128, 128).
+    pub fn render(&self, refs: &References, frame: &Tensor, driving: &Tensor, audio_w2v: &Tensor) -> Result<Tensor> {
+        self.render_traced(refs, frame, driving, audio_w2v, &mut |_, _| {})
+    }
+
+    fn render_traced(
+        &self,
+        refs: &References,
+        frame: &Tensor,
+        driving: &Tensor,
+        audio_w2v: &Tensor,
+        trace: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
+        let _span = tracing::debug_span!("face_renderer", refs = refs.count).entered();
+        // The source with its lower half masked.
+        let masked = Tensor::cat(&[frame.narrow(2, 0, 64)?, frame.narrow(2, 64, 64)?.zeros_like()?], 2)?;
+        let drv_hm = self.heatmap_tar.forward(driving)?;
+        trace("heatmap_encoder_tar#call0", &drv_hm);
+        let audio = self.audio.forward(audio_w2v)?;
+        trace("audio_encoder#call0", &audio);
+        let audio = audio.flatten_from(1)?;
+        let align = self.alignment.forward(&Tensor::cat(&[&refs.f32, &refs.heatmap, &drv_hm], 1)?)?;
+        trace("spatial_module.alignment_encoder#call0", &align);
+        let code = Tensor::cat(&[&audio, &align.mean_keepdim(3)?.mean_keepdim(2)?.flatten_from(1)?], 1)?;
+        let mut spatial = Vec::new();
+        for ((_, adaat, post), (pre, size)) in self.appearance.iter().zip(refs.appearance.iter().zip([128, 64, 32])) {
+            let x = adaat.forward(pre, &code)?;
+            trace(&format!("spatial_module.adaAT_{size}#call0"), &x);
+            spatial.push(post.forward(&x)?);
+        }
+        for (i, s) in spatial.iter().enumerate() {
+            trace(&format!("spatial_module#call0.{i}"), s);
+        }
+        let [w128, w64, w32, wimg] = self.temporal.forward(&refs.temporal, driving, &audio, trace)?;
+        trace("temporal_module#call0.0.0", &w128);
+        trace("temporal_module#call0.0.1", &w64);
+        trace("temporal_module#call0.0.2", &w32);
+        trace("temporal_module#call0.1", &wimg);
+        let mut fused = Vec::new();
+        for ((f, (s, w)), size) in self.fuse.iter().zip(spatial.iter().zip([&w128, &w64, &w32])).zip([128, 64, 32]) {
+            let g = f.forward(&Tensor::cat(&[s, w], 1)?)?;
+            trace(&format!("fuse_{size}#call0"), &g);
+            fused.push(g);
+        }
+        let fused: [Tensor; 3] = fused.try_into().expect("three scales");
+        self.translation.forward(&Tensor::cat(&[&masked, driving], 1)?, &fused, &audio)
+    }
+
     /// The fixtures' inputs: `T_frame_img`, `T_driving_heatmap` (1, 1, 3, 128, 128), `ref_N_frame_img`,
     /// `ref_N_frame_heatmap` (1, N, 3, 128, 128), `T_audio_w2v` (1, 1, 768, 10); returns `generated_face`
     /// (1, 3, 1, 128, 128). Intermediates go to `trace` under the fixtures' names.
@@ -481,57 +596,20 @@ impl FaceRenderer {
         audio_w2v: &Tensor,
         trace: &mut dyn FnMut(&str, &Tensor),
     ) -> Result<Tensor> {
-        let _span = tracing::debug_span!("face_renderer").entered();
-        let n = ref_imgs.dim(1)?;
-        let frame = frame.squeeze(1)?;
-        let driving = driving.squeeze(1)?;
-        // The source with its lower half masked.
-        let masked = Tensor::cat(&[frame.narrow(2, 0, 64)?, frame.narrow(2, 64, 64)?.zeros_like()?], 2)?;
-        // Reference images channel-major, reference heatmaps ref-major (SPEC quirk).
-        let channel_major = Tensor::cat(
-            &(0..3).map(|c| ref_imgs.narrow(2, c, 1)?.squeeze(2)).collect::<candle_core::Result<Vec<_>>>()?,
-            1,
-        )?;
-        let f128 = self.ref_conv1.forward(&channel_major)?;
-        let f64_ = self.ref_conv2.forward(&f128)?;
-        let f32_ = self.ref_conv3.forward(&f64_)?;
-        trace("ref_imgs_encoder#call0.0", &f128);
-        trace("ref_imgs_encoder#call0.1", &f64_);
-        trace("ref_imgs_encoder#call0.2", &f32_);
-        let ref_hm = self.heatmap_ref.forward(&ref_heatmaps.reshape((1, 3 * n, 128, 128))?)?;
-        trace("heatmap_encoder_ref#call0", &ref_hm);
-        let drv_hm = self.heatmap_tar.forward(&driving)?;
-        trace("heatmap_encoder_tar#call0", &drv_hm);
-        let audio = self.audio.forward(&audio_w2v.squeeze(1)?)?;
-        trace("audio_encoder#call0", &audio);
-        let audio = audio.flatten_from(1)?;
-        let align = self.alignment.forward(&Tensor::cat(&[&f32_, &ref_hm, &drv_hm], 1)?)?;
-        trace("spatial_module.alignment_encoder#call0", &align);
-        let code = Tensor::cat(&[&audio, &align.mean_keepdim(3)?.mean_keepdim(2)?.flatten_from(1)?], 1)?;
-        let mut spatial = Vec::new();
-        for ((pre, adaat, post), (f, size)) in self.appearance.iter().zip([(&f128, 128), (&f64_, 64), (&f32_, 32)]) {
-            let x = adaat.forward(&pre.forward(f)?, &code)?;
-            trace(&format!("spatial_module.adaAT_{size}#call0"), &x);
-            spatial.push(post.forward(&x)?);
-        }
-        for (i, s) in spatial.iter().enumerate() {
-            trace(&format!("spatial_module#call0.{i}"), s);
-        }
-        let imgs = ref_imgs.squeeze(0)?;
-        let hms = ref_heatmaps.squeeze(0)?;
-        let [w128, w64, w32, wimg] = self.temporal.forward(&imgs, &hms, &driving, &audio, trace)?;
-        trace("temporal_module#call0.0.0", &w128);
-        trace("temporal_module#call0.0.1", &w64);
-        trace("temporal_module#call0.0.2", &w32);
-        trace("temporal_module#call0.1", &wimg);
-        let mut fused = Vec::new();
-        for ((f, (s, w)), size) in self.fuse.iter().zip(spatial.iter().zip([&w128, &w64, &w32])).zip([128, 64, 32]) {
-            let g = f.forward(&Tensor::cat(&[s, w], 1)?)?;
-            trace(&format!("fuse_{size}#call0"), &g);
-            fused.push(g);
-        }
-        let fused: [Tensor; 3] = fused.try_into().expect("three scales");
-        let out = self.translation.forward(&Tensor::cat(&[&masked, &driving], 1)?, &fused, &audio)?;
+        let refs = self.references_traced(ref_imgs, ref_heatmaps, trace)?;
+        let out = self.render_traced(&refs, &frame.squeeze(1)?, &driving.squeeze(1)?, &audio_w2v.squeeze(1)?, trace)?;
         Ok(out.unsqueeze(2)?)
     }
+}
+
+/// What [`FaceRenderer::references`] caches for a reference set.
+pub struct References {
+    /// The reference images' encoding at 32x32, (1, 256, 32, 32).
+    f32: Tensor,
+    /// The reference heatmaps' encoding, (1, 32, 32, 32).
+    heatmap: Tensor,
+    /// The spatial path's appearance features before AdaAT, at 128, 64 and 32.
+    appearance: [Tensor; 3],
+    temporal: TemporalRefs,
+    count: usize,
 }

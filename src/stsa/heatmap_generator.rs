@@ -329,6 +329,61 @@ impl HeatmapGenerator {
         self.forward_traced(w2v, pose, refs, &mut |_, _| {})
     }
 
+    /// The reference tokens of `Nl_whole_heatmap` (1, Nl, 1, 128, 128): encoded, normalised and tagged,
+    /// (1, Nl, d). They depend only on the references, so a stream computes them once per reference set.
+    pub fn reference_tokens(&self, refs: &Tensor) -> Result<Tensor> {
+        let (b, nl) = (refs.dim(0)?, refs.dim(1)?);
+        let e = self.ref_encoder.forward(&refs.reshape((b * nl, 1, 128, 128))?)?;
+        let normed = self.norm.forward(&e.flatten_from(1)?)?;
+        Ok(normed.reshape((b, nl, self.cfg.d_model))?.broadcast_add(&self.modality.get(3)?)?)
+    }
+
+    /// Normalised embeddings of wav2vec2 chunks (N, 768, 10) → (N, d). Each depends on its own frame only,
+    /// so a sliding window reuses those of the frames it shares with the previous window.
+    pub fn embed_audio(&self, w2v: &Tensor) -> Result<Tensor> {
+        Ok(self.norm.forward(&self.mel_encoder.forward(w2v)?.flatten_from(1)?)?)
+    }
+
+    /// Normalised embeddings of pose heatmaps (N, 1, 128, 128) → (N, d).
+    pub fn embed_pose(&self, pose: &Tensor) -> Result<Tensor> {
+        Ok(self.norm.forward(&self.pose_encoder.forward(pose)?.flatten_from(1)?)?)
+    }
+
+    /// The lip + jaw heatmaps of the window frames `decode` (a range of 0..T), from the window's audio
+    /// and pose embeddings (T, d), its pose heatmaps (T, 1, 128, 128) and the reference tokens; the
+    /// landmark heads (unused for rendering) are skipped. Returns (decode.len(), 1, 128, 128).
+    pub fn heatmaps(
+        &self,
+        ref_tokens: &Tensor,
+        audio: &Tensor,
+        pose_emb: &Tensor,
+        pose: &Tensor,
+        decode: std::ops::Range<usize>,
+    ) -> Result<Tensor> {
+        let _span = tracing::debug_span!("heatmap_generator", frames = decode.len()).entered();
+        let x = self.transformer(ref_tokens, audio, pose_emb)?;
+        let (nl, t, d) = (ref_tokens.dim(1)?, self.cfg.t, self.cfg.d_model);
+        let n = decode.len();
+        let lip_emb = x.narrow(1, nl + decode.start, n)?.reshape((n, d, 1, 1))?;
+        let jaw_emb = x.narrow(1, nl + t + decode.start, n)?.reshape((n, d, 1, 1))?;
+        let (lip, jaw) = self.decoder.forward(&lip_emb, &jaw_emb, &pose.narrow(0, decode.start, n)?)?;
+        Ok((lip + jaw)?)
+    }
+
+    /// The fusion transformer over the reference tokens (B, Nl, d) and the window's audio and pose
+    /// embeddings (B·T, d): (B, Nl + 2T, d).
+    fn transformer(&self, ref_tokens: &Tensor, audio: &Tensor, pose_emb: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = (ref_tokens.dim(0)?, self.cfg.t, self.cfg.d_model);
+        let pe = self.pe.unsqueeze(0)?;
+        let audio = audio.reshape((b, t, d))?.broadcast_add(&pe)?.broadcast_add(&self.modality.get(2)?)?;
+        let pose_tok = pose_emb.reshape((b, t, d))?.broadcast_add(&pe)?.broadcast_add(&self.modality.get(1)?)?;
+        let mut x = Tensor::cat(&[ref_tokens, &audio, &pose_tok], 1)?;
+        for layer in &self.layers {
+            x = layer.forward(&x)?;
+        }
+        Ok(x)
+    }
+
     /// `T_w2vs` (B, T, 768, 10), `T_pose_heatmap` (B, T, 1, 128, 128), `Nl_whole_heatmap` (B, Nl, 1, 128, 128);
     /// intermediates go to `trace` under the fixtures' names.
     pub fn forward_traced(
@@ -355,15 +410,8 @@ impl HeatmapGenerator {
             trace(&format!("Norm#call{i}"), &n);
             normed.push(n);
         }
-        let modality = |i: usize| self.modality.get(i);
-        let pe = self.pe.unsqueeze(0)?;
-        let audio = normed[0].reshape((b, t, d))?.broadcast_add(&pe)?.broadcast_add(&modality(2)?)?;
-        let pose_tok = normed[1].reshape((b, t, d))?.broadcast_add(&pe)?.broadcast_add(&modality(1)?)?;
-        let ref_tok = normed[2].reshape((b, nl, d))?.broadcast_add(&modality(3)?)?;
-        let mut x = Tensor::cat(&[ref_tok, audio, pose_tok], 1)?;
-        for layer in &self.layers {
-            x = layer.forward(&x)?;
-        }
+        let ref_tok = normed[2].reshape((b, nl, d))?.broadcast_add(&self.modality.get(3)?)?;
+        let x = self.transformer(&ref_tok, &normed[0], &normed[1])?;
         trace("fusion_transformer#call0", &x);
         let lip_emb = x.narrow(1, nl, t)?.reshape((b * t, d, 1, 1))?;
         let jaw_emb = x.narrow(1, nl + t, t)?.reshape((b * t, d, 1, 1))?;
