@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
     // Render and composite, with the reference bank enrolled (as after the first seconds of a stream).
     let mut classic = Classic::default();
     let render = |classic: &mut Classic, k: usize, face: &lipsync::face::Face| {
-        let job = RenderJob { frame: &frames[k], audio: &audio[k], audio_missing: 0, face: Some(face) };
+        let job = RenderJob { frame: &frames[k], audio: &audio[k], audio_missing: 0, face: Some(face), context: &[] };
         match classic.render(&job).unwrap() {
             Rendered::Patch(p) => frames[k].composite(&p),
             Rendered::Unchanged => panic!("a face was given: expected a patch"),

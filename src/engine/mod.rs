@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::face::models::ModelSource;
 use crate::face::{FaceTracker, TrackerConfig};
 use crate::frame::{Patch, VideoFrame};
-use crate::render::Renderer;
+use crate::render::{FrameContext, Renderer};
 
 /// What a late (or failed) frame is replaced with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -169,6 +169,8 @@ pub struct Engine<P> {
     config: EngineConfig,
     latency: u64,
     window: AudioWindow,
+    /// Frames after each one that must have arrived before it is rendered (the renderer's frame context).
+    context: FrameContext,
     renderer_name: &'static str,
     ring: AudioRing,
     worker: Worker,
@@ -193,6 +195,11 @@ impl<P> Engine<P> {
     /// Starts an engine around `renderer`; returns it with the producer end of its audio ring.
     pub fn new(renderer: Box<dyn Renderer>, config: EngineConfig) -> Result<(Self, AudioProducer)> {
         let window = renderer.window();
+        let context = if renderer.needs_face() || config.tracking.is_some() {
+            renderer.frame_context()
+        } else {
+            FrameContext::default()
+        };
         let latency = config.latency.unwrap_or_else(|| renderer.recommended_latency());
         let renderer_name = renderer.name();
         let (producer, ring) = AudioRing::new(&config.ring);
@@ -209,6 +216,7 @@ impl<P> Engine<P> {
             config,
             latency,
             window,
+            context,
             renderer_name,
             ring,
             worker,
@@ -477,6 +485,12 @@ impl<P> Engine<P> {
                 }
                 break; // later frames need even more audio
             }
+            // The frames after this one in its context must be in (and so sent for tracking).
+            let seq = self.pending[i].seq;
+            let after = (self.next_seq - 1 - seq).min(self.context.after as u64) as usize;
+            if after < self.context.after && !eos {
+                break;
+            }
             if self.in_flight >= self.config.max_in_flight {
                 break;
             }
@@ -491,6 +505,7 @@ impl<P> Engine<P> {
                 frame: self.pending[i].frame.clone(),
                 audio,
                 audio_missing: info.missing + lead,
+                context: FrameContext { before: self.context.before, after },
             };
             match self.worker.jobs.try_send(job) {
                 Ok(()) => {

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::frame::PixelFormat;
-use crate::render::{Passthrough, RenderJob, Rendered};
+use crate::render::{FrameContext, Passthrough, RenderJob, Rendered};
 
 const MS: u64 = 1_000_000;
 const FRAME: u64 = 40 * MS;
@@ -308,4 +308,60 @@ fn faces_tracked_ahead_stay_matched_to_their_frames_through_skips_and_flushes() 
     assert_eq!(out.iter().map(|o| o.payload).collect::<Vec<_>>(), [100, 101, 102, 103]);
     assert_eq!(seen.lock().len(), 3, "frames 101 and 103 have faces");
     assert!(e.take_events().is_empty(), "no render failed");
+}
+
+/// For each rendered frame: its pts and, per context slot, the neighbour's pts and whether it has a face.
+type ContextLog = Arc<parking_lot::Mutex<Vec<(u64, Vec<Option<(u64, bool)>>)>>>;
+
+/// Records the frame context each render gets.
+struct ContextProbe(ContextLog);
+
+impl Renderer for ContextProbe {
+    fn name(&self) -> &'static str {
+        "context-probe"
+    }
+    fn window(&self) -> AudioWindow {
+        AudioWindow::default()
+    }
+    fn needs_face(&self) -> bool {
+        true
+    }
+    fn frame_context(&self) -> FrameContext {
+        FrameContext { before: 2, after: 2 }
+    }
+    fn render(&mut self, job: &RenderJob<'_>) -> Result<Rendered> {
+        let slots = job.context.iter().map(|n| n.as_ref().map(|n| (n.pts / FRAME, n.face.is_some()))).collect();
+        self.0.lock().push((job.frame.pts / FRAME, slots));
+        Ok(Rendered::Unchanged)
+    }
+}
+
+#[test]
+fn a_frame_context_waits_for_the_frames_after_and_carries_their_faces() {
+    let (face, flat) = face_and_flat();
+    let log = ContextLog::default();
+    let (mut e, _audio) = Engine::<u64>::new(Box::new(ContextProbe(log.clone())), offline()).unwrap();
+    e.audio_eos();
+    for (k, f) in [&face, &flat, &face].into_iter().enumerate() {
+        e.push_video(f.with_pts(k as u64 * FRAME, None), k as u64);
+    }
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        out.extend(e.process(None));
+        e.wait(Duration::from_millis(50));
+    }
+    assert_eq!(out.len(), 1, "frame 0 has its two frames after; frame 1 waits for frame 3");
+    for k in 3..5u64 {
+        e.push_video(face.with_pts(k * FRAME, None), k);
+    }
+    out.extend(e.finish(None));
+    assert_eq!(out.iter().map(|o| o.payload).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    let log = log.lock();
+    let rendered: Vec<u64> = log.iter().map(|(k, _)| *k).collect();
+    assert_eq!(rendered, [0, 2, 3, 4], "frame 1 has no face");
+    let (y, n) = (true, false);
+    assert_eq!(log[0].1, [None, None, Some((0, y)), Some((1, n)), Some((2, y))]);
+    assert_eq!(log[1].1, [Some((0, y)), Some((1, n)), Some((2, y)), Some((3, y)), Some((4, y))]);
+    assert_eq!(log[2].1, [Some((1, n)), Some((2, y)), Some((3, y)), Some((4, y)), None], "the stream ended");
+    assert_eq!(log[3].1, [Some((2, y)), Some((3, y)), Some((4, y)), None, None]);
 }

@@ -6,6 +6,7 @@
 //! ([`Worker::track`]), in order, while the frame still waits for its audio look-ahead: by the time a
 //! frame's render starts its face is usually known, so the latency budget only has to cover the render.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,10 +17,19 @@ use crossbeam::channel::{Receiver, Sender, bounded, unbounded};
 use crate::error::{Error, Result};
 use crate::face::{Face, FaceTracker};
 use crate::frame::{Patch, VideoFrame};
-use crate::render::{RenderJob, Rendered, Renderer};
+use crate::render::{FrameContext, Neighbour, RenderJob, Rendered, Renderer};
 
 pub(crate) enum Job {
-    Render { seq: u64, epoch: u64, frame: VideoFrame, audio: Vec<f32>, audio_missing: usize },
+    Render {
+        seq: u64,
+        epoch: u64,
+        frame: VideoFrame,
+        audio: Vec<f32>,
+        audio_missing: usize,
+        /// Frames around this one whose faces the renderer gets; `context.after` is cut to the frames
+        /// that exist (at the end of a stream).
+        context: FrameContext,
+    },
     Reset,
 }
 
@@ -51,6 +61,7 @@ pub(crate) enum TrackJob {
 struct Tracked {
     seq: u64,
     epoch: u64,
+    pts: u64,
     face: Result<Option<Face>>,
 }
 
@@ -124,7 +135,7 @@ fn track(tracker: &mut FaceTracker, jobs: Receiver<TrackJob>, faces: Sender<Trac
                     tracker.reset();
                     Err(Error::Render { renderer: "face tracker", reason: "panicked".into() })
                 });
-                if faces.send(Tracked { seq, epoch, face }).is_err() {
+                if faces.send(Tracked { seq, epoch, pts: frame.pts, face }).is_err() {
                     return;
                 }
             }
@@ -132,54 +143,101 @@ fn track(tracker: &mut FaceTracker, jobs: Receiver<TrackJob>, faces: Sender<Trac
     }
 }
 
-/// The tracking thread's answers, as the render thread reads them.
+/// The tracking thread's answers, as the render thread reads them: the answers of the current epoch
+/// from the oldest a frame context can still ask for onwards, in order.
 struct Faces {
     rx: Receiver<Tracked>,
-    /// An answer for a later frame, read while looking for an earlier one.
-    held: Option<Tracked>,
+    recent: VecDeque<Tracked>,
 }
 
 impl Faces {
-    /// The face of frame (`epoch`, `seq`), skipping answers for frames that were not rendered (late,
-    /// flushed) and keeping any answer for a later frame.
-    fn of(&mut self, seq: u64, epoch: u64) -> Result<Option<Face>> {
-        loop {
-            let t = match self.held.take() {
-                Some(t) => t,
-                None => self.rx.recv().map_err(|_| Error::WorkerStopped("the face tracking thread stopped".into()))?,
-            };
-            if (t.epoch, t.seq) == (epoch, seq) {
-                return t.face;
+    /// Reads answers until the one for (`epoch`, `seq`) or a later one is in.
+    fn read_up_to(&mut self, seq: u64, epoch: u64) -> Result<()> {
+        while self.recent.back().is_none_or(|t| (t.epoch, t.seq) < (epoch, seq)) {
+            let t = self.rx.recv().map_err(|_| Error::WorkerStopped("the face tracking thread stopped".into()))?;
+            if t.epoch < epoch {
+                continue; // a flushed stream's frame
             }
-            if (t.epoch, t.seq) > (epoch, seq) {
-                self.held = Some(t);
-                return Err(Error::WorkerStopped(format!("frame {seq} was never sent for tracking")));
+            if self.recent.front().is_some_and(|f| f.epoch != t.epoch) {
+                self.recent.clear();
             }
+            self.recent.push_back(t);
         }
+        Ok(())
+    }
+
+    fn get(&self, seq: u64, epoch: u64) -> Option<&Tracked> {
+        self.recent.iter().find(|t| (t.epoch, t.seq) == (epoch, seq))
+    }
+
+    /// The face of frame (`epoch`, `seq`) and, for a frame context, its neighbours' faces. Answers
+    /// for frames that were not rendered (late, flushed) are skipped; answers older than the context
+    /// can reach are forgotten.
+    fn of(&mut self, seq: u64, epoch: u64, context: FrameContext) -> Result<(Option<Face>, Vec<Option<Neighbour>>)> {
+        self.read_up_to(seq + context.after as u64, epoch)?;
+        let oldest = seq.saturating_sub(context.before as u64);
+        while self.recent.front().is_some_and(|t| (t.epoch, t.seq) < (epoch, oldest)) {
+            self.recent.pop_front();
+        }
+        let face = match self.get(seq, epoch) {
+            Some(t) => match &t.face {
+                Ok(face) => face.clone(),
+                Err(e) => return Err(Error::Render { renderer: "face tracker", reason: e.to_string() }),
+            },
+            None => return Err(Error::WorkerStopped(format!("frame {seq} was never sent for tracking"))),
+        };
+        let neighbours = if context.is_empty() {
+            Vec::new()
+        } else {
+            (oldest..=seq + context.after as u64)
+                .map(|s| {
+                    self.get(s, epoch).map(|t| Neighbour { pts: t.pts, face: t.face.as_ref().ok().cloned().flatten() })
+                })
+                .collect()
+        };
+        // Pad to the full context length when the stream began less than `before` frames ago.
+        let missing_before = context.before - (seq - oldest) as usize;
+        let mut context_faces = vec![None; if context.is_empty() { 0 } else { missing_before }];
+        context_faces.extend(neighbours);
+        if !context.is_empty() {
+            context_faces.resize(context.len(), None);
+        }
+        Ok((face, context_faces))
     }
 }
 
 fn run(renderer: &mut dyn Renderer, faces: Option<Receiver<Tracked>>, jobs: Receiver<Job>, results: Sender<JobResult>) {
-    let mut faces = faces.map(|rx| Faces { rx, held: None });
+    let mut faces = faces.map(|rx| Faces { rx, recent: VecDeque::new() });
+    let full_context = renderer.frame_context();
     for job in jobs {
         match job {
             Job::Reset => renderer.reset(),
-            Job::Render { seq, epoch, frame, audio, audio_missing } => {
+            Job::Render { seq, epoch, frame, audio, audio_missing, context } => {
                 let _span = tracing::debug_span!("render", seq, pts = frame.pts).entered();
                 let start = Instant::now();
                 let mut no_face = false;
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    let face = match faces.as_mut() {
-                        Some(faces) => match faces.of(seq, epoch)? {
-                            Some(face) => Some(face),
-                            None => {
+                    let (face, mut neighbours) = match faces.as_mut() {
+                        Some(faces) => match faces.of(seq, epoch, context)? {
+                            (Some(face), neighbours) => (Some(face), neighbours),
+                            (None, _) => {
                                 no_face = true;
                                 return Ok(None);
                             }
                         },
-                        None => None,
+                        None => (None, Vec::new()),
                     };
-                    let job = RenderJob { frame: &frame, audio: &audio, audio_missing, face: face.as_ref() };
+                    if !full_context.is_empty() {
+                        // Frames past the stream's end are absent.
+                        neighbours.resize(full_context.len(), None);
+                    }
+                    let job = RenderJob {
+                        frame: &frame,
+                        audio: &audio,
+                        audio_missing,
+                        face: face.as_ref(),
+                        context: &neighbours,
+                    };
                     match renderer.render(&job)? {
                         Rendered::Unchanged => Ok(None),
                         Rendered::Patch(patch) => {

@@ -27,6 +27,38 @@ pub struct RenderJob<'a> {
     pub audio_missing: usize,
     /// The face tracked in this frame, when the engine tracks faces.
     pub face: Option<&'a Face>,
+    /// The frames around this one that the renderer asked for ([`Renderer::frame_context`]):
+    /// `before` frames, this one, then `after` frames, in order. A slot is `None` where the stream has
+    /// no such frame (before its start, after its end, across a flush). Empty when no context was asked.
+    pub context: &'a [Option<Neighbour>],
+}
+
+/// A frame near the one rendered, as a renderer with a frame context sees it.
+#[derive(Clone, Debug)]
+pub struct Neighbour {
+    pub pts: u64,
+    /// Its tracked face (`None`: no face was found in it).
+    pub face: Option<Face>,
+}
+
+/// How many frames around the rendered one a renderer looks at. A frame's render waits until the
+/// `after` frames following it have arrived (or the stream ends), so `after` frame periods add to the
+/// latency the renderer needs, as its audio look-ahead does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameContext {
+    pub before: usize,
+    pub after: usize,
+}
+
+impl FrameContext {
+    /// Slots in [`RenderJob::context`].
+    pub fn len(&self) -> usize {
+        self.before + 1 + self.after
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == FrameContext::default()
+    }
 }
 
 /// What a renderer made of a frame.
@@ -58,6 +90,12 @@ pub trait Renderer: Send {
     /// without a face through untouched.
     fn needs_face(&self) -> bool {
         false
+    }
+
+    /// The frames around each rendered one whose faces the job carries (none by default). Only
+    /// meaningful with [`Renderer::needs_face`].
+    fn frame_context(&self) -> FrameContext {
+        FrameContext::default()
     }
 
     /// Forgets any state carried from frame to frame (flush, seek, new stream).
@@ -144,6 +182,9 @@ impl Renderer for Simulated {
     fn needs_face(&self) -> bool {
         self.inner.needs_face()
     }
+    fn frame_context(&self) -> FrameContext {
+        self.inner.frame_context()
+    }
     fn render(&mut self, job: &RenderJob<'_>) -> Result<Rendered> {
         std::thread::sleep(self.delay);
         // The inner renderer gets the window it asked for: the head of the simulated one.
@@ -154,6 +195,7 @@ impl Renderer for Simulated {
             audio: &job.audio[..n],
             audio_missing: job.audio_missing.min(n),
             face: job.face,
+            context: job.context,
         };
         self.inner.render(&inner_job)
     }
