@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 use lipsync::stsa::face_renderer::FaceRenderer;
 use lipsync::stsa::heatmap_generator::{self, HeatmapGenerator};
 use lipsync::stsa::wav2vec2::{self, Wav2Vec2};
-use lipsync::stsa::{detw, weights};
+use lipsync::stsa::models;
 use lipsync::{Error, Result};
 
 fn arg(args: &[String], name: &str) -> Result<String> {
@@ -28,24 +28,15 @@ fn arg(args: &[String], name: &str) -> Result<String> {
         .ok_or_else(|| Error::InvalidArgument(format!("missing {name} (see the usage at the top of stsa_forward.rs)")))
 }
 
-/// The weights a network reads: generated, or from a checkpoint checked against what the network reads.
+/// The weights a network reads: generated (`detw`), or from a checkpoint checked against what the
+/// network reads.
 fn weights_for(
     source: &str,
     prefix: Option<&str>,
     load: impl Fn(VarBuilder) -> Result<()>,
 ) -> Result<VarBuilder<'static>> {
-    let expected = detw::keys_read_by(&load)?;
-    let tensors = if source == "detw" {
-        detw::generate(&expected, &Device::Cpu)?
-    } else {
-        let mut t = weights::load_checkpoint(Path::new(source))?;
-        if let Some(p) = prefix {
-            t = weights::under_prefix(t, p);
-        }
-        weights::check(&t, &expected).into_result(source)?;
-        t
-    };
-    Ok(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu))
+    let path = (source != "detw").then(|| Path::new(source));
+    models::network_weights(path, prefix, load, DType::F32, &Device::Cpu)
 }
 
 fn main() -> Result<()> {

@@ -10,7 +10,7 @@
 //!
 //! // Offline (no deadlines), with the passthrough renderer.
 //! let config = EngineConfig { mode: Mode::Offline, ..Default::default() };
-//! let (mut engine, mut audio) = Engine::<u32>::new(RendererKind::Passthrough.create()?, config)?;
+//! let (mut engine, mut audio) = Engine::<u32>::new(RendererKind::Passthrough.create(&Default::default())?, config)?;
 //! audio.push(Some(0), &[0.0; 1600])?; // 100 ms of 16 kHz audio from running time 0
 //! let frame = VideoFrame::from_vec(PixelFormat::Rgb, 4, 2, vec![0; 24], 0)?;
 //! engine.push_video(frame, 7); // the payload travels with the frame
@@ -41,4 +41,4 @@ pub use audio::{AudioProducer, AudioRing, AudioWindow};
 pub use engine::{Engine, EngineConfig, EngineEvent, Fallback, FrameStatus, Mode, OutputFrame, TrackingConfig};
 pub use error::{Error, Result};
 pub use frame::{FrameLayout, Patch, PixelFormat, VideoFrame};
-pub use render::{Renderer, RendererKind};
+pub use render::{Renderer, RendererKind, RendererOptions};

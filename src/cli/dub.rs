@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{RendererArg, TrackingArgs, print_summary};
+use super::{RendererArgs, TrackingArgs, print_summary};
 use crate::audio::ns_to_samples;
 use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
 use crate::error::{Error, Result};
 use crate::io::{self, FPS, Mp4Writer};
-use crate::render::RendererKind;
 
 #[derive(Args, Debug)]
 pub struct DubArgs {
@@ -24,9 +23,8 @@ pub struct DubArgs {
     /// The MP4 file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// How the mouth is re-rendered.
-    #[arg(long, value_enum, default_value_t = RendererArg::Classic)]
-    renderer: RendererArg,
+    #[command(flatten)]
+    renderer: RendererArgs,
     #[command(flatten)]
     tracking: TrackingArgs,
 }
@@ -57,9 +55,8 @@ pub fn run(args: &DubArgs) -> Result<()> {
         args.audio.display(),
         audio.len() as f64 / crate::audio::SAMPLE_RATE as f64
     );
-    let kind = RendererKind::from(args.renderer);
     let config = EngineConfig { mode: Mode::Offline, tracking: args.tracking.config(), ..Default::default() };
-    let (mut engine, mut producer) = Engine::<usize>::new(kind.create()?, config)?;
+    let (mut engine, mut producer) = Engine::<usize>::new(args.renderer.create()?, config)?;
     let writer = Mp4Writer::create(&args.output, face.frames[0].layout(), FPS as i32)?;
     for (i, chunk) in audio.chunks(crate::audio::SAMPLE_RATE as usize).enumerate() {
         writer.push_audio(chunk, i as u64 * 1_000_000_000)?;

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::{FallbackArg, RendererArg, TrackingArgs, print_summary};
+use super::{FallbackArg, RendererArgs, TrackingArgs, print_summary};
 use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
 use crate::error::{Error, Result};
 use crate::io::{LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
-use crate::render::RendererKind;
 
 #[derive(Args, Debug)]
 pub struct LiveArgs {
@@ -30,9 +29,8 @@ pub struct LiveArgs {
     /// Fixed latency in ms (default: the renderer's recommendation).
     #[arg(long)]
     latency_ms: Option<u64>,
-    /// How the mouth is re-rendered.
-    #[arg(long, value_enum, default_value_t = RendererArg::Classic)]
-    renderer: RendererArg,
+    #[command(flatten)]
+    renderer: RendererArgs,
     /// What replaces a frame whose render misses its deadline.
     #[arg(long, value_enum, default_value_t = FallbackArg::Original)]
     fallback: FallbackArg,
@@ -87,8 +85,8 @@ fn start_audio(spec: &str, producer: crate::audio::AudioProducer, clock: &LiveCl
 
 pub fn run(args: &LiveArgs) -> Result<()> {
     let clock = LiveClock::new()?;
-    let kind = RendererKind::from(args.renderer);
-    let renderer = kind.create()?;
+    let renderer = args.renderer.create()?;
+    let kind = renderer.name();
     // The budget must cover the audio's own delay too: a frame's audio reaches the ring that much after
     // the time it is stamped with.
     let recommended = renderer.recommended_latency() + audio_delay(&args.audio)?;

@@ -11,10 +11,10 @@ mod weights;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{Fallback, StatsSnapshot};
-use crate::render::RendererKind;
+use crate::render::{RendererKind, RendererOptions};
 
 #[derive(Parser, Debug)]
 #[command(name = "lipsync", version, about = "Real-time streaming lip-sync", long_about = None)]
@@ -50,6 +50,8 @@ pub enum RendererArg {
     Classic,
     /// Frames go through unchanged.
     Passthrough,
+    /// STSA's networks (needs --weights; real time only on a GPU, --device cuda).
+    Stsa,
 }
 
 impl From<RendererArg> for RendererKind {
@@ -57,7 +59,32 @@ impl From<RendererArg> for RendererKind {
         match r {
             RendererArg::Classic => RendererKind::Classic,
             RendererArg::Passthrough => RendererKind::Passthrough,
+            RendererArg::Stsa => RendererKind::Stsa,
         }
+    }
+}
+
+/// How the mouth is re-rendered: `--renderer` and what the renderer needs.
+#[derive(Args, Debug)]
+pub struct RendererArgs {
+    /// How the mouth is re-rendered.
+    #[arg(long, value_enum, default_value_t = RendererArg::Classic)]
+    renderer: RendererArg,
+    /// The folder with STSA's weights (heatmap_weight.pth, face_weight.pth, wav2vec2-base-960h's
+    /// pytorch_model.bin; see models/README.md), for --renderer stsa. `detw`: deterministic test weights
+    /// (the networks run but draw noise).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Where STSA runs: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+impl RendererArgs {
+    /// Builds the renderer (STSA loads its networks here).
+    pub fn create(&self) -> crate::Result<Box<dyn crate::render::Renderer>> {
+        let options = RendererOptions { weights: self.weights.clone(), device: self.device.clone() };
+        RendererKind::from(self.renderer).create(&options)
     }
 }
 

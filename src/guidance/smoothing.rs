@@ -41,17 +41,22 @@ impl HeatmapFuser {
         let half = (self.t / 2) as i64;
         for (j, h) in heatmaps.iter().enumerate() {
             let offset = j as i64 - half;
-            let w = (-(offset * offset) as f32 / (2.0 * self.sigma * self.sigma)).exp() * confidence.max(0.0);
-            if w <= 0.0 {
-                continue;
-            }
-            let acc =
-                self.frames.entry(centre + offset).or_insert_with(|| Accum { sum: vec![0.0; h.len()], weight: 0.0 });
-            for (s, v) in acc.sum.iter_mut().zip(h) {
-                *s += w * v;
-            }
-            acc.weight += w;
+            self.add(centre + offset, offset, h, confidence);
         }
+    }
+
+    /// One prediction for `frame` (any increasing key, e.g. its pts) made by a window whose centre is
+    /// `offset` frames away.
+    pub fn add(&mut self, frame: i64, offset: i64, heatmap: &[f32], confidence: f32) {
+        let w = (-(offset * offset) as f32 / (2.0 * self.sigma * self.sigma)).exp() * confidence.max(0.0);
+        if w <= 0.0 {
+            return;
+        }
+        let acc = self.frames.entry(frame).or_insert_with(|| Accum { sum: vec![0.0; heatmap.len()], weight: 0.0 });
+        for (s, v) in acc.sum.iter_mut().zip(heatmap) {
+            *s += w * v;
+        }
+        acc.weight += w;
     }
 
     /// The fused heatmap of `frame` from what has arrived (then forgotten, with anything older);

@@ -1,21 +1,27 @@
 //! Renderers: given a frame and its audio window, produce the re-rendered mouth as a [`Patch`] (or nothing).
-//! The engine runs one renderer on its worker thread: [`Classic`] (the default, no trained weights) or
-//! [`Passthrough`].
+//! The engine runs one renderer on its worker thread: [`Classic`] (the default, no trained weights),
+//! [`Stsa`] (STSA's networks, with the user's weights) or [`Passthrough`].
 
 pub mod classic;
 mod passthrough;
+pub mod stsa;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 pub use classic::{Classic, ClassicConfig};
 pub use passthrough::Passthrough;
+pub use stsa::{Stsa, StsaConfig};
 
 use crate::audio::AudioWindow;
 use crate::error::{Error, Result};
 use crate::face::Face;
 use crate::frame::{Patch, VideoFrame};
+
+/// The compute time a renderer's default latency allows for: one frame at 25 fps.
+pub const ONE_FRAME_OF_COMPUTE: u64 = 40_000_000;
 
 /// Everything a renderer gets for one frame.
 #[derive(Debug)]
@@ -80,7 +86,7 @@ pub trait Renderer: Send {
 
     /// The latency this renderer should be given by default: its look-ahead plus a frame of compute.
     fn recommended_latency(&self) -> u64 {
-        self.window().after + 40_000_000
+        self.window().after + ONE_FRAME_OF_COMPUTE
     }
 
     /// Renders one frame.
@@ -110,23 +116,74 @@ pub enum RendererKind {
     Classic,
     /// Frames go through unchanged; the engine's timing still applies.
     Passthrough,
+    /// STSA's networks (wav2vec2, heatmap generator, face renderer): needs the weights files.
+    Stsa,
+}
+
+/// What some renderers need to be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RendererOptions {
+    /// `stsa`: the folder holding the weights (models/README.md), or `detw` for the deterministic test
+    /// weights (the networks run but draw noise: for tests and timing).
+    pub weights: Option<PathBuf>,
+    /// `stsa`: `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+}
+
+impl Default for RendererOptions {
+    fn default() -> Self {
+        RendererOptions { weights: None, device: "cpu".into() }
+    }
 }
 
 impl RendererKind {
-    pub const ALL: [RendererKind; 2] = [RendererKind::Classic, RendererKind::Passthrough];
+    pub const ALL: [RendererKind; 3] = [RendererKind::Classic, RendererKind::Passthrough, RendererKind::Stsa];
 
     pub fn name(self) -> &'static str {
         match self {
             RendererKind::Classic => "classic",
             RendererKind::Passthrough => "passthrough",
+            RendererKind::Stsa => "stsa",
         }
     }
 
-    /// Builds the renderer.
-    pub fn create(self) -> Result<Box<dyn Renderer>> {
+    /// The renderer's audio window and recommended latency, without building it (`stsa` would load
+    /// its networks): what an element shows before it starts.
+    pub fn timing(self) -> Result<(AudioWindow, u64)> {
+        match self {
+            RendererKind::Stsa => {
+                let window = StsaConfig::new(crate::stsa::models::WeightSource::Detw).window();
+                Ok((window, window.after + ONE_FRAME_OF_COMPUTE))
+            }
+            _ => {
+                let r = self.create(&RendererOptions::default())?;
+                Ok((r.window(), r.recommended_latency()))
+            }
+        }
+    }
+
+    /// Builds the renderer; `stsa` loads its networks here, and fails naming a missing file.
+    pub fn create(self, options: &RendererOptions) -> Result<Box<dyn Renderer>> {
         Ok(match self {
             RendererKind::Classic => Box::new(Classic::default()),
             RendererKind::Passthrough => Box::new(Passthrough),
+            RendererKind::Stsa => {
+                let weights = match options.weights.as_deref() {
+                    None => {
+                        return Err(Error::InvalidArgument(
+                            "renderer `stsa` needs its weights: set `weights` to a folder holding \
+                             heatmap_weight.pth, face_weight.pth and wav2vec2-base-960h's pytorch_model.bin \
+                             (models/README.md says where to get them)"
+                                .into(),
+                        ));
+                    }
+                    Some(p) if p.as_os_str() == "detw" => crate::stsa::models::WeightSource::Detw,
+                    Some(p) => crate::stsa::models::WeightSource::Folder(p.to_path_buf()),
+                };
+                let mut config = StsaConfig::new(weights);
+                config.device = options.device.clone();
+                Box::new(Stsa::new(config)?)
+            }
         })
     }
 }
@@ -167,6 +224,13 @@ impl Simulated {
     }
 }
 
+impl Simulated {
+    /// The latency a renderer with `window` and `recommended` latency needs once simulated.
+    pub fn recommended(window: AudioWindow, recommended: u64, delay: Duration, lookahead: u64) -> u64 {
+        recommended + lookahead.saturating_sub(window.after) + delay.as_nanos() as u64
+    }
+}
+
 impl Renderer for Simulated {
     fn name(&self) -> &'static str {
         self.inner.name()
@@ -176,8 +240,7 @@ impl Renderer for Simulated {
         AudioWindow { before: w.before, after: w.after.max(self.lookahead) }
     }
     fn recommended_latency(&self) -> u64 {
-        let extra = self.window().after - self.inner.window().after;
-        self.inner.recommended_latency() + extra + self.delay.as_nanos() as u64
+        Self::recommended(self.inner.window(), self.inner.recommended_latency(), self.delay, self.lookahead)
     }
     fn needs_face(&self) -> bool {
         self.inner.needs_face()

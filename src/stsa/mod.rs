@@ -3,12 +3,13 @@
 //! lacks in [`ops`]), each proven against the original implementation's outputs in `../shared/fixtures`
 //! with the deterministic test weights of [`detw`]; checkpoints are read by [`weights`].
 //!
-//! Not written yet: the streaming `stsa` renderer (window, references, fusion, compositing in a stream).
-//! The operations are compositions of candle ops that candle runs on CUDA, but no GPU has run them yet.
+//! [`models`] loads the three for the streaming `stsa` renderer (`crate::render::stsa`). The operations
+//! are compositions of candle ops that candle runs on CUDA, but no GPU has run them yet.
 
 pub mod detw;
 pub mod face_renderer;
 pub mod heatmap_generator;
+pub mod models;
 pub mod ops;
 pub mod wav2vec2;
 pub mod weights;

@@ -70,6 +70,15 @@ pub struct Classic {
 pub fn snapshot(frame: &VideoFrame, face: &Face) -> Snapshot {
     let (w, h) = (frame.width() as usize, frame.height() as usize);
     let fb = FaceBox::around(&face.landmarks, w, h);
+    let crop = face_crop(frame, &fb);
+    let normalised: Vec<[f32; 2]> = face.landmarks.iter().map(|&p| fb.normalise(p, w, h)).collect();
+    let sketch = sketch::draw(|id| normalised.get(id as usize).copied(), &CONNECTIONS_FULL);
+    let landmarks = normalised.iter().map(|p| [p[0] * CANVAS as f32, p[1] * CANVAS as f32]).collect();
+    Snapshot { crop, heatmap: heatmap::heatmap(&sketch), landmarks }
+}
+
+/// The face box resized to the 128x128 canvas (bilinear, pixel centres, as OpenCV's INTER_LINEAR), RGB.
+pub(crate) fn face_crop(frame: &VideoFrame, fb: &FaceBox) -> Vec<u8> {
     let (bw, bh) = ((fb.x2 - fb.x1).max(1) as f32, (fb.y2 - fb.y1).max(1) as f32);
     let sampler = warp::Sampler::new(frame);
     let mut crop = Vec::with_capacity(CANVAS * CANVAS * 3);
@@ -80,10 +89,16 @@ pub fn snapshot(frame: &VideoFrame, face: &Face) -> Snapshot {
             crop.extend(sampler.bilinear(sx, sy).map(|v| (v + 0.5) as u8));
         }
     }
-    let normalised: Vec<[f32; 2]> = face.landmarks.iter().map(|&p| fb.normalise(p, w, h)).collect();
-    let sketch = sketch::draw(|id| normalised.get(id as usize).copied(), &CONNECTIONS_FULL);
-    let landmarks = normalised.iter().map(|p| [p[0] * CANVAS as f32, p[1] * CANVAS as f32]).collect();
-    Snapshot { crop, heatmap: heatmap::heatmap(&sketch), landmarks }
+    crop
+}
+
+/// What the reference bank compares to notice a changed face: its width and the cheeks' brightness.
+pub(crate) fn appearance(frame: &VideoFrame, face: &Face) -> Appearance {
+    let view = RgbView::new(frame);
+    Appearance {
+        face_size: face.bbox[2] - face.bbox[0],
+        brightness: luma(mean_colour(&view, &face.landmarks, &CHEEKS)),
+    }
 }
 
 /// Mean colour at some landmarks.
@@ -125,12 +140,7 @@ impl Classic {
     /// most closed frame so far until then.
     pub fn learn(&mut self, frame: &VideoFrame, face: &Face) {
         let (w, h) = (frame.width() as usize, frame.height() as usize);
-        let view = RgbView::new(frame);
-        let look = Appearance {
-            face_size: face.bbox[2] - face.bbox[0],
-            brightness: luma(mean_colour(&view, &face.landmarks, &CHEEKS)),
-        };
-        self.bank.offer(frame.pts, lip_openness(&face.landmarks, w, h), look, || snapshot(frame, face));
+        self.bank.offer(frame.pts, lip_openness(&face.landmarks, w, h), appearance(frame, face), || snapshot(frame, face));
         let generation = self.bank.generation();
         match self.bank.references() {
             Some(refs) => {

@@ -9,6 +9,7 @@
 //! `aggregate(timeout=true)` at `next_time + latency` = the deadline of the oldest frame inside, which then
 //! goes out rendered or as the fallback. Non-live, every frame is rendered.
 
+use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ use lipsync::engine::{EngineEvent, Stats, StatsSnapshot};
 use lipsync::face::models::ModelSource;
 use lipsync::render::Simulated;
 use lipsync::{
-    AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, RendererKind, TrackingConfig, VideoFrame,
+    AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, RendererKind, RendererOptions, TrackingConfig,
+    VideoFrame,
 };
 
 use super::{Fallback, Renderer};
@@ -37,6 +39,7 @@ const DEFAULT_AUDIO_TIMEOUT: u64 = 1_000_000_000;
 const DEFAULT_STATS_INTERVAL: u64 = 1_000_000_000;
 const DEFAULT_SIMULATE_DELAY: u64 = 0;
 const DEFAULT_SIMULATE_LOOKAHEAD: u64 = 0;
+const DEFAULT_DEVICE: &str = "cpu";
 /// Renders queued on the worker at once.
 const MAX_IN_FLIGHT: usize = 2;
 /// Audio is handed to the ring in pieces of at most this many samples.
@@ -61,6 +64,8 @@ struct Settings {
     simulate_lookahead: u64,
     track_faces: bool,
     face_models: Option<String>,
+    weights: Option<String>,
+    device: String,
     /// The latency the element chose itself; while `latency` still has this value, renderer changes move
     /// it to the new renderer's recommendation.
     auto_latency: Option<u64>,
@@ -77,6 +82,8 @@ impl Default for Settings {
             simulate_lookahead: DEFAULT_SIMULATE_LOOKAHEAD,
             track_faces: false,
             face_models: None,
+            weights: None,
+            device: DEFAULT_DEVICE.into(),
             auto_latency: None,
         }
     }
@@ -127,8 +134,16 @@ fn layout_from_info(info: &gst_video::VideoInfo) -> Result<FrameLayout, lipsync:
 
 impl Settings {
     fn renderer(&self) -> Result<Box<dyn lipsync::Renderer>, lipsync::Error> {
-        let inner = RendererKind::from(self.renderer).create()?;
+        let options = RendererOptions { weights: self.weights.as_ref().map(PathBuf::from), device: self.device.clone() };
+        let inner = RendererKind::from(self.renderer).create(&options)?;
         Ok(Simulated::wrap(inner, Duration::from_nanos(self.simulate_delay), self.simulate_lookahead))
+    }
+
+    /// The latency the renderer recommends, without building it (STSA would load its networks).
+    fn recommended_latency(&self) -> Option<u64> {
+        let (window, latency) = RendererKind::from(self.renderer).timing().ok()?;
+        let delay = Duration::from_nanos(self.simulate_delay);
+        Some(Simulated::recommended(window, latency, delay, self.simulate_lookahead))
     }
 }
 
@@ -141,8 +156,7 @@ impl LipSync {
     fn update_default_latency(&self) {
         let settings = self.settings();
         let user_chose = settings.auto_latency.is_some_and(|auto| auto != self.own_latency());
-        if !user_chose && let Ok(r) = settings.renderer() {
-            let ns = r.recommended_latency();
+        if !user_chose && let Some(ns) = settings.recommended_latency() {
             self.settings.lock().auto_latency = Some(ns);
             self.obj().set_property("latency", ns);
         }
@@ -422,6 +436,17 @@ impl ObjectImpl for LipSync {
                     .blurb("The mediapipe 0.10.21 wheel or a folder with its face .tflite files (default: $LIPSYNC_MEDIAPIPE, else ~/.cache/lipsync)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("weights")
+                    .nick("STSA weights")
+                    .blurb("renderer=stsa: the folder with heatmap_weight.pth, face_weight.pth and wav2vec2-base-960h's pytorch_model.bin (see models/README.md); `detw`: deterministic test weights that draw noise")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("device")
+                    .nick("Device")
+                    .blurb("renderer=stsa: where the networks run: cpu, cuda or cuda:N (cuda needs the plugin built with --features cuda)")
+                    .default_value(Some(DEFAULT_DEVICE))
+                    .mutable_ready()
+                    .build(),
                 counter("frames-in", "Frames in", "Video frames received"),
                 counter("frames-rendered", "Frames rendered", "Frames sent with the renderer's result"),
                 counter("frames-late", "Frames late", "Frames whose render was not ready by their deadline"),
@@ -447,6 +472,11 @@ impl ObjectImpl for LipSync {
             "stats-interval" => settings.stats_interval = value.get().expect("type checked upstream"),
             "track-faces" => settings.track_faces = value.get().expect("type checked upstream"),
             "face-models" => settings.face_models = value.get().expect("type checked upstream"),
+            "weights" => settings.weights = value.get().expect("type checked upstream"),
+            "device" => {
+                let device: Option<String> = value.get().expect("type checked upstream");
+                settings.device = device.unwrap_or_else(|| DEFAULT_DEVICE.into());
+            }
             "simulate-delay" => {
                 settings.simulate_delay = value.get().expect("type checked upstream");
                 drop(settings);
@@ -470,6 +500,8 @@ impl ObjectImpl for LipSync {
             "stats-interval" => self.settings.lock().stats_interval.to_value(),
             "track-faces" => self.settings.lock().track_faces.to_value(),
             "face-models" => self.settings.lock().face_models.to_value(),
+            "weights" => self.settings.lock().weights.to_value(),
+            "device" => self.settings.lock().device.to_value(),
             "simulate-delay" => self.settings.lock().simulate_delay.to_value(),
             "simulate-lookahead" => self.settings.lock().simulate_lookahead.to_value(),
             "frames-in" => snapshot().frames_in.to_value(),

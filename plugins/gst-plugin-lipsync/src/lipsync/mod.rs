@@ -23,6 +23,11 @@ pub enum Renderer {
         nick = "classic"
     )]
     Classic = 1,
+    #[enum_value(
+        name = "STSA: the trained networks (needs the weights property; real time on a GPU, device=cuda)",
+        nick = "stsa"
+    )]
+    Stsa = 2,
 }
 
 impl From<Renderer> for lipsync::RendererKind {
@@ -30,6 +35,7 @@ impl From<Renderer> for lipsync::RendererKind {
         match r {
             Renderer::Passthrough => lipsync::RendererKind::Passthrough,
             Renderer::Classic => lipsync::RendererKind::Classic,
+            Renderer::Stsa => lipsync::RendererKind::Stsa,
         }
     }
 }
