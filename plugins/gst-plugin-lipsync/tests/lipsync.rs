@@ -546,3 +546,32 @@ fn missing_face_models_stop_the_element_with_a_clear_error() {
     assert!(text.contains("/nonexistent/mediapipe.whl"), "the error names the file: {text}");
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn stsa_without_weights_refuses_to_start_naming_the_file() {
+    init();
+    let dir = std::env::temp_dir().join(format!("lipsync-element-weights-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=5 ! lipsync name=l renderer=stsa weights={} ! fakesink \
+         audiotestsrc num-buffers=5 ! audioconvert ! audioresample ! l.audio_sink",
+        dir.display()
+    ))
+    .unwrap();
+    let l = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("l").unwrap();
+    // The default latency follows STSA's look-ahead (205 ms of chunks + 200 ms of wav2vec2 context) plus a
+    // frame of compute, without loading anything.
+    assert_eq!(l.property::<u64>("latency"), 445_000_000);
+    assert_eq!(l.property::<String>("device"), "cpu");
+    assert!(pipeline.set_state(gst::State::Playing).is_err(), "the element refuses to start");
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(e) = msg.view() else { unreachable!() };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    assert!(text.contains("heatmap_weight.pth") && text.contains("models/README.md"), "{text}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
