@@ -171,3 +171,33 @@ fn weights_inspect_names_the_network_a_checkpoint_fits_and_convert_writes_safete
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/face_weight.pth"));
 }
+
+#[test]
+fn dub_with_stsa_without_weights_fails_naming_what_to_get() {
+    let out = lipsync()
+        .args(["dub", "--renderer", "stsa", "--face"])
+        .arg(media("astronaut.png"))
+        .arg("--audio")
+        .arg(media("speech_16k.wav"))
+        .arg("-o")
+        .arg(tmp("stsa.mp4"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("needs its weights") && stderr.contains("models/README.md"), "{stderr}");
+    let out = lipsync()
+        .args(["dub", "--renderer", "stsa", "--weights"])
+        .arg(std::env::temp_dir())
+        .arg("--face")
+        .arg(media("astronaut.png"))
+        .arg("--audio")
+        .arg(media("speech_16k.wav"))
+        .arg("-o")
+        .arg(tmp("stsa.mp4"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("heatmap_weight.pth"), "{stderr}");
+}
