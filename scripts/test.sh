@@ -8,5 +8,7 @@ export GST_REGISTRY="${TMPDIR:-/tmp}/lipsync-gst-registry-$$.bin"
 # The benchmarks and examples must keep compiling; the benchmarks run with `cargo bench`.
 cargo test --workspace --benches --no-run --quiet
 cargo build --workspace --examples --quiet
+# The `cuda` feature must keep compiling (no GPU here: nvcc from PyPI, kernels to PTX, no linking).
+scripts/check-cuda.sh --quiet
 cargo test --workspace --lib --bins --tests "$@"
 cargo test --workspace --doc "$@"
