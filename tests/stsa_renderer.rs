@@ -91,7 +91,7 @@ fn without_weights_the_renderer_says_which_file_is_missing() {
     let e = RendererKind::Stsa.create(&options).err().expect("empty folder");
     assert!(e.to_string().contains("heatmap_weight.pth") && e.to_string().contains("models/README.md"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
-    let options = RendererOptions { weights: Some("detw".into()), device: "tpu".into() };
+    let options = RendererOptions { weights: Some("detw".into()), device: "tpu".into(), ..Default::default() };
     let e = RendererKind::Stsa.create(&options).err().expect("unknown device");
     assert!(e.to_string().contains("cpu, cuda or cuda:N"), "{e}");
 }

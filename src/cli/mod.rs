@@ -78,12 +78,19 @@ pub struct RendererArgs {
     /// Where STSA runs: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// STSA's precision: f32 (exact), f16 or bf16 (half the memory; faster on a GPU).
+    #[arg(long, default_value = "f32")]
+    precision: String,
 }
 
 impl RendererArgs {
     /// Builds the renderer (STSA loads its networks here).
     pub fn create(&self) -> crate::Result<Box<dyn crate::render::Renderer>> {
-        let options = RendererOptions { weights: self.weights.clone(), device: self.device.clone() };
+        let options = RendererOptions {
+            weights: self.weights.clone(),
+            device: self.device.clone(),
+            precision: self.precision.clone(),
+        };
         RendererKind::from(self.renderer).create(&options)
     }
 }

@@ -128,11 +128,13 @@ pub struct RendererOptions {
     pub weights: Option<PathBuf>,
     /// `stsa`: `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `stsa`: `f32`, `f16` or `bf16`.
+    pub precision: String,
 }
 
 impl Default for RendererOptions {
     fn default() -> Self {
-        RendererOptions { weights: None, device: "cpu".into() }
+        RendererOptions { weights: None, device: "cpu".into(), precision: "f32".into() }
     }
 }
 
@@ -182,6 +184,7 @@ impl RendererKind {
                 };
                 let mut config = StsaConfig::new(weights);
                 config.device = options.device.clone();
+                config.precision = options.precision.clone();
                 Box::new(Stsa::new(config)?)
             }
         })

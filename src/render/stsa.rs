@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::classic::{appearance, face_crop, snapshot};
 use super::{FrameContext, RenderJob, Rendered, Renderer};
@@ -29,7 +29,7 @@ use crate::guidance::references::{BankConfig, Reference, ReferenceBank, lip_open
 use crate::guidance::smoothing::HeatmapFuser;
 use crate::guidance::{CANVAS, heatmap, sketch};
 use crate::stsa::face_renderer;
-use crate::stsa::models::{Models, WeightSource, parse_device};
+use crate::stsa::models::{Models, WeightSource, parse_device, parse_dtype};
 use crate::stsa::wav2vec2::ROW_STRIDE;
 
 const MS: u64 = 1_000_000;
@@ -49,6 +49,8 @@ pub struct StsaConfig {
     pub weights: WeightSource,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `f32`, `f16` or `bf16`.
+    pub precision: String,
     /// How the reference bank enrols the person.
     pub bank: BankConfig,
     /// Audio wav2vec2 sees before the window (ns, a multiple of 20 ms): its context.
@@ -65,6 +67,7 @@ impl StsaConfig {
         StsaConfig {
             weights,
             device: "cpu".into(),
+            precision: "f32".into(),
             bank: BankConfig::default(),
             history: 1000 * MS,
             lookahead: 200 * MS,
@@ -141,7 +144,8 @@ impl Stsa {
             )));
         }
         let device = parse_device(&config.device)?;
-        let models = Models::load(&config.weights, &device)?;
+        let dtype = parse_dtype(&config.precision)?;
+        let models = Models::load(&config.weights, &device, dtype)?;
         Ok(Stsa {
             bank: ReferenceBank::new(config.bank),
             config,
@@ -155,6 +159,11 @@ impl Stsa {
 
     fn device(&self) -> &Device {
         &self.models.device
+    }
+
+    /// A tensor of f32 values on the networks' device, in their dtype.
+    fn input(&self, values: Vec<f32>, shape: impl Into<candle_core::Shape>) -> Result<Tensor> {
+        Ok(Tensor::from_vec(values, shape, self.device())?.to_dtype(self.models.dtype)?)
     }
 
     /// Re-encodes the references when the bank's changed: once per fixed set, and while enrolling each
@@ -172,7 +181,6 @@ impl Stsa {
             return Ok(());
         }
         let _span = tracing::debug_span!("stsa_references", generation = key.0).entered();
-        let dev = self.device().clone();
         let n = refs.len();
         let plane = CANVAS * CANVAS;
         let mut heatmaps = Vec::with_capacity(n * plane);
@@ -181,12 +189,13 @@ impl Stsa {
             heatmaps.extend_from_slice(&r.heatmap);
             images.extend(bgr_planes(&r.crop));
         }
-        let tokens = self.models.generator.reference_tokens(&Tensor::from_vec(heatmaps, (1, n, 1, CANVAS, CANVAS), &dev)?)?;
-        let images = Tensor::from_vec(images, (1, n, 3, CANVAS, CANVAS), &dev)?;
+        let tokens = self.models.generator.reference_tokens(&self.input(heatmaps, (1, n, 1, CANVAS, CANVAS))?)?;
+        let images = self.input(images, (1, n, 3, CANVAS, CANVAS))?;
         // As the original's inference: every reference image is paired with the most open reference's
         // heatmap, repeated over the three channels (SPEC.md 1.5, the stale-variable quirk).
         let last = &refs[n - 1].heatmap;
-        let ref_heatmaps = Tensor::from_slice(last, (1, 1, 1, CANVAS, CANVAS), &dev)?.broadcast_as((1, n, 3, CANVAS, CANVAS))?.contiguous()?;
+        let ref_heatmaps =
+            self.input(last.clone(), (1, 1, 1, CANVAS, CANVAS))?.broadcast_as((1, n, 3, CANVAS, CANVAS))?.contiguous()?;
         let renderer = self.models.renderer.references(&images, &ref_heatmaps)?;
         self.references = Some(CachedReferences { key, tokens, renderer });
         Ok(())
@@ -198,7 +207,7 @@ impl Stsa {
             let fb = FaceBox::around(&face.landmarks, width, height);
             let normalised: Vec<[f32; 2]> = face.landmarks.iter().map(|&p| fb.normalise(p, width, height)).collect();
             let sketch = sketch::draw(|id| normalised.get(id as usize).copied(), &CONNECTIONS_POSE);
-            let heatmap = Tensor::from_vec(heatmap::heatmap(&sketch), (1, 1, CANVAS, CANVAS), self.device())?;
+            let heatmap = self.input(heatmap::heatmap(&sketch), (1, 1, CANVAS, CANVAS))?;
             let embedding = self.models.generator.embed_pose(&heatmap)?;
             self.poses.insert(pts, Pose { heatmap, embedding });
         }
@@ -211,7 +220,7 @@ impl Stsa {
         let (mean, inv) = self.stats.update(start, job.audio);
         let normalised: Vec<f32> = job.audio.iter().map(|&x| ((x as f64 - mean) * inv) as f32).collect();
         let len = normalised.len();
-        let input = Tensor::from_vec(normalised, (1, len), self.device())?;
+        let input = self.input(normalised, (1, len))?;
         let features = self.models.wav2vec2.forward(&input)?;
         let first = (self.config.history / (ROW_STRIDE as u64 * NS_PER_SAMPLE)) as usize;
         let rows = features.dim(1)?;
@@ -280,7 +289,6 @@ impl Renderer for Stsa {
         if self.references.is_none() {
             return Ok(Rendered::Unchanged);
         }
-        let dev = self.device().clone();
         // Pose heatmaps of the window.
         let slots = window_faces(job, face);
         self.poses.retain(|&pts, _| pts >= slots[0].0);
@@ -298,7 +306,7 @@ impl Renderer for Stsa {
         let audio_emb = self.models.generator.embed_audio(&chunks)?;
         let decode = if self.config.fuse { HALF..T } else { HALF..HALF + 1 };
         let predicted = self.models.generator.heatmaps(&refs.tokens, &audio_emb, &pose_embs, &pose_maps, decode.clone())?;
-        let predicted = predicted.to_device(&Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?;
+        let predicted = predicted.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?;
         for (j, heatmap) in decode.zip(&predicted) {
             let (pts, _, real) = slots[j];
             if real {
@@ -306,13 +314,13 @@ impl Renderer for Stsa {
             }
         }
         let driving = self.fuser.take(job.frame.pts as i64).unwrap_or_else(|| predicted[0].iter().map(|v| v.min(1.0)).collect());
-        let driving = Tensor::from_vec(driving, (1, 1, CANVAS, CANVAS), &dev)?.broadcast_as((1, 3, CANVAS, CANVAS))?.contiguous()?;
+        let driving = self.input(driving, (1, 1, CANVAS, CANVAS))?.broadcast_as((1, 3, CANVAS, CANVAS))?.contiguous()?;
         // The face.
         let fb = FaceBox::around(&face.landmarks, w, h);
-        let source = Tensor::from_iter(bgr_planes(&face_crop(job.frame, &fb)), &dev)?.reshape((1, 3, CANVAS, CANVAS))?;
+        let source = self.input(bgr_planes(&face_crop(job.frame, &fb)).collect(), (1, 3, CANVAS, CANVAS))?;
         let audio = chunks.narrow(0, HALF, 1)?;
         let out = self.models.renderer.render(&refs.renderer, &source, &driving, &audio)?;
-        let out = out.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let out = out.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
         // BGR planes in 0..1 to RGB bytes, truncated as the original's `uint8(output * 255)`.
         let plane = CANVAS * CANVAS;
         let mut rgb = vec![0u8; 3 * plane];

@@ -204,7 +204,10 @@ struct AdaAt {
 }
 
 impl AdaAt {
+    /// The heads are kept in f32 whatever the model's dtype: they place the sampling positions, where
+    /// half precision's rounding moves whole features (and they are tiny).
     fn load(c: usize, vb: VarBuilder) -> Result<Self> {
+        let vb = vb.set_dtype(candle_core::DType::F32);
         Ok(AdaAt {
             commn: candle_nn::linear(256, 256, vb.pp("commn_linear.0"))?,
             scale: candle_nn::linear(256, c, vb.pp("scale.0"))?,
@@ -214,7 +217,7 @@ impl AdaAt {
     }
 
     fn forward(&self, x: &Tensor, code: &Tensor) -> Result<Tensor> {
-        let q = self.commn.forward(code)?.relu()?;
+        let q = self.commn.forward(&code.to_dtype(candle_core::DType::F32)?)?.relu()?;
         let scale = (candle_nn::ops::sigmoid(&self.scale.forward(&q)?)? * 2.0)?;
         let angle = (self.rotation.forward(&q)?.tanh()? * 3.14159)?;
         let t = self.translation.forward(&q)?.tanh()?;
@@ -231,6 +234,8 @@ fn flow_to_deformation(flow: &Tensor) -> Result<Tensor> {
     let ys: Vec<f32> = (0..h).map(|i| 2.0 * (i as f32 / (h - 1) as f32) - 1.0).collect();
     let gx = Tensor::new(xs.as_slice(), dev)?.reshape((1, 1, w))?.broadcast_as((b, h, w))?;
     let gy = Tensor::new(ys.as_slice(), dev)?.reshape((1, h, 1))?.broadcast_as((b, h, w))?;
+    // In f32 whatever the dtype: these are sampling positions.
+    let flow = flow.to_dtype(candle_core::DType::F32)?;
     let fx = (flow.narrow(1, 0, 1)?.squeeze(1)? * (2.0 / (w - 1) as f64))?;
     let fy = (flow.narrow(1, 1, 1)?.squeeze(1)? * (2.0 / (h - 1) as f64))?;
     Ok(Tensor::stack(&[(gx + fx)?, (gy + fy)?], 3)?)

@@ -314,7 +314,7 @@ impl HeatmapGenerator {
             lip_encoder: Stack::load(&HEATMAP, true, vb.pp("lip_encoder"))?,
             jaw_encoder: Stack::load(&HEATMAP, true, vb.pp("jaw_encoder"))?,
             norm: candle_nn::layer_norm(d, 1e-5, vb.pp("Norm"))?,
-            pe: positional_table(cfg.t, d, vb.device())?,
+            pe: positional_table(cfg.t, d, vb.device())?.to_dtype(vb.dtype())?,
             modality: ft.get((4, d), "modality.weight")?,
             layers: (0..cfg.nlayers)
                 .map(|i| TransformerLayer::load(cfg, ft.pp(format!("transformer_encoder.layers.{i}"))))

@@ -85,6 +85,16 @@ pub fn parse_device(name: &str) -> Result<Device> {
     Device::new_cuda(ordinal).map_err(|e| Error::InvalidArgument(format!("device `{name}`: {e}")))
 }
 
+/// Parses a precision: `f32` (exact, the default), `f16` or `bf16` (half the memory; on a GPU, faster).
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "bf16" => Ok(DType::BF16),
+        _ => Err(Error::InvalidArgument(format!("unknown precision `{name}`: use f32, f16 or bf16"))),
+    }
+}
+
 /// The weights one network reads, checked, on `device`: generated (`path` = `None`) or from a
 /// checkpoint (with the tensors under `prefix.` when given).
 pub fn network_weights(
@@ -115,18 +125,19 @@ pub struct Models {
     pub generator: HeatmapGenerator,
     pub renderer: FaceRenderer,
     pub device: Device,
+    /// The networks' weights and activations (samplers and norm statistics run in f32 whatever this is).
+    pub dtype: DType,
 }
 
 impl Models {
-    /// Loads the networks from `source` onto `device` (f32). With a folder, every file is located first,
-    /// so a missing one is reported before anything heavy is read.
-    pub fn load(source: &WeightSource, device: &Device) -> Result<Self> {
+    /// Loads the networks from `source` onto `device` in `dtype`. With a folder, every file is located
+    /// first, so a missing one is reported before anything heavy is read.
+    pub fn load(source: &WeightSource, device: &Device, dtype: DType) -> Result<Self> {
         let _span = tracing::info_span!("stsa_load").entered();
         let paths: [Option<PathBuf>; 3] = match source {
             WeightSource::Detw => [None, None, None],
             WeightSource::Folder(folder) => [Some(find(folder, 0)?), Some(find(folder, 1)?), Some(find(folder, 2)?)],
         };
-        let dtype = DType::F32;
         let hg = heatmap_generator::Config::default();
         let w2v = wav2vec2::Config::base_960h();
         let vb = network_weights(paths[0].as_deref(), None, |vb| HeatmapGenerator::load(&hg, vb).map(drop), dtype, device)?;
@@ -141,7 +152,7 @@ impl Models {
             device,
         )?;
         let wav2vec2 = Wav2Vec2::load(&w2v, vb)?;
-        Ok(Models { wav2vec2, generator, renderer, device: device.clone() })
+        Ok(Models { wav2vec2, generator, renderer, device: device.clone(), dtype })
     }
 }
 
@@ -153,14 +164,14 @@ mod tests {
     fn a_missing_file_is_named_with_where_to_get_it() {
         let dir = std::env::temp_dir().join(format!("lipsync-weights-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let e = Models::load(&WeightSource::Folder(dir.clone()), &Device::Cpu).err().expect("empty folder");
+        let e = Models::load(&WeightSource::Folder(dir.clone()), &Device::Cpu, DType::F32).err().expect("empty folder");
         let msg = e.to_string();
         assert!(msg.contains("heatmap_weight.pth") && msg.contains("SCAILab-USTC/STSA"), "{msg}");
-        let e = Models::load(&WeightSource::Folder(dir.join("nope")), &Device::Cpu).err().unwrap();
+        let e = Models::load(&WeightSource::Folder(dir.join("nope")), &Device::Cpu, DType::F32).err().unwrap();
         assert!(e.to_string().contains("does not exist"), "{e}");
         // A file that is not a checkpoint is refused by name.
         std::fs::write(dir.join("heatmap_weight.pth"), b"not a checkpoint").unwrap();
-        let e = Models::load(&WeightSource::Folder(dir.clone()), &Device::Cpu).err().unwrap();
+        let e = Models::load(&WeightSource::Folder(dir.clone()), &Device::Cpu, DType::F32).err().unwrap();
         assert!(e.to_string().contains("face_weight.pth"), "the face renderer's file is looked for first: {e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -169,6 +180,8 @@ mod tests {
     fn devices_parse_and_cuda_needs_the_feature() {
         assert!(matches!(parse_device("cpu"), Ok(Device::Cpu)));
         assert!(parse_device("gpu").unwrap_err().to_string().contains("cpu, cuda or cuda:N"));
+        assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
+        assert!(parse_dtype("f8").unwrap_err().to_string().contains("f32, f16 or bf16"));
         if !cfg!(feature = "cuda") {
             assert!(parse_device("cuda:0").unwrap_err().to_string().contains("--features cuda"));
         }

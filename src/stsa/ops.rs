@@ -12,10 +12,12 @@ use crate::error::Result;
 
 /// `F.instance_norm` without affine parameters: per sample and channel over H×W, biased variance.
 pub fn instance_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+    // Statistics in f32 whatever the dtype: f16 sums of squares over a plane overflow.
+    let (dtype, x) = (x.dtype(), x.to_dtype(DType::F32)?);
     let mean = x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
     let centred = x.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
-    Ok(centred.broadcast_div(&(var + eps)?.sqrt()?)?)
+    Ok(centred.broadcast_div(&(var + eps)?.sqrt()?)?.to_dtype(dtype)?)
 }
 
 /// `F.interpolate(mode="nearest")` of (N, C, H, W) to (h, w): source index `floor(dst * in / out)`.
@@ -104,6 +106,7 @@ pub fn grid_sample(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
             input.dims()
         )));
     }
+    let dtype = input.dtype();
     let input = input.to_dtype(DType::F32)?;
     let g = grid.to_dtype(DType::F32)?.reshape((n, ho * wo, 2))?;
     let x = pixels(&g.narrow(2, 0, 1)?.squeeze(2)?, w)?;
@@ -118,7 +121,7 @@ pub fn grid_sample(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
             None => term,
         });
     }
-    Ok(out.expect("four taps").reshape((n, c, ho, wo))?)
+    Ok(out.expect("four taps").reshape((n, c, ho, wo))?.to_dtype(dtype)?)
 }
 
 /// AdaAT's sampling: `F.grid_sample(feat.unsqueeze(1), grid)` in 5-D (trilinear, zeros, align_corners=False)

@@ -40,6 +40,7 @@ const DEFAULT_STATS_INTERVAL: u64 = 1_000_000_000;
 const DEFAULT_SIMULATE_DELAY: u64 = 0;
 const DEFAULT_SIMULATE_LOOKAHEAD: u64 = 0;
 const DEFAULT_DEVICE: &str = "cpu";
+const DEFAULT_PRECISION: &str = "f32";
 /// Renders queued on the worker at once.
 const MAX_IN_FLIGHT: usize = 2;
 /// Audio is handed to the ring in pieces of at most this many samples.
@@ -66,6 +67,7 @@ struct Settings {
     face_models: Option<String>,
     weights: Option<String>,
     device: String,
+    precision: String,
     /// The latency the element chose itself; while `latency` still has this value, renderer changes move
     /// it to the new renderer's recommendation.
     auto_latency: Option<u64>,
@@ -84,6 +86,7 @@ impl Default for Settings {
             face_models: None,
             weights: None,
             device: DEFAULT_DEVICE.into(),
+            precision: DEFAULT_PRECISION.into(),
             auto_latency: None,
         }
     }
@@ -134,7 +137,11 @@ fn layout_from_info(info: &gst_video::VideoInfo) -> Result<FrameLayout, lipsync:
 
 impl Settings {
     fn renderer(&self) -> Result<Box<dyn lipsync::Renderer>, lipsync::Error> {
-        let options = RendererOptions { weights: self.weights.as_ref().map(PathBuf::from), device: self.device.clone() };
+        let options = RendererOptions {
+            weights: self.weights.as_ref().map(PathBuf::from),
+            device: self.device.clone(),
+            precision: self.precision.clone(),
+        };
         let inner = RendererKind::from(self.renderer).create(&options)?;
         Ok(Simulated::wrap(inner, Duration::from_nanos(self.simulate_delay), self.simulate_lookahead))
     }
@@ -447,6 +454,12 @@ impl ObjectImpl for LipSync {
                     .default_value(Some(DEFAULT_DEVICE))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("precision")
+                    .nick("Precision")
+                    .blurb("renderer=stsa: f32 (exact), f16 or bf16 (half the memory; faster on a GPU)")
+                    .default_value(Some(DEFAULT_PRECISION))
+                    .mutable_ready()
+                    .build(),
                 counter("frames-in", "Frames in", "Video frames received"),
                 counter("frames-rendered", "Frames rendered", "Frames sent with the renderer's result"),
                 counter("frames-late", "Frames late", "Frames whose render was not ready by their deadline"),
@@ -477,6 +490,10 @@ impl ObjectImpl for LipSync {
                 let device: Option<String> = value.get().expect("type checked upstream");
                 settings.device = device.unwrap_or_else(|| DEFAULT_DEVICE.into());
             }
+            "precision" => {
+                let precision: Option<String> = value.get().expect("type checked upstream");
+                settings.precision = precision.unwrap_or_else(|| DEFAULT_PRECISION.into());
+            }
             "simulate-delay" => {
                 settings.simulate_delay = value.get().expect("type checked upstream");
                 drop(settings);
@@ -502,6 +519,7 @@ impl ObjectImpl for LipSync {
             "face-models" => self.settings.lock().face_models.to_value(),
             "weights" => self.settings.lock().weights.to_value(),
             "device" => self.settings.lock().device.to_value(),
+            "precision" => self.settings.lock().precision.to_value(),
             "simulate-delay" => self.settings.lock().simulate_delay.to_value(),
             "simulate-lookahead" => self.settings.lock().simulate_lookahead.to_value(),
             "frames-in" => snapshot().frames_in.to_value(),
