@@ -137,7 +137,7 @@ pub struct Stsa {
 impl Stsa {
     /// Loads the networks: an error names a missing or wrong weights file and where to get it.
     pub fn new(config: StsaConfig) -> Result<Self> {
-        if config.history % (20 * MS) != 0 {
+        if !config.history.is_multiple_of(20 * MS) {
             return Err(Error::InvalidArgument(format!(
                 "stsa history {} ms: must be a multiple of 20 ms (one wav2vec2 row)",
                 config.history / MS

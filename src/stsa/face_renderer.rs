@@ -195,6 +195,10 @@ impl<L: Modulation> Modulated<L> {
     }
 }
 
+/// The original writes π as 3.14159 in AdaAT's rotation.
+#[allow(clippy::approx_constant)]
+const ORIGINAL_PI: f64 = 3.14159;
+
 /// `AdaAT`: a per-channel scale, rotation and translation predicted from the code, applied by sampling.
 struct AdaAt {
     commn: Linear,
@@ -219,7 +223,7 @@ impl AdaAt {
     fn forward(&self, x: &Tensor, code: &Tensor) -> Result<Tensor> {
         let q = self.commn.forward(&code.to_dtype(candle_core::DType::F32)?)?.relu()?;
         let scale = (candle_nn::ops::sigmoid(&self.scale.forward(&q)?)? * 2.0)?;
-        let angle = (self.rotation.forward(&q)?.tanh()? * 3.14159)?;
+        let angle = (self.rotation.forward(&q)?.tanh()? * ORIGINAL_PI)?;
         let t = self.translation.forward(&q)?.tanh()?;
         let (b, c) = (x.dim(0)?, x.dim(1)?);
         adaat_sample(x, &scale, &angle, &t.reshape((b, c, 2))?)
