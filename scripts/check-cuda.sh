@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/lipsync"
 venv="$cache/cuda-13.4-venv"
-if [ ! -x "$venv/bin/nvcc-ok" ]; then
+if [ ! -f "$venv/bin/nvcc-ok" ]; then
     echo "check-cuda: installing nvcc and the CUDA headers from PyPI (cuda-toolkit 13.4.3, about 130 MB)"
     python3 -m venv "$venv"
     # cudarc 0.19 (candle 0.11) accepts CUDA 11.4 to 13.4: pinned.

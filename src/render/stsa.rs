@@ -10,8 +10,11 @@
 //!    predictions for frame k ([`HeatmapFuser`]) and renders the lower face at 128x128;
 //! 5. pastes it back through the face-contour mask ([`face_patch`]).
 //!
-//! The networks see BGR in 0..1 as in the original. Frames before the first reference, or whose
-//! neighbours have no face, still render: missing window frames repeat the nearest one that has a face.
+//! The networks see BGR in 0..1 as in the original. Rendering starts with the first frame: until the
+//! bank's enrolment ends, its provisional picks among the frames so far serve as the references. Window
+//! frames that do not exist (stream start or end) or have no face repeat the nearest one that has, as the
+//! original repeats frame 0 before the start; audio before the stream is silence (the original uses
+//! zero features there).
 
 use std::collections::BTreeMap;
 
