@@ -87,6 +87,12 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     let clock = LiveClock::new()?;
     let renderer = args.renderer.create()?;
     let kind = renderer.name();
+    if args.renderer.is_stsa_on_cpu() {
+        eprintln!(
+            "warning: --renderer stsa on the CPU takes seconds per frame: live frames will go out as the fallback; \
+             use --device cuda:0 (built with --features cuda) or --renderer classic"
+        );
+    }
     // The budget must cover the audio's own delay too: a frame's audio reaches the ring that much after
     // the time it is stamped with.
     let recommended = renderer.recommended_latency() + audio_delay(&args.audio)?;

@@ -84,6 +84,11 @@ pub struct RendererArgs {
 }
 
 impl RendererArgs {
+    /// STSA on the CPU: seconds per frame, so never live.
+    pub fn is_stsa_on_cpu(&self) -> bool {
+        matches!(self.renderer, RendererArg::Stsa) && self.device == "cpu"
+    }
+
     /// Builds the renderer (STSA loads its networks here).
     pub fn create(&self) -> crate::Result<Box<dyn crate::render::Renderer>> {
         let options = RendererOptions {

@@ -575,3 +575,37 @@ fn stsa_without_weights_refuses_to_start_naming_the_file() {
     pipeline.set_state(gst::State::Null).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn stsa_on_the_cpu_warns_and_runs_a_stream_to_the_end() {
+    init();
+    // Test weights; the test pattern has no face, so frames pass through and the stream ends quickly.
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=3 ! video/x-raw,width=160,height=120,framerate=25/1 ! \
+         lipsync name=l renderer=stsa weights=detw ! fakesink name=sink \
+         audiotestsrc num-buffers=5 ! audioconvert ! audioresample ! l.audio_sink",
+    )
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut warned = false;
+    loop {
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(120),
+                &[gst::MessageType::Error, gst::MessageType::Eos, gst::MessageType::Warning],
+            )
+            .expect("the stream ends");
+        match msg.view() {
+            gst::MessageView::Warning(w) => warned |= w.error().to_string().contains("takes seconds per frame"),
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+            _ => unreachable!(),
+        }
+    }
+    assert!(warned, "a warning says STSA is not live on a CPU");
+    let l = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("l").unwrap();
+    assert_eq!(l.property::<u64>("frames-in"), 3);
+    assert_eq!(l.property::<u64>("frames-no-face"), 3);
+    pipeline.set_state(gst::State::Null).unwrap();
+}

@@ -649,6 +649,13 @@ impl AggregatorImpl for LipSync {
                 )
             );
         }
+        if settings.renderer == Renderer::Stsa && settings.device == "cpu" {
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Failed,
+                ("renderer=stsa on the CPU takes seconds per frame: in a live pipeline frames go out as the fallback; use device=cuda:0 (plugin built with --features cuda), or renderer=classic")
+            );
+        }
         *self.stats.lock() = engine.stats().clone();
         self.state.lock().stream =
             Some(Stream { engine, audio, layout: None, last_video_rt: None, samples: Vec::new(), next_stats_at: None });
