@@ -365,6 +365,41 @@ mod tests {
         assert_eq!(s.n, 10.0);
     }
 
+    /// When the window is the whole clip (a frame whose window starts at 0 and ends with the audio), the
+    /// running normalisation is the original's whole-clip one, so the five chunks must be exactly the
+    /// original's rows `[2j - 4, 2j + 6)` of the whole clip's features for frames j = k-2..k+2.
+    #[test]
+    fn chunks_are_the_originals_rows_when_the_window_is_the_whole_clip() {
+        use crate::frame::VideoFrame;
+        use crate::stsa::wav2vec2::normalise;
+        let mut config = StsaConfig::new(WeightSource::Detw);
+        config.history = 40 * MS;
+        config.lookahead = 195 * MS;
+        let mut stsa = Stsa::new(config).unwrap();
+        let window = stsa.window();
+        let k = 5u64; // pts 200 ms = window.before: the window starts at 0
+        assert_eq!(window.before, k * 40 * MS);
+        let n = window.samples();
+        let tau = std::f32::consts::TAU;
+        let audio: Vec<f32> = (0..n)
+            .map(|i| {
+                let t = i as f32 / 16_000.0;
+                0.3 * (tau * 220.0 * t).sin() + 0.1 * (tau * 1370.0 * t).sin() * (tau * 3.0 * t).cos()
+            })
+            .collect();
+        let frame = VideoFrame::from_vec(crate::frame::PixelFormat::Rgba, 2, 2, vec![0; 16], k * 40 * MS).unwrap();
+        let job = RenderJob { frame: &frame, audio: &audio, audio_missing: 0, face: None, context: &[] };
+        let chunks = stsa.chunks(&job).unwrap();
+        let input = Tensor::from_vec(normalise(&audio), (1, n), &Device::Cpu).unwrap();
+        let whole = stsa.models.wav2vec2.forward(&input).unwrap().squeeze(0).unwrap();
+        for (o, j) in (k as usize - HALF..=k as usize + HALF).enumerate() {
+            let want = whole.narrow(0, 2 * j - 4, CHUNK_ROWS).unwrap().t().unwrap();
+            let got = chunks.get(o).unwrap();
+            let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(d < 1e-5, "chunk of frame {j}: max |diff| {d}");
+        }
+    }
+
     #[test]
     fn bgr_planes_reorder_and_scale() {
         let rgb = [255u8, 0, 51].repeat(CANVAS * CANVAS);
