@@ -25,17 +25,19 @@ fn keys() -> Vec<(String, Vec<usize>)> {
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
+    (cpu(a) - cpu(b)).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 #[test]
 fn matches_the_original_on_every_intermediate() {
     let fx =
-        candle_core::safetensors::load(shared("fixtures/stsa/face_renderer_detw.safetensors"), &Device::Cpu).unwrap();
+        candle_core::safetensors::load(shared("fixtures/stsa/face_renderer_detw.safetensors"), &common::test_device())
+            .unwrap();
     let keys = keys();
     assert!(keys.len() > 500, "{} keys", keys.len());
     let weights = detw::generate(&keys, &Device::Cpu).unwrap();
-    let model = FaceRenderer::load(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap();
+    let model = FaceRenderer::load(VarBuilder::from_tensors(weights, DType::F32, &common::test_device())).unwrap();
     let mut worst: Vec<(String, f32)> = Vec::new();
     let out = model
         .forward_traced(

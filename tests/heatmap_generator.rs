@@ -21,18 +21,19 @@ fn keys() -> Vec<(String, Vec<usize>)> {
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
+    (cpu(a) - cpu(b)).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 #[test]
 fn matches_the_original_on_every_intermediate() {
-    let fx = candle_core::safetensors::load(shared("fixtures/stsa/heatmap_generator_detw.safetensors"), &Device::Cpu)
+    let fx = candle_core::safetensors::load(shared("fixtures/stsa/heatmap_generator_detw.safetensors"), &common::test_device())
         .unwrap();
     let keys = keys();
     assert_eq!(keys.len(), 686);
     let weights = detw::generate(&keys, &Device::Cpu).unwrap();
     assert!(max_diff(&positional_table(16, 512, &Device::Cpu).unwrap(), &fx["pe_first16"]) < 1e-6);
-    let model = HeatmapGenerator::load(&Config::default(), VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu))
+    let model = HeatmapGenerator::load(&Config::default(), VarBuilder::from_tensors(weights, DType::F32, &common::test_device()))
         .unwrap();
     let mut worst: Vec<(String, f32)> = Vec::new();
     let out = model
@@ -60,10 +61,10 @@ fn matches_the_original_on_every_intermediate() {
 /// landmark heads) gives the same heatmaps as the whole forward.
 #[test]
 fn the_minimal_form_decodes_the_same_heatmaps() {
-    let fx = candle_core::safetensors::load(shared("fixtures/stsa/heatmap_generator_detw.safetensors"), &Device::Cpu)
+    let fx = candle_core::safetensors::load(shared("fixtures/stsa/heatmap_generator_detw.safetensors"), &common::test_device())
         .unwrap();
     let weights = detw::generate(&keys(), &Device::Cpu).unwrap();
-    let model = HeatmapGenerator::load(&Config::default(), VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu))
+    let model = HeatmapGenerator::load(&Config::default(), VarBuilder::from_tensors(weights, DType::F32, &common::test_device()))
         .unwrap();
     let refs = model.reference_tokens(&fx["Nl_whole_heatmap"]).unwrap();
     let pose = fx["T_pose_heatmap"].squeeze(0).unwrap();

@@ -2,6 +2,8 @@
 //! (`../shared/fixtures/wav2vec2/wav2vec2_base_detw.safetensors`, see `../shared/stsa/DETW.md`): every
 //! stored intermediate and the output within 1e-4.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -21,7 +23,8 @@ fn fixture() -> (HashMap<String, Tensor>, String) {
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
+    (cpu(a) - cpu(b)).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 #[test]
@@ -56,10 +59,11 @@ fn matches_transformers_on_one_and_two_and_a_half_seconds() {
     let d = max_diff(&norm, &fx["check.pos_conv.v_norm_per_k"]);
     // torch sums the 36864 squares in f32: about 5e-6 relative off the exact norm (~2.45) we compute.
     assert!(d < 3e-5, "norm per tap: {d}");
-    let model = Wav2Vec2::load(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap();
+    let dev = common::test_device();
+    let model = Wav2Vec2::load(&cfg, VarBuilder::from_tensors(weights, DType::F32, &dev)).unwrap();
     for clip in ["n16000", "n40000"] {
         let raw = fx[&format!("{clip}.input_raw")].to_vec1::<f32>().unwrap();
-        let input = Tensor::from_vec(normalise(&raw), (1, raw.len()), &Device::Cpu).unwrap();
+        let input = Tensor::from_vec(normalise(&raw), (1, raw.len()), &dev).unwrap();
         assert!(max_diff(&input, &fx[&format!("{clip}.input_values")]) < 1e-5, "{clip}: normalisation");
         let mut worst: Vec<(String, f32)> = Vec::new();
         let out = model

@@ -36,6 +36,13 @@ pub fn frame(f: &HashMap<String, Tensor>) -> VideoFrame {
     VideoFrame::from_vec(PixelFormat::Rgb, w as u32, h as u32, padded, 0).unwrap()
 }
 
+/// The device the network parity tests run on: `LIPSYNC_TEST_DEVICE` (`cuda:0` with `--features cuda`
+/// on a machine with a GPU), else the CPU.
+pub fn test_device() -> Device {
+    let name = std::env::var("LIPSYNC_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    lipsync::stsa::models::parse_device(&name).unwrap()
+}
+
 /// A section of `../shared/stsa/state_dict_keys.txt` (`## Heatmap_generator...` or `## Face_renderer...`):
 /// its keys and shapes in state_dict order.
 pub fn stsa_keys(section: &str) -> Vec<(String, Vec<usize>)> {
