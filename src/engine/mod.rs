@@ -413,7 +413,11 @@ impl<P> Engine<P> {
             }
             Ok(None) => (None, FrameStatus::Rendered),
             Err(e) => {
-                self.events.push(EngineEvent::RenderFailed(e.to_string()));
+                // A frame already sent out as late is not reported: its render no longer matters (and
+                // its face may have been let go).
+                if self.pending.iter().any(|p| p.seq == r.seq) {
+                    self.events.push(EngineEvent::RenderFailed(e.to_string()));
+                }
                 (None, FrameStatus::Failed)
             }
         };
@@ -519,6 +523,10 @@ impl<P> Engine<P> {
                 }
             }
         }
+        // Tracker answers for frames that will not be rendered can go.
+        let next_render =
+            self.pending.iter().find(|p| !matches!(p.state, State::Done { .. })).map_or(self.next_seq, |p| p.seq);
+        self.worker.set_low_water(next_render);
         // Audio before the oldest window still to be read can go; nothing newer may be lost silently.
         let oldest_needed = self
             .pending

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,9 @@ pub(crate) struct Worker {
     pub results: Receiver<JobResult>,
     /// Frames to track, when the renderer works on tracked faces.
     tracks: Option<Sender<TrackJob>>,
+    /// The oldest frame (seq) the engine may still render: older tracker answers are only kept as the
+    /// frame context of newer ones.
+    low_water: Arc<AtomicU64>,
     handles: Vec<JoinHandle<()>>,
 }
 
@@ -79,6 +83,7 @@ impl Worker {
         let (result_tx, results) = unbounded();
         let spawn_error = |e: std::io::Error| Error::WorkerStopped(format!("cannot start a worker thread: {e}"));
         let mut handles = Vec::new();
+        let low_water = Arc::new(AtomicU64::new(0));
         let (tracks, faces) = match tracker {
             Some(mut tracker) => {
                 // Unbounded: one entry per frame the engine holds, and the engine bounds those.
@@ -96,15 +101,23 @@ impl Worker {
         let name = format!("lipsync-render-{}", renderer.name());
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(renderer.as_mut(), faces, job_rx, result_tx))
+            .spawn({
+                let low_water = low_water.clone();
+                move || run(renderer.as_mut(), faces, low_water, job_rx, result_tx)
+            })
             .map_err(spawn_error)?;
         handles.push(handle);
-        Ok(Worker { jobs, results, tracks, handles })
+        Ok(Worker { jobs, results, tracks, low_water, handles })
     }
 
     /// Whether frames are tracked.
     pub fn tracks_faces(&self) -> bool {
         self.tracks.is_some()
+    }
+
+    /// Frames before `seq` will not be rendered (the engine sent them out, or never will render them).
+    pub fn set_low_water(&self, seq: u64) {
+        self.low_water.store(seq, Ordering::Relaxed);
     }
 
     /// Starts tracking a frame (every frame that will be rendered must be sent here first, in order).
@@ -148,9 +161,29 @@ fn track(tracker: &mut FaceTracker, jobs: Receiver<TrackJob>, faces: Sender<Trac
 struct Faces {
     rx: Receiver<Tracked>,
     recent: VecDeque<Tracked>,
+    low_water: Arc<AtomicU64>,
+    /// Frames before a rendered one that its job carries.
+    context_before: u64,
 }
 
 impl Faces {
+    /// Keeps an answer: a newer epoch's replaces the older ones; answers older than any frame still to
+    /// render, or its frame context, are let go. So answers nobody asks for (frames passing through
+    /// without audio, say) do not pile up, and none a render needs is dropped.
+    fn keep(&mut self, t: Tracked) {
+        if self.recent.front().is_some_and(|f| f.epoch < t.epoch) {
+            self.recent.clear();
+        }
+        if self.recent.front().is_some_and(|f| f.epoch > t.epoch) {
+            return; // a flushed stream's frame
+        }
+        self.recent.push_back(t);
+        let oldest = self.low_water.load(Ordering::Relaxed).saturating_sub(self.context_before);
+        while self.recent.front().is_some_and(|f| f.seq < oldest) {
+            self.recent.pop_front();
+        }
+    }
+
     /// Reads answers until the one for (`epoch`, `seq`) or a later one is in.
     fn read_up_to(&mut self, seq: u64, epoch: u64) -> Result<()> {
         while self.recent.back().is_none_or(|t| (t.epoch, t.seq) < (epoch, seq)) {
@@ -158,10 +191,7 @@ impl Faces {
             if t.epoch < epoch {
                 continue; // a flushed stream's frame
             }
-            if self.recent.front().is_some_and(|f| f.epoch != t.epoch) {
-                self.recent.clear();
-            }
-            self.recent.push_back(t);
+            self.keep(t);
         }
         Ok(())
     }
@@ -206,10 +236,34 @@ impl Faces {
     }
 }
 
-fn run(renderer: &mut dyn Renderer, faces: Option<Receiver<Tracked>>, jobs: Receiver<Job>, results: Sender<JobResult>) {
-    let mut faces = faces.map(|rx| Faces { rx, recent: VecDeque::new() });
+fn run(
+    renderer: &mut dyn Renderer,
+    faces: Option<Receiver<Tracked>>,
+    low_water: Arc<AtomicU64>,
+    jobs: Receiver<Job>,
+    results: Sender<JobResult>,
+) {
     let full_context = renderer.frame_context();
-    for job in jobs {
+    let context_before = full_context.before as u64;
+    let mut faces = faces.map(|rx| Faces { rx, recent: VecDeque::new(), low_water, context_before });
+    let mut tracker_alive = faces.is_some();
+    loop {
+        // While no job comes, tracker answers are still taken in (and bounded), not left to pile up.
+        let job = match faces.as_mut() {
+            Some(f) if tracker_alive => crossbeam::select! {
+                recv(jobs) -> job => job,
+                recv(f.rx) -> answer => {
+                    match answer {
+                        Ok(t) => f.keep(t),
+                        // Gone: the next render that needs a face reports it.
+                        Err(_) => tracker_alive = false,
+                    }
+                    continue;
+                }
+            },
+            _ => jobs.recv(),
+        };
+        let Ok(job) = job else { return };
         match job {
             Job::Reset => renderer.reset(),
             Job::Render { seq, epoch, frame, audio, audio_missing, context } => {
@@ -260,5 +314,34 @@ fn run(renderer: &mut dyn Renderer, faces: Option<Receiver<Tracked>>, jobs: Rece
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(seq: u64, epoch: u64) -> Tracked {
+        Tracked { seq, epoch, pts: seq, face: Ok(None) }
+    }
+
+    #[test]
+    fn answers_before_the_low_water_mark_go_and_a_new_epoch_replaces_the_old() {
+        let (_tx, rx) = unbounded();
+        let low_water = Arc::new(AtomicU64::new(0));
+        let mut faces = Faces { rx, recent: VecDeque::new(), low_water: low_water.clone(), context_before: 2 };
+        for seq in 0..1000 {
+            faces.keep(answer(seq, 0));
+        }
+        assert_eq!(faces.recent.len(), 1000, "every answer a render may still need is kept");
+        // Frames before 990 will not be rendered: only their last two stay, as frame 990's context.
+        low_water.store(990, Ordering::Relaxed);
+        faces.keep(answer(1000, 0));
+        assert_eq!(faces.recent.front().map(|t| t.seq), Some(988));
+        assert_eq!(faces.recent.len(), 13);
+        faces.keep(answer(1001, 1));
+        assert_eq!(faces.recent.len(), 1, "a flush starts over");
+        faces.keep(answer(5000, 0));
+        assert_eq!(faces.recent.len(), 1, "the flushed stream's late answer is dropped");
     }
 }
