@@ -174,30 +174,25 @@ fn weights_inspect_names_the_network_a_checkpoint_fits_and_convert_writes_safete
 
 #[test]
 fn dub_with_stsa_without_weights_fails_naming_what_to_get() {
-    let out = lipsync()
-        .args(["dub", "--renderer", "stsa", "--face"])
-        .arg(media("astronaut.png"))
-        .arg("--audio")
-        .arg(media("speech_16k.wav"))
-        .arg("-o")
-        .arg(tmp("stsa.mp4"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // `extra` arguments before the face; the run must fail, its stderr is returned.
+    let dub_stsa = |extra: &[&std::ffi::OsStr]| -> String {
+        let out = lipsync()
+            .args(["dub", "--renderer", "stsa"])
+            .args(extra)
+            .arg("--face")
+            .arg(media("astronaut.png"))
+            .arg("--audio")
+            .arg(media("speech_16k.wav"))
+            .arg("-o")
+            .arg(tmp("stsa.mp4"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = dub_stsa(&[]);
     assert!(stderr.contains("needs its weights") && stderr.contains("models/README.md"), "{stderr}");
-    let out = lipsync()
-        .args(["dub", "--renderer", "stsa", "--weights"])
-        .arg(std::env::temp_dir())
-        .arg("--face")
-        .arg(media("astronaut.png"))
-        .arg("--audio")
-        .arg(media("speech_16k.wav"))
-        .arg("-o")
-        .arg(tmp("stsa.mp4"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let empty = std::env::temp_dir();
+    let stderr = dub_stsa(&["--weights".as_ref(), empty.as_os_str()]);
     assert!(stderr.contains("heatmap_weight.pth"), "{stderr}");
 }
