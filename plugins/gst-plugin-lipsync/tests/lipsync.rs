@@ -471,6 +471,12 @@ fn classic_frames(audio: &[f32]) -> (Vec<Vec<u8>>, gst::Element) {
     let element = gst::ElementFactory::make("lipsync").build().unwrap();
     let renderer = element.property_value("renderer");
     assert_eq!(gst::glib::EnumValue::from_value(&renderer).unwrap().1.nick(), "classic", "the default");
+    astronaut_frames(element, audio, 12)
+}
+
+/// Runs `element` over `n` frames of the astronaut photo with `audio` (16 kHz), not live; returns the
+/// output frames.
+fn astronaut_frames(element: gst::Element, audio: &[f32], n: u64) -> (Vec<Vec<u8>>, gst::Element) {
     let mut h = Harness::with_element(&element, Some("video_sink"), Some("src"));
     h.set_live(false);
     h.set_src_caps(video_caps("RGB", 512, 512));
@@ -483,14 +489,14 @@ fn classic_frames(audio: &[f32]) -> (Vec<Vec<u8>>, gst::Element) {
     a.push(b).unwrap();
     a.push_event(gst::event::Eos::new());
     let face = astronaut_rgb();
-    for k in 0..12u64 {
+    for k in 0..n {
         let mut b = gst::Buffer::from_mut_slice(face.clone());
         b.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds(k * FRAME));
         h.push(b).unwrap();
     }
     h.push_event(gst::event::Eos::new());
     let out = pull_all(&mut h);
-    assert_eq!(out.len(), 12);
+    assert_eq!(out.len(), n as usize);
     (out.iter().map(|b| b.map_readable().unwrap().to_vec()).collect(), element)
 }
 
@@ -608,4 +614,26 @@ fn stsa_on_the_cpu_warns_and_runs_a_stream_to_the_end() {
     assert_eq!(l.property::<u64>("frames-in"), 3);
     assert_eq!(l.property::<u64>("frames-no-face"), 3);
     pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn stsa_renders_a_face_through_the_element() {
+    init();
+    // Test weights: the networks run as with the real files and draw noise into the face.
+    let element = gst::ElementFactory::make("lipsync")
+        .property_from_str("renderer", "stsa")
+        .property("weights", "detw")
+        .build()
+        .unwrap();
+    let voice: Vec<f32> = (0..16_000).map(|i| 0.3 * (i as f32 * 0.06).sin()).collect();
+    let (out, element) = astronaut_frames(element, &voice, 3);
+    assert_eq!(counter(&element, "frames-rendered"), 3);
+    assert_eq!(counter(&element, "frames-fallback"), 0);
+    let face = astronaut_rgb();
+    for frame in &out {
+        let changed = pixels_apart(frame, &face);
+        assert!(changed > 1000, "the face is redrawn: {changed} pixels");
+        // The top rows (sky above the head) are never touched.
+        assert_eq!(frame[..512 * 3 * 40], face[..512 * 3 * 40]);
+    }
 }
