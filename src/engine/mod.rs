@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::face::models::ModelSource;
 use crate::face::{FaceTracker, TrackerConfig};
 use crate::frame::{Patch, VideoFrame};
-use crate::render::{FrameContext, Renderer};
+use crate::render::Renderer;
 
 /// What a late (or failed) frame is replaced with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -170,7 +170,7 @@ pub struct Engine<P> {
     latency: u64,
     window: AudioWindow,
     /// Frames after each one that must have arrived before it is rendered (the renderer's frame context).
-    context: FrameContext,
+    frames_after: usize,
     renderer_name: &'static str,
     ring: AudioRing,
     worker: Worker,
@@ -195,11 +195,9 @@ impl<P> Engine<P> {
     /// Starts an engine around `renderer`; returns it with the producer end of its audio ring.
     pub fn new(renderer: Box<dyn Renderer>, config: EngineConfig) -> Result<(Self, AudioProducer)> {
         let window = renderer.window();
-        let context = if renderer.needs_face() || config.tracking.is_some() {
-            renderer.frame_context()
-        } else {
-            FrameContext::default()
-        };
+        // The context's faces come from tracking: without it there is nothing to wait for.
+        let tracks = renderer.needs_face() || config.tracking.is_some();
+        let frames_after = if tracks { renderer.frame_context().after } else { 0 };
         let latency = config.latency.unwrap_or_else(|| renderer.recommended_latency());
         let renderer_name = renderer.name();
         let (producer, ring) = AudioRing::new(&config.ring);
@@ -216,7 +214,7 @@ impl<P> Engine<P> {
             config,
             latency,
             window,
-            context,
+            frames_after,
             renderer_name,
             ring,
             worker,
@@ -491,8 +489,8 @@ impl<P> Engine<P> {
             }
             // The frames after this one in its context must be in (and so sent for tracking).
             let seq = self.pending[i].seq;
-            let after = (self.next_seq - 1 - seq).min(self.context.after as u64) as usize;
-            if after < self.context.after && !eos {
+            let after = (self.next_seq - 1 - seq).min(self.frames_after as u64) as usize;
+            if after < self.frames_after && !eos {
                 break;
             }
             if self.in_flight >= self.config.max_in_flight {
@@ -509,7 +507,7 @@ impl<P> Engine<P> {
                 frame: self.pending[i].frame.clone(),
                 audio,
                 audio_missing: info.missing + lead,
-                context: FrameContext { before: self.context.before, after },
+                frames_after: after,
             };
             match self.worker.jobs.try_send(job) {
                 Ok(()) => {

@@ -27,9 +27,9 @@ pub(crate) enum Job {
         frame: VideoFrame,
         audio: Vec<f32>,
         audio_missing: usize,
-        /// Frames around this one whose faces the renderer gets; `context.after` is cut to the frames
-        /// that exist (at the end of a stream).
-        context: FrameContext,
+        /// Frames after this one that exist (at most the renderer's `frame_context().after`; fewer at the
+        /// end of a stream): their tracker answers are waited for.
+        frames_after: usize,
     },
     Reset,
 }
@@ -200,15 +200,17 @@ impl Faces {
         self.recent.iter().find(|t| (t.epoch, t.seq) == (epoch, seq))
     }
 
-    /// The face of frame (`epoch`, `seq`) and, for a frame context, its neighbours' faces. Answers
-    /// for frames that were not rendered (late, flushed) are skipped; answers older than the context
-    /// can reach are forgotten.
-    fn of(&mut self, seq: u64, epoch: u64, context: FrameContext) -> Result<(Option<Face>, Vec<Option<Neighbour>>)> {
-        self.read_up_to(seq + context.after as u64, epoch)?;
-        let oldest = seq.saturating_sub(context.before as u64);
-        while self.recent.front().is_some_and(|t| (t.epoch, t.seq) < (epoch, oldest)) {
-            self.recent.pop_front();
-        }
+    /// The face of frame (`epoch`, `seq`) and its neighbours in `context` (slots of frames that do not
+    /// exist, before the stream's start or after its end, are `None`), once the answers of the
+    /// `frames_after` frames after it are in.
+    fn of(
+        &mut self,
+        seq: u64,
+        epoch: u64,
+        context: FrameContext,
+        frames_after: usize,
+    ) -> Result<(Option<Face>, Vec<Option<Neighbour>>)> {
+        self.read_up_to(seq + frames_after as u64, epoch)?;
         let face = match self.get(seq, epoch) {
             Some(t) => match &t.face {
                 Ok(face) => face.clone(),
@@ -216,23 +218,13 @@ impl Faces {
             },
             None => return Err(Error::WorkerStopped(format!("frame {seq} was never sent for tracking"))),
         };
-        let neighbours = if context.is_empty() {
-            Vec::new()
-        } else {
-            (oldest..=seq + context.after as u64)
-                .map(|s| {
-                    self.get(s, epoch).map(|t| Neighbour { pts: t.pts, face: t.face.as_ref().ok().cloned().flatten() })
-                })
-                .collect()
-        };
-        // Pad to the full context length when the stream began less than `before` frames ago.
-        let missing_before = context.before - (seq - oldest) as usize;
-        let mut context_faces = vec![None; if context.is_empty() { 0 } else { missing_before }];
-        context_faces.extend(neighbours);
-        if !context.is_empty() {
-            context_faces.resize(context.len(), None);
-        }
-        Ok((face, context_faces))
+        let neighbours = (0..context.len() as u64)
+            .map(|i| {
+                let t = (seq + i).checked_sub(context.before as u64).and_then(|s| self.get(s, epoch))?;
+                Some(Neighbour { pts: t.pts, face: t.face.as_ref().ok().cloned().flatten() })
+            })
+            .collect();
+        Ok((face, neighbours))
     }
 }
 
@@ -243,8 +235,8 @@ fn run(
     jobs: Receiver<Job>,
     results: Sender<JobResult>,
 ) {
-    let full_context = renderer.frame_context();
-    let context_before = full_context.before as u64;
+    let context = renderer.frame_context();
+    let context_before = context.before as u64;
     let mut faces = faces.map(|rx| Faces { rx, recent: VecDeque::new(), low_water, context_before });
     let mut tracker_alive = faces.is_some();
     loop {
@@ -266,13 +258,13 @@ fn run(
         let Ok(job) = job else { return };
         match job {
             Job::Reset => renderer.reset(),
-            Job::Render { seq, epoch, frame, audio, audio_missing, context } => {
+            Job::Render { seq, epoch, frame, audio, audio_missing, frames_after } => {
                 let _span = tracing::debug_span!("render", seq, pts = frame.pts).entered();
                 let start = Instant::now();
                 let mut no_face = false;
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    let (face, mut neighbours) = match faces.as_mut() {
-                        Some(faces) => match faces.of(seq, epoch, context)? {
+                    let (face, neighbours) = match faces.as_mut() {
+                        Some(faces) => match faces.of(seq, epoch, context, frames_after)? {
                             (Some(face), neighbours) => (Some(face), neighbours),
                             (None, _) => {
                                 no_face = true;
@@ -281,10 +273,6 @@ fn run(
                         },
                         None => (None, Vec::new()),
                     };
-                    if !full_context.is_empty() {
-                        // Frames past the stream's end are absent.
-                        neighbours.resize(full_context.len(), None);
-                    }
                     let job = RenderJob {
                         frame: &frame,
                         audio: &audio,
