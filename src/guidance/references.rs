@@ -111,11 +111,11 @@ impl ReferenceBank {
     /// While enrolling: how many candidates there are so far and the five quantile picks among them (a
     /// renderer can start with these before the references are fixed; frames repeat while there are
     /// fewer than five). `None` once fixed, or before any frame.
-    pub fn provisional(&self) -> Option<(usize, Vec<Reference>)> {
+    pub fn provisional(&self) -> Option<(usize, Vec<&Reference>)> {
         match &self.state {
             State::Enrolling { candidates, .. } if !candidates.is_empty() => {
                 let open: Vec<f32> = candidates.iter().map(|c| c.openness).collect();
-                let picks = quantile_indices(&open, Self::COUNT).into_iter().map(|i| candidates[i].clone()).collect();
+                let picks = quantile_indices(&open, Self::COUNT).into_iter().map(|i| &candidates[i]).collect();
                 Some((candidates.len(), picks))
             }
             _ => None,

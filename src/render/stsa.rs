@@ -172,8 +172,9 @@ impl Stsa {
     /// Re-encodes the references when the bank's changed: once per fixed set, and while enrolling each
     /// time the number of candidates doubles.
     fn refresh_references(&mut self) -> Result<()> {
-        let (key, refs): ((u64, u32), Vec<Reference>) = match (self.bank.references(), self.bank.provisional()) {
-            (Some(refs), _) => ((self.bank.generation(), u32::MAX), refs.to_vec()),
+        // Borrowed, not copied: this runs every frame, and usually finds the encodings current.
+        let (key, refs): ((u64, u32), Vec<&Reference>) = match (self.bank.references(), self.bank.provisional()) {
+            (Some(refs), _) => ((self.bank.generation(), u32::MAX), refs.iter().collect()),
             (None, Some((n, picks))) => ((self.bank.generation(), n.ilog2()), picks),
             (None, None) => {
                 self.references = None;
@@ -192,13 +193,13 @@ impl Stsa {
             heatmaps.extend_from_slice(&r.heatmap);
             images.extend(bgr_planes(&r.crop));
         }
-        let tokens = self.models.generator.reference_tokens(&self.input(heatmaps, (1, n, 1, CANVAS, CANVAS))?)?;
-        let images = self.input(images, (1, n, 3, CANVAS, CANVAS))?;
         // As the original's inference: every reference image is paired with the most open reference's
         // heatmap, repeated over the three channels (SPEC.md 1.5, the stale-variable quirk).
-        let last = &refs[n - 1].heatmap;
+        let most_open = refs[n - 1].heatmap.clone();
+        let tokens = self.models.generator.reference_tokens(&self.input(heatmaps, (1, n, 1, CANVAS, CANVAS))?)?;
+        let images = self.input(images, (1, n, 3, CANVAS, CANVAS))?;
         let ref_heatmaps =
-            self.input(last.clone(), (1, 1, 1, CANVAS, CANVAS))?.broadcast_as((1, n, 3, CANVAS, CANVAS))?.contiguous()?;
+            self.input(most_open, (1, 1, 1, CANVAS, CANVAS))?.broadcast_as((1, n, 3, CANVAS, CANVAS))?.contiguous()?;
         let renderer = self.models.renderer.references(&images, &ref_heatmaps)?;
         self.references = Some(CachedReferences { key, tokens, renderer });
         Ok(())
@@ -308,7 +309,8 @@ impl Renderer for Stsa {
         let refs = self.references.as_ref().expect("checked above");
         let audio_emb = self.models.generator.embed_audio(&chunks)?;
         let decode = if self.config.fuse { HALF..T } else { HALF..HALF + 1 };
-        let predicted = self.models.generator.heatmaps(&refs.tokens, &audio_emb, &pose_embs, &pose_maps, decode.clone())?;
+        let predicted =
+            self.models.generator.heatmaps(&refs.tokens, &audio_emb, &pose_embs, &pose_maps, decode.clone())?;
         let predicted = predicted.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?;
         for (j, heatmap) in decode.zip(&predicted) {
             let (pts, _, real) = slots[j];
@@ -316,8 +318,13 @@ impl Renderer for Stsa {
                 self.fuser.add(pts as i64, (j - HALF) as i64, heatmap, face.presence.max(0.05));
             }
         }
-        let driving = self.fuser.take(job.frame.pts as i64).unwrap_or_else(|| predicted[0].iter().map(|v| v.min(1.0)).collect());
-        let driving = self.input(driving, (1, 1, CANVAS, CANVAS))?.broadcast_as((1, 3, CANVAS, CANVAS))?.contiguous()?;
+        // This window's own prediction for the frame was just added, so the fuser has one.
+        let driving = self
+            .fuser
+            .take(job.frame.pts as i64)
+            .ok_or(Error::Render { renderer: "stsa", reason: "no heatmap predicted for the frame".into() })?;
+        let driving =
+            self.input(driving, (1, 1, CANVAS, CANVAS))?.broadcast_as((1, 3, CANVAS, CANVAS))?.contiguous()?;
         // The face.
         let fb = FaceBox::around(&face.landmarks, w, h);
         let source = self.input(bgr_planes(&face_crop(job.frame, &fb)).collect(), (1, 3, CANVAS, CANVAS))?;
