@@ -80,8 +80,11 @@ fn bench(c: &mut Criterion) {
     let fr = FaceRenderer::load(vb).unwrap();
     let fx = candle_core::safetensors::load(fixtures.join("face_renderer_detw_io.safetensors"), &Device::Cpu).unwrap();
     let input = |k: &str| to(&dev, &fx[k]);
-    let (frame, driving, audio) =
-        (input("T_frame_img").squeeze(1).unwrap(), input("T_driving_heatmap").squeeze(1).unwrap(), input("T_audio_w2v").squeeze(1).unwrap());
+    let (frame, driving, audio) = (
+        input("T_frame_img").squeeze(1).unwrap(),
+        input("T_driving_heatmap").squeeze(1).unwrap(),
+        input("T_audio_w2v").squeeze(1).unwrap(),
+    );
     let (ref_imgs, ref_heatmaps) = (input("ref_N_frame_img"), input("ref_N_frame_heatmap"));
     let cached = fr.references(&ref_imgs, &ref_heatmaps).unwrap();
     let mut g = c.benchmark_group(format!("face_renderer_{name}"));

@@ -16,8 +16,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use lipsync::stsa::face_renderer::FaceRenderer;
 use lipsync::stsa::heatmap_generator::{self, HeatmapGenerator};
-use lipsync::stsa::wav2vec2::{self, Wav2Vec2};
 use lipsync::stsa::models;
+use lipsync::stsa::wav2vec2::{self, Wav2Vec2};
 use lipsync::{Error, Result};
 
 fn arg(args: &[String], name: &str) -> Result<String> {

@@ -5,28 +5,18 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::{max_diff, shared};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use lipsync::stsa::detw;
 use lipsync::stsa::face_renderer::FaceRenderer;
-
-fn shared(path: &str) -> PathBuf {
-    [env!("CARGO_MANIFEST_DIR"), "../shared", path].iter().collect()
-}
 
 /// The renderer's keys without the VGG of the perceptual loss and the alias names (`adaAT.N`,
 /// `appearance_conv_list.N`), which the renderer does not read.
 fn keys() -> Vec<(String, Vec<usize>)> {
     let skip = |k: &str| k.starts_with("perceptual.") || k.contains(".adaAT.") || k.contains(".appearance_conv_list.");
     common::stsa_keys("Face_renderer").into_iter().filter(|(k, _)| !skip(k)).collect()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
-    (cpu(a) - cpu(b)).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 #[test]

@@ -4,37 +4,33 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::{max_diff, shared};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use lipsync::stsa::detw;
 use lipsync::stsa::heatmap_generator::{Config, HeatmapGenerator, positional_table};
 
-fn shared(path: &str) -> PathBuf {
-    [env!("CARGO_MANIFEST_DIR"), "../shared", path].iter().collect()
-}
-
 fn keys() -> Vec<(String, Vec<usize>)> {
     common::stsa_keys("Heatmap_generator")
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
-    (cpu(a) - cpu(b)).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
-
 #[test]
 fn matches_the_original_on_every_intermediate() {
-    let fx = candle_core::safetensors::load(shared("fixtures/stsa/heatmap_generator_detw.safetensors"), &common::test_device())
-        .unwrap();
+    let fx = candle_core::safetensors::load(
+        shared("fixtures/stsa/heatmap_generator_detw.safetensors"),
+        &common::test_device(),
+    )
+    .unwrap();
     let keys = keys();
     assert_eq!(keys.len(), 686);
     let weights = detw::generate(&keys, &Device::Cpu).unwrap();
     assert!(max_diff(&positional_table(16, 512, &Device::Cpu).unwrap(), &fx["pe_first16"]) < 1e-6);
-    let model = HeatmapGenerator::load(&Config::default(), VarBuilder::from_tensors(weights, DType::F32, &common::test_device()))
-        .unwrap();
+    let model = HeatmapGenerator::load(
+        &Config::default(),
+        VarBuilder::from_tensors(weights, DType::F32, &common::test_device()),
+    )
+    .unwrap();
     let mut worst: Vec<(String, f32)> = Vec::new();
     let out = model
         .forward_traced(&fx["T_w2vs"], &fx["T_pose_heatmap"], &fx["Nl_whole_heatmap"], &mut |name, t| {
@@ -61,11 +57,17 @@ fn matches_the_original_on_every_intermediate() {
 /// landmark heads) gives the same heatmaps as the whole forward.
 #[test]
 fn the_minimal_form_decodes_the_same_heatmaps() {
-    let fx = candle_core::safetensors::load(shared("fixtures/stsa/heatmap_generator_detw.safetensors"), &common::test_device())
-        .unwrap();
+    let fx = candle_core::safetensors::load(
+        shared("fixtures/stsa/heatmap_generator_detw.safetensors"),
+        &common::test_device(),
+    )
+    .unwrap();
     let weights = detw::generate(&keys(), &Device::Cpu).unwrap();
-    let model = HeatmapGenerator::load(&Config::default(), VarBuilder::from_tensors(weights, DType::F32, &common::test_device()))
-        .unwrap();
+    let model = HeatmapGenerator::load(
+        &Config::default(),
+        VarBuilder::from_tensors(weights, DType::F32, &common::test_device()),
+    )
+    .unwrap();
     let refs = model.reference_tokens(&fx["Nl_whole_heatmap"]).unwrap();
     let pose = fx["T_pose_heatmap"].squeeze(0).unwrap();
     let w2v = fx["T_w2vs"].squeeze(0).unwrap();

@@ -41,11 +41,16 @@ fn heatmap_generator_in_half_precision() {
     let fx = fixture("stsa/heatmap_generator_detw.safetensors");
     let cfg = heatmap_generator::Config::default();
     for dtype in precisions() {
-        let vb = network_weights(None, None, |vb| HeatmapGenerator::load(&cfg, vb).map(drop), dtype, &common::test_device())
-            .unwrap();
+        let vb =
+            network_weights(None, None, |vb| HeatmapGenerator::load(&cfg, vb).map(drop), dtype, &common::test_device())
+                .unwrap();
         let model = HeatmapGenerator::load(&cfg, vb).unwrap();
         let out = model
-            .forward(&half(&fx["T_w2vs"], dtype), &half(&fx["T_pose_heatmap"], dtype), &half(&fx["Nl_whole_heatmap"], dtype))
+            .forward(
+                &half(&fx["T_w2vs"], dtype),
+                &half(&fx["T_pose_heatmap"], dtype),
+                &half(&fx["Nl_whole_heatmap"], dtype),
+            )
             .unwrap();
         let (e, scale) = error(&out.content_heatmap, &fx["out.predict_content_heatmap"]);
         eprintln!("heatmap generator {dtype:?}: heatmaps max |diff| {e:.3e} (values up to {scale:.2})");
@@ -58,7 +63,8 @@ fn wav2vec2_in_half_precision() {
     let fx = fixture("wav2vec2/wav2vec2_base_detw.safetensors");
     let cfg = wav2vec2::Config::base_960h();
     for dtype in precisions() {
-        let vb = network_weights(None, None, |vb| Wav2Vec2::load(&cfg, vb).map(drop), dtype, &common::test_device()).unwrap();
+        let vb = network_weights(None, None, |vb| Wav2Vec2::load(&cfg, vb).map(drop), dtype, &common::test_device())
+            .unwrap();
         let model = Wav2Vec2::load(&cfg, vb).unwrap();
         let out = model.forward(&half(&fx["n16000.input_values"], dtype)).unwrap();
         let (e, scale) = error(&out, &fx["n16000.last_hidden_state"]);
@@ -71,7 +77,8 @@ fn wav2vec2_in_half_precision() {
 fn face_renderer_in_half_precision() {
     let fx = fixture("stsa/face_renderer_detw_io.safetensors");
     for dtype in precisions() {
-        let vb = network_weights(None, None, |vb| FaceRenderer::load(vb).map(drop), dtype, &common::test_device()).unwrap();
+        let vb =
+            network_weights(None, None, |vb| FaceRenderer::load(vb).map(drop), dtype, &common::test_device()).unwrap();
         let model = FaceRenderer::load(vb).unwrap();
         let input = |k: &str| half(&fx[k], dtype);
         let refs = model.references(&input("ref_N_frame_img"), &input("ref_N_frame_heatmap")).unwrap();

@@ -49,7 +49,12 @@ fn renders_every_frame_inside_the_face_and_follows_the_audio() {
     let (w, h, stride) = (face.width() as usize, face.height() as usize, face.layout().strides[0]);
     let xs = mesh.chunks(3).map(|p| p[0] * w as f32);
     let ys = mesh.chunks(3).map(|p| p[1] * h as f32);
-    let bbox = [xs.clone().fold(f32::MAX, f32::min), ys.clone().fold(f32::MAX, f32::min), xs.fold(0.0, f32::max), ys.fold(0.0, f32::max)];
+    let bbox = [
+        xs.clone().fold(f32::MAX, f32::min),
+        ys.clone().fold(f32::MAX, f32::min),
+        xs.fold(0.0, f32::max),
+        ys.fold(0.0, f32::max),
+    ];
     for o in &voiced {
         assert_eq!(o.status, FrameStatus::Rendered);
         let image = o.image.as_ref().expect("a rendered face");

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::max_diff;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -19,12 +21,6 @@ fn fixture() -> (HashMap<String, Tensor>, String) {
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let keys = meta.metadata().as_ref().unwrap()["state_dict_keys"].clone();
     (candle_core::safetensors::load(&path, &Device::Cpu).unwrap(), keys)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
-    (cpu(a) - cpu(b)).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 #[test]

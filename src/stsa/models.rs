@@ -140,7 +140,8 @@ impl Models {
         };
         let hg = heatmap_generator::Config::default();
         let w2v = wav2vec2::Config::base_960h();
-        let vb = network_weights(paths[0].as_deref(), None, |vb| HeatmapGenerator::load(&hg, vb).map(drop), dtype, device)?;
+        let vb =
+            network_weights(paths[0].as_deref(), None, |vb| HeatmapGenerator::load(&hg, vb).map(drop), dtype, device)?;
         let generator = HeatmapGenerator::load(&hg, vb)?;
         let vb = network_weights(paths[1].as_deref(), None, |vb| FaceRenderer::load(vb).map(drop), dtype, device)?;
         let renderer = FaceRenderer::load(vb)?;

@@ -36,6 +36,18 @@ pub fn frame(f: &HashMap<String, Tensor>) -> VideoFrame {
     VideoFrame::from_vec(PixelFormat::Rgb, w as u32, h as u32, padded, 0).unwrap()
 }
 
+/// A path under `../shared`.
+pub fn shared(path: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "../shared", path].iter().collect()
+}
+
+/// Max |a - b| (same shapes; compared on the CPU, so a device's output meets a CPU fixture).
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
+    (cpu(a) - cpu(b)).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
 /// The device the network parity tests run on: `LIPSYNC_TEST_DEVICE` (`cuda:0` with `--features cuda`
 /// on a machine with a GPU), else the CPU.
 pub fn test_device() -> Device {

@@ -140,7 +140,8 @@ impl Classic {
     /// most closed frame so far until then.
     pub fn learn(&mut self, frame: &VideoFrame, face: &Face) {
         let (w, h) = (frame.width() as usize, frame.height() as usize);
-        self.bank.offer(frame.pts, lip_openness(&face.landmarks, w, h), appearance(frame, face), || snapshot(frame, face));
+        self.bank
+            .offer(frame.pts, lip_openness(&face.landmarks, w, h), appearance(frame, face), || snapshot(frame, face));
         let generation = self.bank.generation();
         match self.bank.references() {
             Some(refs) => {
