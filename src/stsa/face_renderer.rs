@@ -259,9 +259,8 @@ fn warp(src: &Tensor, deformation: &Tensor) -> Result<Tensor> {
 
 /// The temporal path: each reference warped towards the driving heatmap by a predicted flow.
 struct Temporal {
-    conv1: ConvBn,
-    conv2: ConvBn,
-    conv3: ConvBn,
+    /// `conv1`..`conv3` with their BatchNorms.
+    encoder: [ConvBn; 3],
     spade_1: Spade,
     adain_1: AdaIn,
     spade_2: Spade,
@@ -272,27 +271,22 @@ struct Temporal {
     conv_5b: Conv2d,
 }
 
-/// A conv with its BatchNorm under sibling keys (`conv1`, `conv1_bn`), then ReLU.
-fn conv_bn_sibling(
-    cin: usize,
-    cout: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-    bias: bool,
-    name: &str,
-    vb: &VarBuilder,
-) -> Result<ConvBn> {
-    let c = if bias { conv(cin, cout, k, s, p, vb.pp(name))? } else { conv_no_bias(cin, cout, k, s, p, vb.pp(name))? };
-    Ok(ConvBn { conv: c, norm: BatchNorm::load(cout, vb.pp(format!("{name}_bn")))? })
+/// The three-conv encoder the temporal and translation networks start with: `conv1` 6→32 (7x7), `conv2`
+/// 32→128 and `conv3` 128→`c3` (3x3, stride 2), each with its BatchNorm under a sibling key
+/// (`conv1_bn`, ...) and ReLU.
+fn sibling_encoder(c3: usize, bias: bool, vb: &VarBuilder) -> Result<[ConvBn; 3]> {
+    let layer = |cin: usize, cout: usize, k: usize, s: usize, p: usize, name: &str| -> Result<ConvBn> {
+        let c =
+            if bias { conv(cin, cout, k, s, p, vb.pp(name))? } else { conv_no_bias(cin, cout, k, s, p, vb.pp(name))? };
+        Ok(ConvBn { conv: c, norm: BatchNorm::load(cout, vb.pp(format!("{name}_bn")))? })
+    };
+    Ok([layer(6, 32, 7, 1, 3, "conv1")?, layer(32, 128, 3, 2, 1, "conv2")?, layer(128, c3, 3, 2, 1, "conv3")?])
 }
 
 impl Temporal {
     fn load(vb: VarBuilder) -> Result<Self> {
         Ok(Temporal {
-            conv1: conv_bn_sibling(6, 32, 7, 1, 3, true, "conv1", &vb)?,
-            conv2: conv_bn_sibling(32, 128, 3, 2, 1, true, "conv2", &vb)?,
-            conv3: conv_bn_sibling(128, 256, 3, 2, 1, true, "conv3", &vb)?,
+            encoder: sibling_encoder(256, true, &vb)?,
             spade_1: Spade::load(128, 3, vb.pp("spade_layer_1"))?,
             adain_1: AdaIn::load(128, 128, vb.pp("adain_1"))?,
             spade_2: Spade::load(128, 3, vb.pp("spade_layer_2"))?,
@@ -307,9 +301,10 @@ impl Temporal {
     /// The part that depends only on the references `imgs`, `heatmaps` (N, 3, 128, 128): their
     /// features at three scales, all references in one batch.
     fn references(&self, imgs: &Tensor, heatmaps: &Tensor) -> Result<TemporalRefs> {
-        let h128 = self.conv1.forward(&Tensor::cat(&[imgs, heatmaps], 1)?)?;
-        let h64 = self.conv2.forward(&h128)?;
-        let h32 = self.conv3.forward(&h64)?;
+        let [c1, c2, c3] = &self.encoder;
+        let h128 = c1.forward(&Tensor::cat(&[imgs, heatmaps], 1)?)?;
+        let h64 = c2.forward(&h128)?;
+        let h32 = c3.forward(&h64)?;
         Ok(TemporalRefs { imgs: imgs.clone(), h128, h64, h32 })
     }
 
@@ -362,9 +357,8 @@ struct TemporalRefs {
 
 /// The translation network: the masked face and driving heatmap, modulated by the fused features and audio.
 struct Translation {
-    conv1: ConvBn,
-    conv2: ConvBn,
-    conv3: ConvBn,
+    /// `conv1`..`conv3` with their BatchNorms.
+    encoder: [ConvBn; 3],
     spade_1: Spade,
     adain_1: AdaIn,
     spade_2: Spade,
@@ -377,9 +371,7 @@ struct Translation {
 impl Translation {
     fn load(vb: VarBuilder) -> Result<Self> {
         Ok(Translation {
-            conv1: conv_bn_sibling(6, 32, 7, 1, 3, false, "conv1", &vb)?,
-            conv2: conv_bn_sibling(32, 128, 3, 2, 1, false, "conv2", &vb)?,
-            conv3: conv_bn_sibling(128, 512, 3, 2, 1, false, "conv3", &vb)?,
+            encoder: sibling_encoder(512, false, &vb)?,
             spade_1: Spade::load(512, 256, vb.pp("spade_1"))?,
             adain_1: AdaIn::load(512, 128, vb.pp("adain_1"))?,
             spade_2: Spade::load(128, 128, vb.pp("spade_2"))?,
@@ -391,7 +383,7 @@ impl Translation {
     }
 
     fn forward(&self, x: &Tensor, g: &[Tensor; 3], audio: &Tensor) -> Result<Tensor> {
-        let x = self.conv3.forward(&self.conv2.forward(&self.conv1.forward(x)?)?)?;
+        let x = self.encoder.iter().try_fold(x.clone(), |x, c| c.forward(&x))?;
         let x = self.adain_1.forward(&self.spade_1.forward(&x, &g[2])?, audio)?;
         let x = self.adain_2.forward(&self.spade_2.forward(&pixel_shuffle(&x, 2)?, &g[1])?, audio)?;
         let x = self.adain_3.forward(&self.spade_3.forward(&pixel_shuffle(&x, 2)?, &g[0])?, audio)?;
