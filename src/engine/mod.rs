@@ -178,7 +178,9 @@ pub struct Engine<P> {
     next_seq: u64,
     /// Results of a flushed stream are recognised by their epoch and ignored.
     epoch: u64,
-    in_flight: usize,
+    /// The frames (seq) whose renders are queued at or running on the worker, oldest first (the worker
+    /// answers in order).
+    in_flight: VecDeque<u64>,
     audio_eos: bool,
     audio_absent: bool,
     audio_missing: bool,
@@ -221,7 +223,7 @@ impl<P> Engine<P> {
             pending: VecDeque::new(),
             next_seq: 0,
             epoch: 0,
-            in_flight: 0,
+            in_flight: VecDeque::new(),
             audio_eos: false,
             audio_absent: false,
             audio_missing: false,
@@ -302,7 +304,7 @@ impl<P> Engine<P> {
 
     /// Renders queued at or running on the worker.
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.in_flight.len()
     }
 
     /// Changes the latency for the frames not yet emitted.
@@ -327,7 +329,7 @@ impl<P> Engine<P> {
 
     /// Blocks until a render result arrives or `timeout` passes; returns whether one arrived.
     pub fn wait(&mut self, timeout: Duration) -> bool {
-        if self.in_flight == 0 {
+        if self.in_flight.is_empty() {
             return false;
         }
         match self.worker.results.recv_timeout(timeout) {
@@ -355,7 +357,7 @@ impl<P> Engine<P> {
             if self.pending.is_empty() {
                 break;
             }
-            if !self.wait(Duration::from_secs(60)) && self.in_flight > 0 {
+            if !self.wait(Duration::from_secs(60)) && !self.in_flight.is_empty() {
                 self.worker_lost();
             }
         }
@@ -372,7 +374,7 @@ impl<P> Engine<P> {
     pub fn flush_video(&mut self) {
         self.epoch += 1;
         self.pending.clear();
-        self.in_flight = 0;
+        self.in_flight.clear();
         self.earliest = None;
         self.last_video_pts = None;
         self.last_patch = None;
@@ -399,7 +401,7 @@ impl<P> Engine<P> {
         if r.epoch != self.epoch {
             return;
         }
-        self.in_flight = self.in_flight.saturating_sub(1);
+        self.in_flight.retain(|&seq| seq != r.seq);
         self.stats.record_render_time(r.elapsed);
         if r.no_face {
             Stats::add(&self.stats.frames_no_face);
@@ -411,11 +413,7 @@ impl<P> Engine<P> {
             }
             Ok(None) => (None, FrameStatus::Rendered),
             Err(e) => {
-                // A frame already sent out as late is not reported: its render no longer matters (and
-                // its face may have been let go).
-                if self.pending.iter().any(|p| p.seq == r.seq) {
-                    self.events.push(EngineEvent::RenderFailed(e.to_string()));
-                }
+                self.events.push(EngineEvent::RenderFailed(e.to_string()));
                 (None, FrameStatus::Failed)
             }
         };
@@ -433,7 +431,7 @@ impl<P> Engine<P> {
         self.events.push(EngineEvent::RenderFailed(
             Error::WorkerStopped(format!("renderer `{}` stopped answering", self.renderer_name)).to_string(),
         ));
-        self.in_flight = 0;
+        self.in_flight.clear();
         for p in &mut self.pending {
             if matches!(p.state, State::InFlight) {
                 p.state = State::Done { image: None, status: FrameStatus::Failed };
@@ -493,7 +491,7 @@ impl<P> Engine<P> {
             if after < self.frames_after && !eos {
                 break;
             }
-            if self.in_flight >= self.config.max_in_flight {
+            if self.in_flight.len() >= self.config.max_in_flight {
                 break;
             }
             let n = self.window.samples();
@@ -511,7 +509,7 @@ impl<P> Engine<P> {
             };
             match self.worker.jobs.try_send(job) {
                 Ok(()) => {
-                    self.in_flight += 1;
+                    self.in_flight.push_back(self.pending[i].seq);
                     self.pending[i].state = State::InFlight;
                 }
                 Err(TrySendError::Full(_)) => break,
@@ -521,9 +519,10 @@ impl<P> Engine<P> {
                 }
             }
         }
-        // Tracker answers for frames that will not be rendered can go.
-        let next_render =
-            self.pending.iter().find(|p| !matches!(p.state, State::Done { .. })).map_or(self.next_seq, |p| p.seq);
+        // Tracker answers for frames that will not be rendered can go: older than every queued render
+        // (its frame may already have gone out late) and every frame still waiting.
+        let waiting = self.pending.iter().find(|p| matches!(p.state, State::WaitingAudio)).map(|p| p.seq);
+        let next_render = self.in_flight.front().copied().into_iter().chain(waiting).min().unwrap_or(self.next_seq);
         self.worker.set_low_water(next_render);
         // Audio before the oldest window still to be read can go; nothing newer may be lost silently.
         let oldest_needed = self
@@ -560,7 +559,7 @@ impl<P> Engine<P> {
             let p = self.pending.pop_front().expect("head exists");
             let (image, status) = match p.state {
                 State::Done { image, status } => (image, status),
-                // An in-flight render stays counted in `in_flight` until the worker hands it back.
+                // An in-flight render stays in `in_flight` until the worker hands it back.
                 State::InFlight | State::WaitingAudio => {
                     Stats::add(&self.stats.frames_late);
                     (self.fallback_image(&p.frame), FrameStatus::Late)
