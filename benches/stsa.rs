@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
     let cfg = Config::base_960h();
     let vb = network_weights(None, None, |vb| Wav2Vec2::load(&cfg, vb).map(drop), DType::F32, &dev).unwrap();
     let w2v = Wav2Vec2::load(&cfg, vb).unwrap();
-    let window = StsaConfig::new(WeightSource::Detw).window();
+    let window = lipsync::render::stsa::DEFAULT_WINDOW;
     let samples = window.samples();
     let x: Vec<f32> = (0..samples).map(|i| ((i as f32) * 0.01).sin()).collect();
     let x = Tensor::from_vec(x, (1, samples), &dev).unwrap();

@@ -154,7 +154,7 @@ impl RendererKind {
     pub fn timing(self) -> Result<(AudioWindow, u64)> {
         match self {
             RendererKind::Stsa => {
-                let window = StsaConfig::new(crate::stsa::models::WeightSource::Detw).window();
+                let window = stsa::DEFAULT_WINDOW;
                 Ok((window, window.after + ONE_FRAME_OF_COMPUTE))
             }
             _ => {

@@ -42,9 +42,17 @@ const T: usize = 2 * HALF + 1;
 /// wav2vec2 rows per chunk and between the chunks of consecutive frames (50 rows/s, 25 frames/s).
 const CHUNK_ROWS: usize = 10;
 const ROWS_PER_FRAME: usize = 2;
-/// The audio of chunks k-2..k+2 spans `[pts - 160 ms, pts + 205 ms]` (SPEC.md sections 1.3 and 7).
-const CHUNKS_BEFORE: u64 = 160 * MS;
-const CHUNKS_AFTER: u64 = 205 * MS;
+/// wav2vec2's default context around the chunks: history before, look-ahead after.
+const DEFAULT_HISTORY: u64 = 1000 * MS;
+const DEFAULT_LOOKAHEAD: u64 = 200 * MS;
+
+/// The audio window with wav2vec2's context around the chunks of frames k-2..k+2 ([`AudioWindow::STSA`]).
+const fn window_with(history: u64, lookahead: u64) -> AudioWindow {
+    AudioWindow { before: AudioWindow::STSA.before + history, after: AudioWindow::STSA.after + lookahead }
+}
+
+/// The window of the default settings (what an element shows before it loads anything).
+pub const DEFAULT_WINDOW: AudioWindow = window_with(DEFAULT_HISTORY, DEFAULT_LOOKAHEAD);
 
 /// Settings of the `stsa` renderer.
 #[derive(Clone, Debug)]
@@ -72,15 +80,15 @@ impl StsaConfig {
             device: "cpu".into(),
             precision: "f32".into(),
             bank: BankConfig::default(),
-            history: 1000 * MS,
-            lookahead: 200 * MS,
+            history: DEFAULT_HISTORY,
+            lookahead: DEFAULT_LOOKAHEAD,
             fuse: true,
         }
     }
 
     /// The audio the renderer needs around each frame: the five chunks plus wav2vec2's context.
     pub fn window(&self) -> AudioWindow {
-        AudioWindow { before: CHUNKS_BEFORE + self.history, after: CHUNKS_AFTER + self.lookahead }
+        window_with(self.history, self.lookahead)
     }
 }
 
