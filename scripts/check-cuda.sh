@@ -3,8 +3,8 @@
 # nvcc and the CUDA headers come from NVIDIA's PyPI wheels (CUDA 13.4; the CUDA 12 nvcc wheels ship no
 # nvcc binary), installed once into a virtual environment under ~/.cache/lipsync. `cargo check` runs the
 # kernel build (nvcc to PTX) and type-checks everything against cudarc; nothing is linked, so no driver
-# or CUDA libraries are needed. Running on a GPU needs a real CUDA toolkit or the full wheel set (see
-# models/README.md, "CUDA").
+# or CUDA libraries are needed. Running on a GPU needs a real CUDA toolkit (README, "STSA: precision and
+# streaming"). Needs python3-venv, which scripts/setup.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/lipsync"

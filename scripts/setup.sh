@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  pkg-config build-essential python3-pip
+  pkg-config build-essential python3-pip python3-venv
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libasound2-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gstreamer1.0-alsa
