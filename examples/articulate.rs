@@ -19,7 +19,7 @@ fn main() -> lipsync::Result<()> {
     let mut articulator = Articulator::new();
     let (n, before) = (WINDOW.samples(), (WINDOW.before / lipsync::audio::NS_PER_SAMPLE) as i64);
     let mut opening = Vec::with_capacity(loudness.len());
-    for k in 0..loudness.len() {
+    for (k, &level) in loudness.iter().enumerate() {
         let start = k as i64 * 640 - before;
         let window: Vec<f32> = (start..start + n as i64)
             .map(|i| if i >= 0 && (i as usize) < audio.len() { audio[i as usize] } else { 0.0 })
@@ -28,7 +28,7 @@ fn main() -> lipsync::Result<()> {
         if args.iter().any(|a| a == "--print") {
             println!(
                 "{k:4} loudness {:.4} jaw {:.3} lips {:.3} spread {:+.3}",
-                loudness[k], pose.jaw, pose.lips, pose.spread
+                level, pose.jaw, pose.lips, pose.spread
             );
         }
         opening.push(pose.opening());

@@ -54,9 +54,7 @@ fn write_silence(path: &Path, seconds: usize) {
     header(&mut wav, b"RIFF");
     wav.extend_from_slice(&(36 + 2 * n as u32).to_le_bytes());
     header(&mut wav, b"WAVEfmt ");
-    for v in [16u32] {
-        wav.extend_from_slice(&v.to_le_bytes());
-    }
+    wav.extend_from_slice(&16u32.to_le_bytes());
     for v in [1u16, 1] {
         wav.extend_from_slice(&v.to_le_bytes());
     }

@@ -105,7 +105,10 @@ impl<'a> Rules<'a> {
 }
 
 /// Records the tensors a network reads while it loads: every `get` answers zeros of the asked shape.
-struct Recorder(std::sync::Arc<parking_lot::Mutex<Vec<(String, Vec<usize>)>>>);
+/// Keys and shapes in the order they were read.
+type ReadKeys = std::sync::Arc<parking_lot::Mutex<Vec<(String, Vec<usize>)>>>;
+
+struct Recorder(ReadKeys);
 
 impl candle_nn::var_builder::SimpleBackend for Recorder {
     fn get(
@@ -173,7 +176,8 @@ mod tests {
     #[test]
     fn tensors_match_the_test_vectors() {
         // (key, shape, base, amp, first three f32 bits, last f32 bits, exact sum)
-        let cases: [(&str, Vec<usize>, f64, f64, [u32; 3], u32, f64); 4] = [
+        type Case = (&'static str, Vec<usize>, f64, f64, [u32; 3], u32, f64);
+        let cases: [Case; 4] = [
             (
                 "mel_encoder.0.conv_block.0.weight",
                 vec![128, 768, 3],

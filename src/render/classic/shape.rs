@@ -139,11 +139,11 @@ impl Axes {
         let ex = [v[0] / d, v[1] / d];
         Axes { origin: [(l[0] + r[0]) * 0.5, (l[1] + r[1]) * 0.5], ex, ey: [-ex[1], ex[0]], d }
     }
-    fn to_face(&self, p: P) -> P {
+    fn to_face(self, p: P) -> P {
         let q = sub(p, self.origin);
         [dot(q, self.ex) / self.d, dot(q, self.ey) / self.d]
     }
-    fn to_pixels(&self, f: P) -> P {
+    fn to_pixels(self, f: P) -> P {
         [
             self.origin[0] + (self.ex[0] * f[0] + self.ey[0] * f[1]) * self.d,
             self.origin[1] + (self.ex[1] * f[0] + self.ey[1] * f[1]) * self.d,

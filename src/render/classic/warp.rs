@@ -87,10 +87,21 @@ pub trait InteriorShader {
     fn shade(&self, uv: P, warped: [f32; 3]) -> [f32; 3];
 }
 
+/// A packed RGB-like frame's bytes and where its pixels and channels are.
+#[derive(Clone, Copy)]
+struct Packed<'a> {
+    data: &'a [u8],
+    offset: usize,
+    stride: usize,
+    bytes_per_pixel: usize,
+    /// The R, G and B bytes within a pixel.
+    rgb: [usize; 3],
+}
+
 /// Bilinear RGB reads from a frame: direct for packed RGB formats, through [`RgbView`] for YUV.
 pub(crate) struct Sampler<'a> {
     view: RgbView<'a>,
-    packed: Option<(&'a [u8], usize, usize, usize, [usize; 3])>, // data, offset, stride, bpp, rgb
+    packed: Option<Packed<'a>>,
     max_x: f32,
     max_y: f32,
 }
@@ -99,11 +110,9 @@ impl<'a> Sampler<'a> {
     pub(crate) fn new(frame: &'a VideoFrame) -> Self {
         let view = RgbView::new(frame);
         let l = frame.layout();
-        let packed = l
-            .format
-            .rgba_offsets()
-            .zip(l.format.packed_pixel_size())
-            .map(|((rgb, _), bpp)| (frame.data(), l.offsets[0], l.strides[0], bpp, rgb));
+        let packed = l.format.rgba_offsets().zip(l.format.packed_pixel_size()).map(|((rgb, _), bytes_per_pixel)| {
+            Packed { data: frame.data(), offset: l.offsets[0], stride: l.strides[0], bytes_per_pixel, rgb }
+        });
         let (max_x, max_y) = ((view.width() - 1) as f32, (view.height() - 1) as f32);
         Sampler { view, packed, max_x, max_y }
     }
@@ -111,9 +120,9 @@ impl<'a> Sampler<'a> {
     #[inline]
     fn get(&self, x: usize, y: usize) -> [f32; 3] {
         match self.packed {
-            Some((d, off, stride, bpp, rgb)) => {
-                let o = off + y * stride + x * bpp;
-                [d[o + rgb[0]] as f32, d[o + rgb[1]] as f32, d[o + rgb[2]] as f32]
+            Some(Packed { data, offset, stride, bytes_per_pixel, rgb }) => {
+                let o = offset + y * stride + x * bytes_per_pixel;
+                rgb.map(|c| data[o + c] as f32)
             }
             None => self.view.get(x, y).map(|v| v as f32),
         }
