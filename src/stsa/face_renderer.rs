@@ -4,11 +4,13 @@
 //! network draw the 128x128 face. Module paths mirror the PyTorch state_dict; losses and modules unused at
 //! inference (VGG, MINE, `align_layers`, `source_img_encoder`) are not built.
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 
-use super::heatmap_generator::{BatchNorm, R, Spec, Stack};
-use super::ops::{adaat_sample, bilinear, grid_sample, instance_norm, nearest, pixel_shuffle};
+use super::layers::{
+    BatchNorm, ChannelAffine, R, Spec, Stack, block_diagonal_linear, conv2d_bn, shifted, stacked_conv2d, stacked_linear,
+};
+use super::ops::{Bilinear, ChannelSampler, GridSampler, InstanceNorm, Nearest, pixel_shuffle};
 use crate::error::Result;
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -19,41 +21,36 @@ fn conv_no_bias(cin: usize, cout: usize, k: usize, stride: usize, padding: usize
     Ok(candle_nn::conv2d_no_bias(cin, cout, k, Conv2dConfig { stride, padding, ..Default::default() }, vb)?)
 }
 
-/// `SameBlock2d` / `DownBlock2d`: conv, BatchNorm, ReLU (keys `conv`, `norm`).
-struct ConvBn {
-    conv: Conv2d,
-    norm: BatchNorm,
-}
+/// `SameBlock2d` / `DownBlock2d`: conv, BatchNorm (folded into the conv), ReLU (keys `conv`, `norm`).
+struct ConvBn(Conv2d);
 
 impl ConvBn {
     fn load(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(ConvBn {
-            conv: conv(cin, cout, k, stride, padding, vb.pp("conv"))?,
-            norm: BatchNorm::load(cout, vb.pp("norm"))?,
-        })
+        let cfg = Conv2dConfig { stride, padding, ..Default::default() };
+        Ok(ConvBn(conv2d_bn((cin, cout, k), cfg, true, vb.pp("conv"), vb.pp("norm"))?))
     }
 }
 
 impl Module for ConvBn {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.norm.forward(&self.conv.forward(x)?)?.relu()
+        self.0.forward(x)?.relu()
     }
 }
 
-/// `ResBlock2d` (pre-activation): `x + conv2(relu(norm2(conv1(relu(norm1(x))))))`.
+/// `ResBlock2d` (pre-activation): `x + conv2(relu(norm2(conv1(relu(norm1(x))))))`, `norm2` folded into
+/// `conv1`.
 struct ResBlock {
-    norm1: BatchNorm,
+    norm1: ChannelAffine,
     conv1: Conv2d,
-    norm2: BatchNorm,
     conv2: Conv2d,
 }
 
 impl ResBlock {
     fn load(c: usize, vb: VarBuilder) -> Result<Self> {
+        let same = Conv2dConfig { padding: 1, ..Default::default() };
         Ok(ResBlock {
-            norm1: BatchNorm::load(c, vb.pp("norm1"))?,
-            conv1: conv(c, c, 3, 1, 1, vb.pp("conv1"))?,
-            norm2: BatchNorm::load(c, vb.pp("norm2"))?,
+            norm1: BatchNorm::load(c, vb.pp("norm1"))?.standalone(4, vb.dtype())?,
+            conv1: conv2d_bn((c, c, 3), same, true, vb.pp("conv1"), vb.pp("norm2"))?,
             conv2: conv(c, c, 3, 1, 1, vb.pp("conv2"))?,
         })
     }
@@ -62,8 +59,7 @@ impl ResBlock {
 impl Module for ResBlock {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.conv1.forward(&self.norm1.forward(x)?.relu()?)?;
-        let y = self.conv2.forward(&self.norm2.forward(&y)?.relu()?)?;
-        x + y
+        x + self.conv2.forward(&y.relu()?)?
     }
 }
 
@@ -85,176 +81,183 @@ fn leaky(x: &Tensor, slope: f64) -> Result<Tensor> {
     Ok(x.maximum(&(x * slope)?)?)
 }
 
-/// The per-channel affine a modulated normalisation applies after instance norm: `IN(x)·scale + shift`.
-/// It depends only on the modulating input, so it is computed once and applied to every reference.
+/// The affine a modulated normalisation applies after instance norm: `IN(x)·scale + shift`. It depends
+/// only on the modulating input, so it is computed once and applied to every reference.
 struct Affine {
     scale: Tensor,
     shift: Tensor,
 }
 
-impl Affine {
-    /// `IN(x)·scale + shift`, broadcasting a batch-1 modulation over `x`'s batch.
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(instance_norm(x, 1e-5)?.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)?)
-    }
-}
-
-/// A normalisation layer modulated by a second input (AdaIN's vector, SPADE's map).
-trait Modulation: Sized {
-    /// The layer's key prefix inside its block (`adain_layer` / `spade_layer`, then `_1`, `_2`).
-    const NAME: &'static str;
-    fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self>;
-    /// The affine this modulation input gives.
-    fn affine(&self, m: &Tensor) -> Result<Affine>;
-}
-
-/// `AdaINLayer`: `IN(x)·(1+γ)+β`, γ and β from the modulation vector.
-struct AdaInLayer {
-    shared: Linear,
-    gamma: Linear,
-    beta: Linear,
-}
-
-impl Modulation for AdaInLayer {
-    const NAME: &'static str = "adain_layer";
-
-    fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(AdaInLayer {
-            shared: candle_nn::linear(m, 128, vb.pp("mlp_shared.0"))?,
-            gamma: candle_nn::linear(128, c, vb.pp("mlp_gamma"))?,
-            beta: candle_nn::linear(128, c, vb.pp("mlp_beta"))?,
-        })
-    }
-
-    fn affine(&self, m: &Tensor) -> Result<Affine> {
-        let a = self.shared.forward(m)?.relu()?;
-        let gamma = self.gamma.forward(&a)?;
-        let (b, c) = gamma.dims2()?;
-        let beta = self.beta.forward(&a)?.reshape((b, c, 1, 1))?;
-        Ok(Affine { scale: (gamma.reshape((b, c, 1, 1))? + 1.0)?, shift: beta })
-    }
-}
-
-/// `SPADELayer`: `IN(x) + IN(x)·γ + β`, γ and β convolved from the modulation map (no activation between).
-struct SpadeLayer {
+/// The SPADE layers of a block (`spade_layer_1`, `spade_layer_2`): γ and β convolved from the modulation
+/// map after `conv1` (no activation between). Both layers' `conv1` run as one convolution; each layer's
+/// γ and β as one, with the `1 +` of `IN(x)·(1+γ)+β` in γ's bias.
+struct SpadePair {
     conv1: Conv2d,
-    gamma: Conv2d,
-    beta: Conv2d,
+    heads: [Conv2d; 2],
+    c: usize,
 }
 
-impl Modulation for SpadeLayer {
-    const NAME: &'static str = "spade_layer";
+impl SpadePair {
+    fn load(c: usize, cm: usize, vb: &VarBuilder) -> Result<Self> {
+        let (mut conv1, mut heads) = (Vec::new(), Vec::new());
+        for i in 1..=2 {
+            let vb = vb.pp(format!("spade_layer_{i}"));
+            conv1.push(conv(cm, 256, 3, 1, 1, vb.pp("conv1"))?);
+            let gamma_beta =
+                stacked_conv2d(&[conv(256, c, 3, 1, 1, vb.pp("gamma"))?, conv(256, c, 3, 1, 1, vb.pp("beta"))?])?;
+            let bias = shifted(gamma_beta.bias().expect("conv with bias"), 0..c, 1.0)?;
+            heads.push(Conv2d::new(gamma_beta.weight().clone(), Some(bias), *gamma_beta.config()));
+        }
+        let heads: [Conv2d; 2] = heads.try_into().unwrap_or_else(|_| unreachable!("two layers"));
+        Ok(SpadePair { conv1: stacked_conv2d(&conv1)?, heads, c })
+    }
 
-    fn load(c: usize, cm: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(SpadeLayer {
-            conv1: conv(cm, 256, 3, 1, 1, vb.pp("conv1"))?,
-            gamma: conv(256, c, 3, 1, 1, vb.pp("gamma"))?,
-            beta: conv(256, c, 3, 1, 1, vb.pp("beta"))?,
+    /// Both layers' affines for the modulation map `m` (batch 1).
+    fn affines(&self, m: &Tensor) -> Result<[Affine; 2]> {
+        let h = self.conv1.forward(m)?;
+        let c = self.c;
+        let affine = |i: usize| -> Result<Affine> {
+            let gb = self.heads[i].forward(&h.narrow(1, 256 * i, 256)?)?;
+            Ok(Affine { scale: gb.narrow(1, 0, c)?, shift: gb.narrow(1, c, c)? })
+        };
+        Ok([affine(0)?, affine(1)?])
+    }
+}
+
+/// The AdaIN blocks' modulations. All of them (two in the temporal path, three in the translation)
+/// modulate by the same audio code, so their `mlp_shared` layers (ReLU after) run as one layer and all
+/// their γ and β heads as one block-diagonal layer, with the `1 +` of each γ in its bias.
+struct AudioModulation {
+    shared: Linear,
+    heads: Linear,
+    /// Each block's channels, in order.
+    channels: Vec<usize>,
+}
+
+impl AudioModulation {
+    /// The blocks at `vb`s with their channels, each with `adain_layer_1` and `adain_layer_2`.
+    fn load(blocks: &[(usize, VarBuilder)]) -> Result<Self> {
+        let (mut shared, mut heads) = (Vec::new(), Vec::new());
+        for (c, vb) in blocks {
+            for i in 1..=2 {
+                let vb = vb.pp(format!("adain_layer_{i}"));
+                shared.push(candle_nn::linear(128, 128, vb.pp("mlp_shared.0"))?);
+                let gamma = candle_nn::linear(128, *c, vb.pp("mlp_gamma"))?;
+                let beta = candle_nn::linear(128, *c, vb.pp("mlp_beta"))?;
+                let gamma_beta = stacked_linear(&[&gamma, &beta])?;
+                let bias = shifted(gamma_beta.bias().expect("linear with bias"), 0..*c, 1.0)?;
+                heads.push(Linear::new(gamma_beta.weight().clone(), Some(bias)));
+            }
+        }
+        Ok(AudioModulation {
+            shared: stacked_linear(&shared.iter().collect::<Vec<_>>())?,
+            heads: block_diagonal_linear(&heads.iter().collect::<Vec<_>>())?,
+            channels: blocks.iter().map(|(c, _)| *c).collect(),
         })
     }
 
-    fn affine(&self, m: &Tensor) -> Result<Affine> {
-        let h = self.conv1.forward(m)?;
-        Ok(Affine { scale: (self.gamma.forward(&h)? + 1.0)?, shift: self.beta.forward(&h)? })
+    /// Every block's two affines for the audio code (1, 128), in order.
+    fn affines(&self, audio: &Tensor) -> Result<Vec<[Affine; 2]>> {
+        let y = self.heads.forward(&self.shared.forward(audio)?.relu()?)?;
+        let mut at = 0;
+        let mut next = |c: usize| -> Result<Tensor> {
+            let part = y.narrow(1, at, c)?.reshape((1, c, 1, 1))?;
+            at += c;
+            Ok(part)
+        };
+        self.channels
+            .iter()
+            .map(|&c| {
+                let first = Affine { scale: next(c)?, shift: next(c)? };
+                Ok([first, Affine { scale: next(c)?, shift: next(c)? }])
+            })
+            .collect()
     }
 }
 
-/// `AdaIN` and `SPADE`: modulated layer, LeakyReLU(0.2), conv, modulated layer, LeakyReLU(0.2), conv.
-struct Modulated<L> {
-    layer_1: L,
+/// The body of the `AdaIN` and `SPADE` blocks on planes of one size: modulated norm, LeakyReLU(0.2),
+/// conv, modulated norm, LeakyReLU(0.2), conv. An instance norm removes any per-channel constant, so
+/// `conv_1`'s bias (always followed by one) is left out, and so is `conv_2`'s where the next block starts
+/// with one (`normalised_next`).
+struct Modulated {
+    norm: InstanceNorm,
     conv_1: Conv2d,
-    layer_2: L,
     conv_2: Conv2d,
 }
 
-type AdaIn = Modulated<AdaInLayer>;
-type Spade = Modulated<SpadeLayer>;
-
-impl<L: Modulation> Modulated<L> {
-    fn load(c: usize, m: usize, vb: VarBuilder) -> Result<Self> {
+impl Modulated {
+    fn load(c: usize, size: usize, normalised_next: bool, vb: &VarBuilder) -> Result<Self> {
+        let without_bias = |c: Conv2d| Conv2d::new(c.weight().clone(), None, *c.config());
+        let conv_2 = conv(c, c, 3, 1, 1, vb.pp("conv_2"))?;
         Ok(Modulated {
-            layer_1: L::load(c, m, vb.pp(format!("{}_1", L::NAME)))?,
-            conv_1: conv(c, c, 3, 1, 1, vb.pp("conv_1"))?,
-            layer_2: L::load(c, m, vb.pp(format!("{}_2", L::NAME)))?,
-            conv_2: conv(c, c, 3, 1, 1, vb.pp("conv_2"))?,
+            norm: InstanceNorm::new(size, size, 1e-5, vb.device())?,
+            conv_1: without_bias(conv(c, c, 3, 1, 1, vb.pp("conv_1"))?),
+            conv_2: if normalised_next { without_bias(conv_2) } else { conv_2 },
         })
     }
 
-    /// Both layers' affines for modulation input `m`.
-    fn affines(&self, m: &Tensor) -> Result<[Affine; 2]> {
-        Ok([self.layer_1.affine(m)?, self.layer_2.affine(m)?])
+    fn forward(&self, x: &Tensor, [a1, a2]: &[Affine; 2]) -> Result<Tensor> {
+        let x = self.conv_1.forward(&leaky(&self.norm.apply(x, &a1.scale, &a1.shift)?, 0.2)?)?;
+        Ok(self.conv_2.forward(&leaky(&self.norm.apply(&x, &a2.scale, &a2.shift)?, 0.2)?)?)
+    }
+}
+
+/// A `SPADE` block: [`Modulated`] by a map.
+struct Spade {
+    modulator: SpadePair,
+    body: Modulated,
+}
+
+impl Spade {
+    fn load(c: usize, cm: usize, size: usize, normalised_next: bool, vb: VarBuilder) -> Result<Self> {
+        Ok(Spade { modulator: SpadePair::load(c, cm, &vb)?, body: Modulated::load(c, size, normalised_next, &vb)? })
     }
 
     fn forward(&self, x: &Tensor, m: &Tensor) -> Result<Tensor> {
-        self.forward_with(x, &self.affines(m)?)
-    }
-
-    fn forward_with(&self, x: &Tensor, [a1, a2]: &[Affine; 2]) -> Result<Tensor> {
-        let x = self.conv_1.forward(&leaky(&a1.apply(x)?, 0.2)?)?;
-        Ok(self.conv_2.forward(&leaky(&a2.apply(&x)?, 0.2)?)?)
+        self.body.forward(x, &self.modulator.affines(m)?)
     }
 }
+
+/// An `AdaIN` block: [`Modulated`] by the audio, its affines from [`AudioModulation`].
+type AdaIn = Modulated;
 
 /// The original writes π as 3.14159 in AdaAT's rotation.
 #[allow(clippy::approx_constant)]
 const ORIGINAL_PI: f64 = 3.14159;
 
-/// `AdaAT`: a per-channel scale, rotation and translation predicted from the code, applied by sampling.
+/// `AdaAT`: a per-channel scale, rotation and translation predicted from the code, applied by sampling
+/// (the three heads as one layer: outputs scale, rotation, translation).
 struct AdaAt {
     commn: Linear,
-    scale: Linear,
-    rotation: Linear,
-    translation: Linear,
+    heads: Linear,
+    c: usize,
 }
 
 impl AdaAt {
-    /// The heads are kept in f32 whatever the model's dtype: they place the sampling positions, where
-    /// half precision's rounding moves whole features (and they are tiny).
+    /// In f32 whatever the model's dtype: the heads place the sampling positions, where half precision's
+    /// rounding moves whole features (and they are tiny).
     fn load(c: usize, vb: VarBuilder) -> Result<Self> {
-        let vb = vb.set_dtype(candle_core::DType::F32);
+        let vb = vb.set_dtype(DType::F32);
+        let scale = candle_nn::linear(256, c, vb.pp("scale.0"))?;
+        let rotation = candle_nn::linear(256, c, vb.pp("rotation.0"))?;
+        let translation = candle_nn::linear(256, 2 * c, vb.pp("translation.0"))?;
         Ok(AdaAt {
             commn: candle_nn::linear(256, 256, vb.pp("commn_linear.0"))?,
-            scale: candle_nn::linear(256, c, vb.pp("scale.0"))?,
-            rotation: candle_nn::linear(256, c, vb.pp("rotation.0"))?,
-            translation: candle_nn::linear(256, 2 * c, vb.pp("translation.0"))?,
+            heads: stacked_linear(&[&scale, &rotation, &translation])?,
+            c,
         })
     }
 
-    fn forward(&self, x: &Tensor, code: &Tensor) -> Result<Tensor> {
-        let q = self.commn.forward(&code.to_dtype(candle_core::DType::F32)?)?.relu()?;
-        let scale = (candle_nn::ops::sigmoid(&self.scale.forward(&q)?)? * 2.0)?;
-        let angle = (self.rotation.forward(&q)?.tanh()? * ORIGINAL_PI)?;
-        let t = self.translation.forward(&q)?.tanh()?;
-        let (b, c) = (x.dim(0)?, x.dim(1)?);
-        adaat_sample(x, &scale, &angle, &t.reshape((b, c, 2))?)
+    /// The sampled features (f32) for `code` (1, 256).
+    fn forward(&self, features: &ChannelSampler, code: &Tensor) -> Result<Tensor> {
+        let q = self.commn.forward(&code.to_dtype(DType::F32)?)?.relu()?;
+        let y = self.heads.forward(&q)?;
+        let c = self.c;
+        let scale = (candle_nn::ops::sigmoid(&y.narrow(1, 0, c)?)? * 2.0)?;
+        let angle = (y.narrow(1, c, c)?.tanh()? * ORIGINAL_PI)?;
+        let t = y.narrow(1, 2 * c, 2 * c)?.tanh()?.reshape((1, c, 2))?;
+        features.sample(&scale, &angle, &t)
     }
-}
-
-/// `convert_flow_to_deformation`: pixel flow (B, 2, H, W) to a sampling grid (B, H, W, 2).
-fn flow_to_deformation(flow: &Tensor) -> Result<Tensor> {
-    let (b, _, h, w) = flow.dims4()?;
-    let dev = flow.device();
-    let xs: Vec<f32> = (0..w).map(|j| 2.0 * (j as f32 / (w - 1) as f32) - 1.0).collect();
-    let ys: Vec<f32> = (0..h).map(|i| 2.0 * (i as f32 / (h - 1) as f32) - 1.0).collect();
-    let gx = Tensor::new(xs.as_slice(), dev)?.reshape((1, 1, w))?.broadcast_as((b, h, w))?;
-    let gy = Tensor::new(ys.as_slice(), dev)?.reshape((1, h, 1))?.broadcast_as((b, h, w))?;
-    // In f32 whatever the dtype: these are sampling positions.
-    let flow = flow.to_dtype(candle_core::DType::F32)?;
-    let fx = (flow.narrow(1, 0, 1)?.squeeze(1)? * (2.0 / (w - 1) as f64))?;
-    let fy = (flow.narrow(1, 1, 1)?.squeeze(1)? * (2.0 / (h - 1) as f64))?;
-    Ok(Tensor::stack(&[(gx + fx)?, (gy + fy)?], 3)?)
-}
-
-/// `warping`: the deformation resized (bilinear) to the source's size when they differ, then sampled.
-fn warp(src: &Tensor, deformation: &Tensor) -> Result<Tensor> {
-    let (_, dh, dw, _) = deformation.dims4()?;
-    let (_, _, h, w) = src.dims4()?;
-    let d = if (dh, dw) != (h, w) {
-        bilinear(&deformation.permute((0, 3, 1, 2))?.contiguous()?, h, w)?.permute((0, 2, 3, 1))?
-    } else {
-        deformation.clone()
-    };
-    grid_sample(src, &d)
 }
 
 /// The temporal path: each reference warped towards the driving heatmap by a predicted flow.
@@ -266,93 +269,123 @@ struct Temporal {
     spade_2: Spade,
     adain_2: AdaIn,
     spade_4: Spade,
-    conv_4: Conv2d,
-    conv_5a: Conv2d,
+    /// `conv_4` (the flow, 2 channels) and `conv_5.0` (32), which read the same map, as one convolution.
+    flow_and_weight: Conv2d,
     conv_5b: Conv2d,
+    /// The resizes between 128, 64 and 32 pixels.
+    to_64: Nearest,
+    to_32: Nearest,
+    deformation_64: Bilinear,
+    deformation_32: Bilinear,
+    /// `convert_flow_to_deformation`'s identity grid (1, 2, 128, 128), align_corners=True, and the
+    /// pixels-to-grid factors 2/(W−1), 2/(H−1) as (1, 2, 1, 1).
+    identity: Tensor,
+    flow_to_grid: Tensor,
 }
 
 /// The three-conv encoder the temporal and translation networks start with: `conv1` 6→32 (7x7), `conv2`
 /// 32→128 and `conv3` 128→`c3` (3x3, stride 2), each with its BatchNorm under a sibling key
-/// (`conv1_bn`, ...) and ReLU.
+/// (`conv1_bn`, ...) folded in, and ReLU.
 fn sibling_encoder(c3: usize, bias: bool, vb: &VarBuilder) -> Result<[ConvBn; 3]> {
-    let layer = |cin: usize, cout: usize, k: usize, s: usize, p: usize, name: &str| -> Result<ConvBn> {
-        let c =
-            if bias { conv(cin, cout, k, s, p, vb.pp(name))? } else { conv_no_bias(cin, cout, k, s, p, vb.pp(name))? };
-        Ok(ConvBn { conv: c, norm: BatchNorm::load(cout, vb.pp(format!("{name}_bn")))? })
+    let layer = |cin: usize, cout: usize, k: usize, stride: usize, padding: usize, name: &str| -> Result<ConvBn> {
+        let cfg = Conv2dConfig { stride, padding, ..Default::default() };
+        Ok(ConvBn(conv2d_bn((cin, cout, k), cfg, bias, vb.pp(name), vb.pp(format!("{name}_bn")))?))
     };
     Ok([layer(6, 32, 7, 1, 3, "conv1")?, layer(32, 128, 3, 2, 1, "conv2")?, layer(128, c3, 3, 2, 1, "conv3")?])
 }
 
 impl Temporal {
     fn load(vb: VarBuilder) -> Result<Self> {
+        let dev = vb.device();
+        let line = |n: usize| -> Vec<f32> { (0..n).map(|i| 2.0 * (i as f32 / (n - 1) as f32) - 1.0).collect() };
+        let (h, w) = (128, 128);
+        let xs = Tensor::new(line(w).as_slice(), dev)?.reshape((1, 1, 1, w))?.broadcast_as((1, 1, h, w))?;
+        let ys = Tensor::new(line(h).as_slice(), dev)?.reshape((1, 1, h, 1))?.broadcast_as((1, 1, h, w))?;
+        let flow_to_grid = [2.0 / (w - 1) as f32, 2.0 / (h - 1) as f32];
         Ok(Temporal {
             encoder: sibling_encoder(256, true, &vb)?,
-            spade_1: Spade::load(128, 3, vb.pp("spade_layer_1"))?,
-            adain_1: AdaIn::load(128, 128, vb.pp("adain_1"))?,
-            spade_2: Spade::load(128, 3, vb.pp("spade_layer_2"))?,
-            adain_2: AdaIn::load(128, 128, vb.pp("adain_2"))?,
-            spade_4: Spade::load(32, 3, vb.pp("spade_layer_4"))?,
-            conv_4: conv(32, 2, 7, 1, 3, vb.pp("conv_4"))?,
-            conv_5a: conv(32, 32, 7, 1, 3, vb.pp("conv_5.0"))?,
+            spade_1: Spade::load(128, 3, 64, true, vb.pp("spade_layer_1"))?,
+            adain_1: AdaIn::load(128, 64, true, &vb.pp("adain_1"))?,
+            spade_2: Spade::load(128, 3, 64, true, vb.pp("spade_layer_2"))?,
+            adain_2: AdaIn::load(128, 64, false, &vb.pp("adain_2"))?,
+            spade_4: Spade::load(32, 3, 128, false, vb.pp("spade_layer_4"))?,
+            flow_and_weight: stacked_conv2d(&[
+                conv(32, 2, 7, 1, 3, vb.pp("conv_4"))?,
+                conv(32, 32, 7, 1, 3, vb.pp("conv_5.0"))?,
+            ])?,
             conv_5b: conv(32, 1, 7, 1, 3, vb.pp("conv_5.2"))?,
+            to_64: Nearest::new((h, w), (64, 64), dev)?,
+            to_32: Nearest::new((h, w), (32, 32), dev)?,
+            deformation_64: Bilinear::new((h, w), (64, 64), dev)?,
+            deformation_32: Bilinear::new((h, w), (32, 32), dev)?,
+            identity: Tensor::cat(&[xs, ys], 1)?.contiguous()?,
+            flow_to_grid: Tensor::new(flow_to_grid.as_slice(), dev)?.reshape((1, 2, 1, 1))?,
         })
     }
 
     /// The part that depends only on the references `imgs`, `heatmaps` (N, 3, 128, 128): their
-    /// features at three scales, all references in one batch.
+    /// features at three scales, all references in one batch, laid out for sampling.
     fn references(&self, imgs: &Tensor, heatmaps: &Tensor) -> Result<TemporalRefs> {
         let [c1, c2, c3] = &self.encoder;
         let h128 = c1.forward(&Tensor::cat(&[imgs, heatmaps], 1)?)?;
         let h64 = c2.forward(&h128)?;
         let h32 = c3.forward(&h64)?;
-        Ok(TemporalRefs { imgs: imgs.clone(), h128, h64, h32 })
+        Ok(TemporalRefs {
+            at_128: GridSampler::new(&Tensor::cat(&[&h128, imgs], 1)?)?,
+            at_64: GridSampler::new(&h64)?,
+            at_32: GridSampler::new(&h32)?,
+            h64,
+        })
     }
 
-    /// Driving heatmap (1, 3, 128, 128), audio code (1, 128): the references warped towards the driving
-    /// heatmap and blended by their predicted weights. The modulations depend only on the driving
-    /// heatmap and the audio, so they are computed once for all references (the original recomputes them
-    /// per reference); the references go through as one batch.
+    /// Driving heatmap (1, 3, 128, 128) and the AdaIN blocks' audio modulations: the references warped
+    /// towards the driving heatmap and blended by their predicted weights. The modulations depend only on
+    /// the driving heatmap and the audio, so they are computed once for all references (the original
+    /// recomputes them per reference); the references go through as one batch.
     fn forward(
         &self,
         refs: &TemporalRefs,
         driving: &Tensor,
-        audio: &Tensor,
+        audio: &[[Affine; 2]],
         trace: &mut dyn FnMut(&str, &Tensor),
     ) -> Result<[Tensor; 4]> {
-        let d64 = nearest(driving, 64, 64)?;
-        let x = self.spade_1.forward_with(&refs.h64, &self.spade_1.affines(&d64)?)?;
-        let x = self.adain_1.forward_with(&x, &self.adain_1.affines(audio)?)?;
-        let x = self.spade_2.forward_with(&x, &self.spade_2.affines(&d64)?)?;
-        let x = self.adain_2.forward_with(&x, &self.adain_2.affines(audio)?)?;
-        let x = self.spade_4.forward_with(&pixel_shuffle(&x, 2)?, &self.spade_4.affines(driving)?)?;
-        let flow = self.conv_4.forward(&x)?;
-        let w = candle_nn::ops::sigmoid(&self.conv_5b.forward(&self.conv_5a.forward(&x)?.relu()?)?)?;
+        let d64 = self.to_64.apply(driving)?;
+        let x = self.spade_1.forward(&refs.h64, &d64)?;
+        let x = self.adain_1.forward(&x, &audio[0])?;
+        let x = self.spade_2.forward(&x, &d64)?;
+        let x = self.adain_2.forward(&x, &audio[1])?;
+        let x = self.spade_4.forward(&pixel_shuffle(&x, 2)?, driving)?;
+        let heads = self.flow_and_weight.forward(&x)?;
+        let flow = heads.narrow(1, 0, 2)?;
+        let w = candle_nn::ops::sigmoid(&self.conv_5b.forward(&heads.narrow(1, 2, 32)?.relu()?)?)?;
         for n in 0..flow.dim(0)? {
             trace(&format!("temporal_module.conv_4#call{n}"), &flow.narrow(0, n, 1)?);
             trace(&format!("temporal_module.conv_5#call{n}"), &w.narrow(0, n, 1)?);
         }
-        let def = flow_to_deformation(&flow)?;
-        let sum = |t: Tensor| -> Result<Tensor> { Ok(t.sum_keepdim(0)?) };
-        let a128 = sum(w.broadcast_mul(&warp(&refs.h128, &def)?)?)?;
-        let a64 = sum(nearest(&w, 64, 64)?.broadcast_mul(&warp(&refs.h64, &def)?)?)?;
-        let a32 = sum(nearest(&w, 32, 32)?.broadcast_mul(&warp(&refs.h32, &def)?)?)?;
-        let aimg = sum(w.broadcast_mul(&warp(&refs.imgs, &def)?)?)?;
-        let den = (sum(w)? + 1e-5)?;
-        Ok([
-            a128.broadcast_div(&den)?,
-            a64.broadcast_div(&nearest(&den, 64, 64)?)?,
-            a32.broadcast_div(&nearest(&den, 32, 32)?)?,
-            aimg.broadcast_div(&den)?,
-        ])
+        // `convert_flow_to_deformation` (in f32: these are sampling positions), then `warping` at each
+        // scale with the deformation resized to it.
+        let deformation =
+            flow.to_dtype(DType::F32)?.broadcast_mul(&self.flow_to_grid)?.broadcast_add(&self.identity)?;
+        let dtype = w.dtype();
+        let warped_128 = refs.at_128.sample(&deformation)?.to_dtype(dtype)?;
+        let warped_64 = refs.at_64.sample(&self.deformation_64.apply(&deformation)?)?.to_dtype(dtype)?;
+        let warped_32 = refs.at_32.sample(&self.deformation_32.apply(&deformation)?)?.to_dtype(dtype)?;
+        let blend = |w: &Tensor, warped: &Tensor| -> Result<Tensor> { Ok(w.broadcast_mul(warped)?.sum_keepdim(0)?) };
+        let den = (w.sum_keepdim(0)? + 1e-5)?;
+        let a128 = blend(&w, &warped_128)?.broadcast_div(&den)?;
+        let a64 = blend(&self.to_64.apply(&w)?, &warped_64)?.broadcast_div(&self.to_64.apply(&den)?)?;
+        let a32 = blend(&self.to_32.apply(&w)?, &warped_32)?.broadcast_div(&self.to_32.apply(&den)?)?;
+        Ok([a128.narrow(1, 0, 32)?, a64, a32, a128.narrow(1, 32, 3)?])
     }
 }
 
-/// The temporal path's per-reference features, (N, C, H, W) at 128, 64 and 32, and the images.
+/// The temporal path's per-reference features: at 64 (the flow network's input), and at 128 (with
+/// the images), 64 and 32 laid out for warping.
 struct TemporalRefs {
-    imgs: Tensor,
-    h128: Tensor,
     h64: Tensor,
-    h32: Tensor,
+    at_128: GridSampler,
+    at_64: GridSampler,
+    at_32: GridSampler,
 }
 
 /// The translation network: the masked face and driving heatmap, modulated by the fused features and audio.
@@ -372,21 +405,23 @@ impl Translation {
     fn load(vb: VarBuilder) -> Result<Self> {
         Ok(Translation {
             encoder: sibling_encoder(512, false, &vb)?,
-            spade_1: Spade::load(512, 256, vb.pp("spade_1"))?,
-            adain_1: AdaIn::load(512, 128, vb.pp("adain_1"))?,
-            spade_2: Spade::load(128, 128, vb.pp("spade_2"))?,
-            adain_2: AdaIn::load(128, 128, vb.pp("adain_2"))?,
-            spade_3: Spade::load(32, 32, vb.pp("spade_3"))?,
-            adain_3: AdaIn::load(32, 128, vb.pp("adain_3"))?,
+            spade_1: Spade::load(512, 256, 32, true, vb.pp("spade_1"))?,
+            adain_1: AdaIn::load(512, 32, false, &vb.pp("adain_1"))?,
+            spade_2: Spade::load(128, 128, 64, true, vb.pp("spade_2"))?,
+            adain_2: AdaIn::load(128, 64, false, &vb.pp("adain_2"))?,
+            spade_3: Spade::load(32, 32, 128, true, vb.pp("spade_3"))?,
+            adain_3: AdaIn::load(32, 128, false, &vb.pp("adain_3"))?,
             conv_last: conv_no_bias(32, 3, 7, 1, 3, vb.pp("conv_last"))?,
         })
     }
 
-    fn forward(&self, x: &Tensor, g: &[Tensor; 3], audio: &Tensor) -> Result<Tensor> {
+    /// The masked face and driving heatmap `x`, the fused features `g` at 128, 64 and 32, and the AdaIN
+    /// blocks' audio modulations.
+    fn forward(&self, x: &Tensor, g: &[Tensor; 3], audio: &[[Affine; 2]]) -> Result<Tensor> {
         let x = self.encoder.iter().try_fold(x.clone(), |x, c| c.forward(&x))?;
-        let x = self.adain_1.forward(&self.spade_1.forward(&x, &g[2])?, audio)?;
-        let x = self.adain_2.forward(&self.spade_2.forward(&pixel_shuffle(&x, 2)?, &g[1])?, audio)?;
-        let x = self.adain_3.forward(&self.spade_3.forward(&pixel_shuffle(&x, 2)?, &g[0])?, audio)?;
+        let x = self.adain_1.forward(&self.spade_1.forward(&x, &g[2])?, &audio[0])?;
+        let x = self.adain_2.forward(&self.spade_2.forward(&pixel_shuffle(&x, 2)?, &g[1])?, &audio[1])?;
+        let x = self.adain_3.forward(&self.spade_3.forward(&pixel_shuffle(&x, 2)?, &g[0])?, &audio[2])?;
         Ok(candle_nn::ops::sigmoid(&self.conv_last.forward(&leaky(&x, 0.01)?)?)?)
     }
 }
@@ -403,6 +438,10 @@ pub struct FaceRenderer {
     temporal: Temporal,
     fuse: [Seq; 3],
     translation: Translation,
+    /// The temporal path's two AdaIN blocks' modulations, then the translation's three.
+    audio_modulation: AudioModulation,
+    /// 1 on the source face's upper half, 0 on its lower half (the original masks the mouth out).
+    upper_half: Tensor,
 }
 
 /// `audio_encoder.w2v_encoder`: (1, 768, 10) -> (1, 128, 1).
@@ -491,6 +530,20 @@ impl FaceRenderer {
             temporal: Temporal::load(vb.pp("temporal_module"))?,
             fuse: [fuse(128, 32)?, fuse(64, 128)?, fuse(32, 256)?],
             translation: Translation::load(vb.pp("translation"))?,
+            audio_modulation: AudioModulation::load(&[
+                (128, vb.pp("temporal_module.adain_1")),
+                (128, vb.pp("temporal_module.adain_2")),
+                (512, vb.pp("translation.adain_1")),
+                (128, vb.pp("translation.adain_2")),
+                (32, vb.pp("translation.adain_3")),
+            ])?,
+            upper_half: Tensor::cat(
+                &[
+                    Tensor::ones((1, 1, 64, 1), vb.dtype(), vb.device())?,
+                    Tensor::zeros((1, 1, 64, 1), vb.dtype(), vb.device())?,
+                ],
+                2,
+            )?,
         })
     }
 
@@ -521,18 +574,10 @@ impl FaceRenderer {
         trace("ref_imgs_encoder#call0.2", &f32_);
         let heatmap = self.heatmap_ref.forward(&ref_heatmaps.reshape((1, 3 * n, 128, 128))?)?;
         trace("heatmap_encoder_ref#call0", &heatmap);
-        let mut appearance = Vec::with_capacity(3);
-        for ((pre, _, _), f) in self.appearance.iter().zip([&f128, &f64_, &f32_]) {
-            appearance.push(pre.forward(f)?);
-        }
+        let laid_out = |i: usize, f: &Tensor| ChannelSampler::new(&self.appearance[i].0.forward(f)?);
+        let appearance = [laid_out(0, &f128)?, laid_out(1, &f64_)?, laid_out(2, &f32_)?];
         let temporal = self.temporal.references(&ref_imgs.squeeze(0)?, &ref_heatmaps.squeeze(0)?)?;
-        Ok(References {
-            f32: f32_,
-            heatmap,
-            appearance: appearance.try_into().expect("three scales"),
-            temporal,
-            count: n,
-        })
+        Ok(References { f32: f32_, heatmap, appearance, temporal, count: n })
     }
 
     /// One face: the source `frame` and `driving` heatmap (1, 3, 128, 128, values 0..1, BGR as the
@@ -552,7 +597,7 @@ impl FaceRenderer {
     ) -> Result<Tensor> {
         let _span = tracing::debug_span!("face_renderer", refs = refs.count).entered();
         // The source with its lower half masked.
-        let masked = Tensor::cat(&[frame.narrow(2, 0, 64)?, frame.narrow(2, 64, 64)?.zeros_like()?], 2)?;
+        let masked = frame.broadcast_mul(&self.upper_half)?;
         let drv_hm = self.heatmap_tar.forward(driving)?;
         trace("heatmap_encoder_tar#call0", &drv_hm);
         let audio = self.audio.forward(audio_w2v)?;
@@ -560,17 +605,23 @@ impl FaceRenderer {
         let audio = audio.flatten_from(1)?;
         let align = self.alignment.forward(&Tensor::cat(&[&refs.f32, &refs.heatmap, &drv_hm], 1)?)?;
         trace("spatial_module.alignment_encoder#call0", &align);
-        let code = Tensor::cat(&[&audio, &align.mean_keepdim(3)?.mean_keepdim(2)?.flatten_from(1)?], 1)?;
+        // The alignment code is the encoder's output averaged over space: its map is 1x1 for 32x32 inputs.
+        let pooled = match align.dims4()? {
+            (_, _, 1, 1) => align.flatten_from(1)?,
+            _ => align.flatten_from(2)?.mean(2)?,
+        };
+        let code = Tensor::cat(&[&audio, &pooled], 1)?;
         let mut spatial = Vec::new();
         for ((_, adaat, post), (pre, size)) in self.appearance.iter().zip(refs.appearance.iter().zip([128, 64, 32])) {
-            let x = adaat.forward(pre, &code)?;
+            let x = adaat.forward(pre, &code)?.to_dtype(code.dtype())?;
             trace(&format!("spatial_module.adaAT_{size}#call0"), &x);
             spatial.push(post.forward(&x)?);
         }
         for (i, s) in spatial.iter().enumerate() {
             trace(&format!("spatial_module#call0.{i}"), s);
         }
-        let [w128, w64, w32, wimg] = self.temporal.forward(&refs.temporal, driving, &audio, trace)?;
+        let modulations = self.audio_modulation.affines(&audio)?;
+        let [w128, w64, w32, wimg] = self.temporal.forward(&refs.temporal, driving, &modulations[..2], trace)?;
         trace("temporal_module#call0.0.0", &w128);
         trace("temporal_module#call0.0.1", &w64);
         trace("temporal_module#call0.0.2", &w32);
@@ -582,7 +633,7 @@ impl FaceRenderer {
             fused.push(g);
         }
         let fused: [Tensor; 3] = fused.try_into().expect("three scales");
-        self.translation.forward(&Tensor::cat(&[&masked, driving], 1)?, &fused, &audio)
+        self.translation.forward(&Tensor::cat(&[&masked, driving], 1)?, &fused, &modulations[2..])
     }
 
     /// The fixtures' inputs: `T_frame_img`, `T_driving_heatmap` (1, 1, 3, 128, 128), `ref_N_frame_img`,
@@ -609,8 +660,8 @@ pub struct References {
     f32: Tensor,
     /// The reference heatmaps' encoding, (1, 32, 32, 32).
     heatmap: Tensor,
-    /// The spatial path's appearance features before AdaAT, at 128, 64 and 32.
-    appearance: [Tensor; 3],
+    /// The spatial path's appearance features before AdaAT, at 128, 64 and 32, laid out for sampling.
+    appearance: [ChannelSampler; 3],
     temporal: TemporalRefs,
     count: usize,
 }

@@ -3,11 +3,12 @@
 //! decoder draws the lip and jaw heatmaps (the guidance the face renderer follows). Module paths mirror
 //! the PyTorch state_dict (`mel_encoder.0.conv_block.0.weight`, ...).
 
-use candle_core::{D, Device, Module, Tensor};
-use candle_nn::{
-    Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, LayerNorm, Linear, VarBuilder,
-};
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
 
+use super::layers::{
+    Act, Block, R, Spec, Stack, block_diagonal_conv2d, conv2d_bn, packed_attention, scaled_rows, stacked_conv2d,
+};
 use crate::error::Result;
 
 /// The sizes of the released checkpoint.
@@ -25,113 +26,6 @@ impl Default for Config {
         Config { t: 5, d_model: 512, nlayers: 8, nhead: 4, dim_feedforward: 1024 }
     }
 }
-
-/// BatchNorm in eval mode folded to a per-channel scale and shift over dimension 1.
-pub(crate) struct BatchNorm {
-    scale: Tensor,
-    shift: Tensor,
-}
-
-impl BatchNorm {
-    pub(crate) fn load(c: usize, vb: VarBuilder) -> Result<Self> {
-        let (w, b) = (vb.get(c, "weight")?, vb.get(c, "bias")?);
-        let (rm, rv) = (vb.get(c, "running_mean")?, vb.get(c, "running_var")?);
-        let scale = w.broadcast_div(&(rv + 1e-5)?.sqrt()?)?;
-        let shift = (b - rm.mul(&scale)?)?;
-        Ok(BatchNorm { scale, shift })
-    }
-
-    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut shape = vec![1; x.rank()];
-        shape[1] = self.scale.dim(0)?;
-        x.broadcast_mul(&self.scale.reshape(shape.as_slice())?)?.broadcast_add(&self.shift.reshape(shape.as_slice())?)
-    }
-}
-
-enum Conv {
-    D1(Conv1d),
-    D2(Conv2d),
-    T2(ConvTranspose2d),
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Act {
-    Relu,
-    Tanh,
-}
-
-/// STSA's `Conv1d` / `Conv2d` / `ConvT2d` block: convolution, BatchNorm, optional residual, activation.
-pub(crate) struct Block {
-    conv: Conv,
-    bn: BatchNorm,
-    residual: bool,
-    act: Act,
-}
-
-/// (cin, cout, kernel, stride, padding, residual, activation)
-pub(crate) type Spec = (usize, usize, usize, usize, usize, bool, Act);
-
-impl Block {
-    pub(crate) fn conv1d(s: Spec, vb: VarBuilder) -> Result<Self> {
-        let (cin, cout, k, stride, padding, residual, act) = s;
-        let cfg = Conv1dConfig { stride, padding, ..Default::default() };
-        let conv = Conv::D1(candle_nn::conv1d(cin, cout, k, cfg, vb.pp("conv_block.0"))?);
-        Ok(Block { conv, bn: BatchNorm::load(cout, vb.pp("conv_block.1"))?, residual, act })
-    }
-
-    fn conv2d(s: Spec, vb: VarBuilder) -> Result<Self> {
-        let (cin, cout, k, stride, padding, residual, act) = s;
-        let cfg = Conv2dConfig { stride, padding, ..Default::default() };
-        let conv = Conv::D2(candle_nn::conv2d(cin, cout, k, cfg, vb.pp("conv_block.0"))?);
-        Ok(Block { conv, bn: BatchNorm::load(cout, vb.pp("conv_block.1"))?, residual, act })
-    }
-
-    fn conv_t2d(cin: usize, cout: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = ConvTranspose2dConfig { stride, padding, ..Default::default() };
-        let conv = Conv::T2(candle_nn::conv_transpose2d(cin, cout, 4, cfg, vb.pp("convT_block.0"))?);
-        Ok(Block { conv, bn: BatchNorm::load(cout, vb.pp("convT_block.1"))?, residual: false, act: Act::Relu })
-    }
-}
-
-impl Module for Block {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = match &self.conv {
-            Conv::D1(c) => c.forward(x)?,
-            Conv::D2(c) => c.forward(x)?,
-            Conv::T2(c) => c.forward(x)?,
-        };
-        let mut y = self.bn.forward(&y)?;
-        if self.residual {
-            y = (y + x)?;
-        }
-        match self.act {
-            Act::Relu => y.relu(),
-            Act::Tanh => y.tanh(),
-        }
-    }
-}
-
-/// A sequence of blocks keyed `0`, `1`, ... as `nn.Sequential`.
-pub(crate) struct Stack(Vec<Block>);
-
-impl Stack {
-    pub(crate) fn load(specs: &[Spec], two_d: bool, vb: VarBuilder) -> Result<Self> {
-        let blocks = specs
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| if two_d { Block::conv2d(s, vb.pp(i)) } else { Block::conv1d(s, vb.pp(i)) })
-            .collect::<Result<_>>()?;
-        Ok(Stack(blocks))
-    }
-}
-
-impl Module for Stack {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.0.iter().try_fold(x.clone(), |x, b| b.forward(&x))
-    }
-}
-
-pub(crate) const R: Act = Act::Relu;
 
 /// `mel_encoder`: (B·T, 768, 10) -> (B·T, 512, 1).
 const MEL: [Spec; 13] = [
@@ -182,7 +76,8 @@ pub fn positional_table(rows: usize, d: usize, device: &Device) -> Result<Tensor
     Ok(Tensor::from_vec(pe, (rows, d), device)?)
 }
 
-/// `nn.TransformerEncoderLayer` (post-norm, ReLU) with a packed `in_proj`.
+/// `nn.TransformerEncoderLayer` (post-norm, ReLU) with a packed `in_proj` (its query rows scaled by
+/// 1/√head_dim at load).
 struct TransformerLayer {
     in_proj: Linear,
     out_proj: Linear,
@@ -198,8 +93,9 @@ impl TransformerLayer {
         let (d, ff) = (cfg.d_model, cfg.dim_feedforward);
         let attn = vb.pp("self_attn");
         let in_proj = Linear::new(attn.get((3 * d, d), "in_proj_weight")?, Some(attn.get(3 * d, "in_proj_bias")?));
+        let head = (d / cfg.nhead) as f64;
         Ok(TransformerLayer {
-            in_proj,
+            in_proj: scaled_rows(&in_proj, 0..d, 1.0 / head.sqrt())?,
             out_proj: candle_nn::linear(d, d, attn.pp("out_proj"))?,
             linear1: candle_nn::linear(d, ff, vb.pp("linear1"))?,
             linear2: candle_nn::linear(ff, d, vb.pp("linear2"))?,
@@ -210,15 +106,7 @@ impl TransformerLayer {
     }
 
     fn attention(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, l, d) = x.dims3()?;
-        let hd = d / self.heads;
-        let qkv = self.in_proj.forward(x)?;
-        let split = |i: usize| -> candle_core::Result<Tensor> {
-            qkv.narrow(D::Minus1, i * d, d)?.reshape((b, l, self.heads, hd))?.transpose(1, 2)?.contiguous()
-        };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let w = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? / (hd as f64).sqrt())?)?;
-        Ok(self.out_proj.forward(&w.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?)?)
+        Ok(self.out_proj.forward(&packed_attention(&self.in_proj.forward(x)?, self.heads)?)?)
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -233,8 +121,35 @@ struct Decoder {
     lip: Vec<Block>,
     jaw: Vec<Block>,
     message_l2j: Block,
-    message_p2l: Stack,
-    message_p2j: Stack,
+    messages_from_pose: PoseMessages,
+}
+
+/// `message_p2l` and `message_p2j`: what the pose heatmaps tell the lip and the jaw branch, two conv
+/// blocks each (stride 2, ReLU). Both read the pose, so their first blocks run as one convolution and
+/// their second blocks as one block-diagonal convolution.
+struct PoseMessages {
+    first: Conv2d,
+    second: Conv2d,
+}
+
+impl PoseMessages {
+    fn load(vb: &VarBuilder) -> Result<Self> {
+        let cfg = Conv2dConfig { stride: 2, padding: 1, ..Default::default() };
+        let block = |branch: &str, i: usize, cin: usize, cout: usize| -> Result<Conv2d> {
+            let vb = vb.pp(branch).pp(i);
+            conv2d_bn((cin, cout, 3), cfg, true, vb.pp("conv_block.0"), vb.pp("conv_block.1"))
+        };
+        Ok(PoseMessages {
+            first: stacked_conv2d(&[block("message_p2l", 0, 1, 32)?, block("message_p2j", 0, 1, 32)?])?,
+            second: block_diagonal_conv2d(&[block("message_p2l", 1, 32, 64)?, block("message_p2j", 1, 32, 64)?])?,
+        })
+    }
+
+    /// The messages to the lip and to the jaw branch, (N, 64, 32, 32) each.
+    fn forward(&self, pose: &Tensor) -> Result<(Tensor, Tensor)> {
+        let y = self.second.forward(&self.first.forward(pose)?.relu()?)?.relu()?;
+        Ok((y.narrow(1, 0, 64)?, y.narrow(1, 64, 64)?))
+    }
 }
 
 impl Decoder {
@@ -248,13 +163,11 @@ impl Decoder {
                 .map(|(i, &(cin, cout, s, p))| Block::conv_t2d(cin, cout, s, p, vb.pp(format!("conv_t{}", first + i))))
                 .collect()
         };
-        let pose: [Spec; 2] = [(1, 32, 3, 2, 1, false, R), (32, 64, 3, 2, 1, false, R)];
         Ok(Decoder {
             lip: stack(1)?,
             jaw: stack(7)?,
             message_l2j: Block::conv2d((256, 256, 3, 1, 1, false, R), vb.pp("message_l2j.0"))?,
-            message_p2l: Stack::load(&pose, true, vb.pp("message_p2l"))?,
-            message_p2j: Stack::load(&pose, true, vb.pp("message_p2j"))?,
+            messages_from_pose: PoseMessages::load(&vb)?,
         })
     }
 
@@ -265,11 +178,17 @@ impl Decoder {
             x = self.lip[i].forward(&x)?;
             y = self.jaw[i].forward(&y)?;
             match i {
-                // The same message network both ways, from the values before the update (SPEC quirk).
-                1 => (x, y) = ((&x + self.message_l2j.forward(&y)?)?, (&y + self.message_l2j.forward(&x)?)?),
+                // The same message network both ways, from the values before the update (SPEC quirk): both
+                // directions as one batch.
+                1 => {
+                    let n = x.dim(0)?;
+                    let messages = self.message_l2j.forward(&Tensor::cat(&[&y, &x], 0)?)?;
+                    (x, y) = ((&x + messages.narrow(0, 0, n)?)?, (&y + messages.narrow(0, n, n)?)?);
+                }
                 3 => {
-                    x = (x + self.message_p2l.forward(pose)?)?;
-                    y = (y + self.message_p2j.forward(pose)?)?;
+                    let (to_lip, to_jaw) = self.messages_from_pose.forward(pose)?;
+                    x = (x + to_lip)?;
+                    y = (y + to_jaw)?;
                 }
                 _ => {}
             }
@@ -350,8 +269,9 @@ impl HeatmapGenerator {
     }
 
     /// The lip + jaw heatmaps of the window frames `decode` (a range of 0..T), from the window's audio
-    /// and pose embeddings (T, d), its pose heatmaps (T, 1, 128, 128) and the reference tokens; the
-    /// landmark heads (unused for rendering) are skipped. Returns (decode.len(), 1, 128, 128).
+    /// and pose embeddings (T, d), the pose heatmaps of the decoded frames (decode.len(), 1, 128, 128)
+    /// and the reference tokens; the landmark heads (unused for rendering) are skipped. Returns
+    /// (decode.len(), 1, 128, 128).
     pub fn heatmaps(
         &self,
         ref_tokens: &Tensor,
@@ -361,12 +281,18 @@ impl HeatmapGenerator {
         decode: std::ops::Range<usize>,
     ) -> Result<Tensor> {
         let _span = tracing::debug_span!("heatmap_generator", frames = decode.len()).entered();
-        let x = self.transformer(ref_tokens, audio, pose_emb)?;
         let (nl, t, d) = (ref_tokens.dim(1)?, self.cfg.t, self.cfg.d_model);
         let n = decode.len();
+        if pose.dim(0)? != n || decode.end > t {
+            return Err(crate::Error::InvalidArgument(format!(
+                "heatmaps of window frames {decode:?} with {} pose heatmaps",
+                pose.dim(0)?
+            )));
+        }
+        let x = self.transformer(ref_tokens, audio, pose_emb)?;
         let lip_emb = x.narrow(1, nl + decode.start, n)?.reshape((n, d, 1, 1))?;
         let jaw_emb = x.narrow(1, nl + t + decode.start, n)?.reshape((n, d, 1, 1))?;
-        let (lip, jaw) = self.decoder.forward(&lip_emb, &jaw_emb, &pose.narrow(0, decode.start, n)?)?;
+        let (lip, jaw) = self.decoder.forward(&lip_emb, &jaw_emb, pose)?;
         Ok((lip + jaw)?)
     }
 

@@ -6,10 +6,13 @@
 //! [`models`] loads the three for the streaming `stsa` renderer (`crate::render::stsa`). The operations
 //! are compositions of candle ops that candle runs on CUDA, but no GPU has run them yet.
 
+pub mod check;
 pub mod detw;
 pub mod face_renderer;
 pub mod heatmap_generator;
+mod layers;
 pub mod models;
 pub mod ops;
+pub mod profile;
 pub mod wav2vec2;
 pub mod weights;

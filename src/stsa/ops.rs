@@ -2,57 +2,131 @@
 //! (bilinear, zeros padding, align_corners=False), AdaAT's 5-D trilinear case, instance norm, nearest and
 //! bilinear resizing as `F.interpolate` does them, and pixel shuffle.
 //!
-//! Everything here is a composition of candle operations (arithmetic, floor, comparisons, `gather`,
-//! `index_select`), so it runs wherever candle does, CUDA included, without custom kernels; plain loops over the values
-//! (in the tests) check them.
+//! Everything here is a composition of candle operations (arithmetic, floor, `index_select`), so it runs
+//! wherever candle does, CUDA included, without custom kernels; plain loops over the values (in the tests)
+//! check them. They are shaped for a GPU: what depends only on sizes (index tables, base grids) or only on
+//! the sampled source (a zero border, a gather-friendly layout) is built once, when the model loads or the
+//! references are encoded, so a frame uploads nothing and launches few kernels. A sampler gathers all
+//! its taps with one `index_select`: the source gets a zero border wide enough that every tap of a clamped
+//! position lies inside it, which is what zeros padding means (a tap outside the source reads zero).
 
-use candle_core::{D, DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
 
-/// `F.instance_norm` without affine parameters: per sample and channel over H×W, biased variance.
-pub fn instance_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
-    // Statistics in f32 whatever the dtype: f16 sums of squares over a plane overflow.
-    let (dtype, x) = (x.dtype(), x.to_dtype(DType::F32)?);
-    let mean = x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
-    Ok(centred.broadcast_div(&(var + eps)?.sqrt()?)?.to_dtype(dtype)?)
+/// Instance norm over planes of a fixed size (per sample and channel over H×W, biased variance, no
+/// affine of its own) followed by an affine: `IN(x)·scale + shift`, `scale` and `shift` broadcast over
+/// `x`. Two passes as PyTorch's: the mean, then the root mean square of the centred values with candle's
+/// fused RMS norm. The statistics are taken in f32 whatever the dtype (f16 sums of squares over a plane
+/// overflow).
+pub struct InstanceNorm {
+    /// The RMS norm's per-position gain: ones, one per pixel of the plane.
+    ones: Tensor,
+    eps: f32,
 }
 
-/// `F.interpolate(mode="nearest")` of (N, C, H, W) to (h, w): source index `floor(dst * in / out)`.
-pub fn nearest(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
-    let (_, _, ih, iw) = x.dims4()?;
-    let rows: Vec<u32> = (0..h).map(|i| ((i * ih) / h) as u32).collect();
-    let cols: Vec<u32> = (0..w).map(|j| ((j * iw) / w) as u32).collect();
-    let rows = Tensor::new(rows.as_slice(), x.device())?;
-    let cols = Tensor::new(cols.as_slice(), x.device())?;
-    Ok(x.index_select(&rows, 2)?.index_select(&cols, 3)?)
+impl InstanceNorm {
+    pub fn new(h: usize, w: usize, eps: f32, device: &Device) -> Result<Self> {
+        Ok(InstanceNorm { ones: Tensor::ones(h * w, DType::F32, device)?, eps })
+    }
+
+    pub fn apply(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        if h * w != self.ones.dim(0)? {
+            return Err(crate::Error::InvalidArgument(format!(
+                "instance norm over {} pixels given a {h}x{w} plane",
+                self.ones.dim(0)?
+            )));
+        }
+        let normed = normalise_rows(&x.reshape((n, c, h * w))?, &self.ones, self.eps)?.reshape((n, c, h, w))?;
+        let y = normed.broadcast_mul(&scale.to_dtype(DType::F32)?)?.broadcast_add(&shift.to_dtype(DType::F32)?)?;
+        Ok(y.to_dtype(x.dtype())?)
+    }
 }
 
-/// `F.interpolate(mode="bilinear", align_corners=False)` of (N, C, H, W) to (h, w), no antialiasing:
-/// separable, each axis two `index_select`s blended by fixed weights.
-pub fn bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
-    let (_, _, ih, iw) = x.dims4()?;
-    let axis = |x: &Tensor, dim: usize, out: usize, inp: usize| -> Result<Tensor> {
+/// Each row of `x` (N, C, L) normalised to zero mean and unit (biased) variance, in f32: its mean
+/// subtracted, then divided by the root mean square of what is left (candle's fused RMS norm, with
+/// `ones` (L,) as its gain). Returns f32.
+pub fn normalise_rows(x: &Tensor, ones: &Tensor, eps: f32) -> Result<Tensor> {
+    let x = x.to_dtype(DType::F32)?;
+    let centred = x.broadcast_sub(&(x.sum_keepdim(2)? * (1.0 / x.dim(2)? as f64))?)?;
+    Ok(candle_nn::ops::rms_norm(&centred, ones, eps)?)
+}
+
+/// `F.interpolate(mode="nearest")` of (N, C, H, W) from one size to another: source index
+/// `floor(dst · in / out)` on each axis, the index tables uploaded once.
+pub struct Nearest {
+    rows: Tensor,
+    cols: Tensor,
+}
+
+impl Nearest {
+    pub fn new(from: (usize, usize), to: (usize, usize), device: &Device) -> Result<Self> {
+        let table = |inp: usize, out: usize| -> Result<Tensor> {
+            let idx: Vec<u32> = (0..out).map(|i| ((i * inp) / out) as u32).collect();
+            Ok(Tensor::new(idx.as_slice(), device)?)
+        };
+        Ok(Nearest { rows: table(from.0, to.0)?, cols: table(from.1, to.1)? })
+    }
+
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.index_select(&self.rows, 2)?.index_select(&self.cols, 3)?)
+    }
+}
+
+/// One axis of a bilinear resize: the two source indices and the blend of each output position.
+struct LinearAxis {
+    lo: Tensor,
+    hi: Tensor,
+    frac: Tensor,
+}
+
+impl LinearAxis {
+    fn new(inp: usize, out: usize, dim: usize, device: &Device) -> Result<Self> {
         let scale = inp as f32 / out as f32;
-        let (mut i0, mut i1, mut a) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut lo, mut hi, mut frac) = (Vec::new(), Vec::new(), Vec::new());
         for o in 0..out {
             let s = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
-            let lo = (s as usize).min(inp - 1);
-            i0.push(lo as u32);
-            i1.push((lo + 1).min(inp - 1) as u32);
-            a.push(s - lo as f32);
+            let l = (s as usize).min(inp - 1);
+            lo.push(l as u32);
+            hi.push((l + 1).min(inp - 1) as u32);
+            frac.push(s - l as f32);
         }
-        let dev = x.device();
         let mut shape = [1usize; 4];
         shape[dim] = out;
-        let a = Tensor::from_vec(a, out, dev)?.reshape(shape.as_slice())?.to_dtype(x.dtype())?;
-        let lo = x.index_select(&Tensor::new(i0.as_slice(), dev)?, dim)?;
-        let hi = x.index_select(&Tensor::new(i1.as_slice(), dev)?, dim)?;
-        Ok((&lo + (hi - &lo)?.broadcast_mul(&a)?)?)
-    };
-    axis(&axis(x, 2, h, ih)?, 3, w, iw)
+        Ok(LinearAxis {
+            lo: Tensor::new(lo.as_slice(), device)?,
+            hi: Tensor::new(hi.as_slice(), device)?,
+            frac: Tensor::from_vec(frac, shape.as_slice(), device)?,
+        })
+    }
+
+    fn apply(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
+        let lo = x.index_select(&self.lo, dim)?;
+        let hi = x.index_select(&self.hi, dim)?;
+        let frac = self.frac.to_dtype(x.dtype())?;
+        Ok((&lo + (hi - &lo)?.broadcast_mul(&frac)?)?)
+    }
+}
+
+/// `F.interpolate(mode="bilinear", align_corners=False)` of (N, C, H, W) from one size to another, no
+/// antialiasing: separable, each axis two `index_select`s blended by fixed weights (uploaded once).
+pub struct Bilinear {
+    rows: LinearAxis,
+    cols: LinearAxis,
+}
+
+impl Bilinear {
+    pub fn new(from: (usize, usize), to: (usize, usize), device: &Device) -> Result<Self> {
+        Ok(Bilinear {
+            rows: LinearAxis::new(from.0, to.0, 2, device)?,
+            cols: LinearAxis::new(from.1, to.1, 3, device)?,
+        })
+    }
+
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        self.cols.apply(&self.rows.apply(x, 2)?, 3)
+    }
 }
 
 /// `nn.PixelShuffle(r)`: (N, C·r², H, W) to (N, C, H·r, W·r).
@@ -68,109 +142,210 @@ fn unnormalise(g: f32, size: usize) -> f32 {
     ((g + 1.0) * size as f32 - 1.0) * 0.5
 }
 
-/// [`unnormalise`] on a tensor: `((g + 1)·size − 1) / 2`.
-fn pixels(g: &Tensor, size: usize) -> Result<Tensor> {
-    Ok(((g + 1.0)? * size as f64)?.affine(0.5, -0.5)?)
+/// The zero border around a sampled plane: one pixel before, two after, so that both taps of any position
+/// clamped into [-1, size] fall inside the bordered plane.
+const BORDER: (usize, usize) = (1, 2);
+
+/// A sampled plane of `h`×`w` pixels with its border, and the constants positions are mapped with.
+struct Plane {
+    h: usize,
+    w: usize,
+    /// (W, H): grid units to pixels, and the upper clamp bound of each axis, f32 (2,).
+    size: Tensor,
+    /// -1 as an f32 scalar on the device (a scalar operand would be uploaded each time).
+    lo: Tensor,
 }
 
-/// The bilinear taps of continuous positions `x`, `y` (any shape, pixel units) on a `w`×`h` plane: for each
-/// of the four corners, the flat index (u32, clamped into the plane) and the weight (0 outside the plane).
-fn bilinear_taps(x: &Tensor, y: &Tensor, w: usize, h: usize) -> Result<Vec<(Tensor, Tensor)>> {
-    let (x0, y0) = (x.floor()?, y.floor()?);
-    let (ax, ay) = ((x - &x0)?, (y - &y0)?);
-    let (bx, by) = (ax.affine(-1.0, 1.0)?, ay.affine(-1.0, 1.0)?);
-    let mut taps = Vec::with_capacity(4);
-    for (dx, dy, wx, wy) in [(0.0, 0.0, &bx, &by), (1.0, 0.0, &ax, &by), (0.0, 1.0, &bx, &ay), (1.0, 1.0, &ax, &ay)] {
-        let (xi, yi) = ((&x0 + dx)?, (&y0 + dy)?);
-        let inside = (xi.ge(0.0)?.to_dtype(DType::F32)?
-            * xi.le((w - 1) as f64)?.to_dtype(DType::F32)?
-            * yi.ge(0.0)?.to_dtype(DType::F32)?
-            * yi.le((h - 1) as f64)?.to_dtype(DType::F32)?)?;
-        let weight = (wx.mul(wy)? * inside)?;
-        let index =
-            (yi.clamp(0.0, (h - 1) as f64)? * w as f64 + xi.clamp(0.0, (w - 1) as f64)?)?.to_dtype(DType::U32)?;
-        taps.push((index, weight));
+impl Plane {
+    fn new(h: usize, w: usize, device: &Device) -> Result<Self> {
+        Ok(Plane { h, w, size: Tensor::new(&[w as f32, h as f32], device)?, lo: Tensor::new(-1f32, device)? })
     }
-    Ok(taps)
+
+    /// The bordered width and height.
+    fn padded(&self) -> (usize, usize) {
+        (self.w + BORDER.0 + BORDER.1, self.h + BORDER.0 + BORDER.1)
+    }
+
+    /// A source (N, C, H, W) with its zero border, as f32.
+    fn border(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.to_dtype(DType::F32)?;
+        Ok(x.pad_with_zeros(2, BORDER.0, BORDER.1)?.pad_with_zeros(3, BORDER.0, BORDER.1)?)
+    }
+
+    /// Grid coordinates `g` (2, ...: x then y, f32, in [-1, 1] for the plane) to the bordered plane's
+    /// flat index of each position's top-left tap (before any batch or plane offset), and the bilinear
+    /// weights of its four taps stacked in tap order (top-left, top-right, bottom-left, bottom-right) on a
+    /// new first dimension.
+    fn taps(&self, g: &Tensor) -> Result<(Tensor, Tensor)> {
+        let mut axes = vec![1; g.rank()];
+        axes[0] = 2;
+        let size = self.size.reshape(axes)?;
+        // `((g + 1)·size − 1) / 2` (align_corners=False) in PyTorch's order of operations.
+        let pixels = (g + 1.0)?.broadcast_mul(&size)?.affine(0.5, -0.5)?;
+        // Outside [-1, size] every tap is in the border, as every tap of the unclamped position is
+        // outside the plane: the result is zero either way.
+        let clamped = pixels.broadcast_maximum(&self.lo)?.broadcast_minimum(&size)?;
+        let corner = clamped.floor()?;
+        let frac = (clamped - &corner)?;
+        let (wp, _) = self.padded();
+        let index = (corner.get(1)?.affine(wp as f64, (BORDER.0 * wp + BORDER.0) as f64)? + corner.get(0)?)?;
+        // Per axis the weights of the lower and the upper tap, then their products.
+        let weights = Tensor::stack(&[&frac.affine(-1.0, 1.0)?, &frac], 0)?;
+        let (wx, wy) = (weights.narrow(1, 0, 1)?, weights.narrow(1, 1, 1)?);
+        let mut dims = g.dims().to_vec();
+        dims[0] = 4;
+        Ok((index, wy.broadcast_mul(&wx.transpose(0, 1)?)?.reshape(dims)?))
+    }
+
+    /// The four taps' offsets from the top-left one in the bordered plane.
+    fn tap_offsets(&self) -> [f32; 4] {
+        let (wp, _) = self.padded();
+        [0.0, 1.0, wp as f32, wp as f32 + 1.0]
+    }
 }
 
-/// `F.grid_sample(input, grid)` with the defaults: bilinear, zeros padding, align_corners=False.
-/// `input` (N, C, H, W), `grid` (N, Ho, Wo, 2) holding (x, y) in [-1, 1]; returns (N, C, Ho, Wo).
+/// `F.grid_sample(source, grid)` with the defaults (bilinear, zeros padding, align_corners=False) for a
+/// source sampled many times: the source (N, C, H, W) is laid out once, bordered and channels last.
+pub struct GridSampler {
+    plane: Plane,
+    n: usize,
+    c: usize,
+    /// (N·Hp·Wp, C), f32.
+    source: Tensor,
+    /// Each tap's flat offset per sample, (4, N, 1): `n·Hp·Wp` plus the tap's offset.
+    offsets: Tensor,
+}
+
+impl GridSampler {
+    pub fn new(source: &Tensor) -> Result<Self> {
+        let (n, c, h, w) = source.dims4()?;
+        let plane = Plane::new(h, w, source.device())?;
+        let (wp, hp) = plane.padded();
+        let laid_out = plane.border(source)?.permute((0, 2, 3, 1))?.contiguous()?.reshape((n * hp * wp, c))?;
+        let offsets: Vec<f32> =
+            plane.tap_offsets().iter().flat_map(|&t| (0..n).map(move |b| (b * hp * wp) as f32 + t)).collect();
+        let offsets = Tensor::from_vec(offsets, (4, n, 1), source.device())?;
+        Ok(GridSampler { plane, n, c, source: laid_out, offsets })
+    }
+
+    /// Samples at `grid`, (N, 2, Ho, Wo) holding (x, y) in [-1, 1] on dimension 1 (channels first, as a
+    /// flow is): returns (N, C, Ho, Wo) in f32.
+    pub fn sample(&self, grid: &Tensor) -> Result<Tensor> {
+        let (gn, two, ho, wo) = grid.dims4()?;
+        if gn != self.n || two != 2 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "grid_sample: grid {:?} for a source of {} samples",
+                grid.dims(),
+                self.n
+            )));
+        }
+        let g = grid.to_dtype(DType::F32)?.reshape((gn, 2, ho * wo))?.transpose(0, 1)?;
+        let (corner, weights) = self.plane.taps(&g)?;
+        let index = corner.unsqueeze(0)?.broadcast_add(&self.offsets)?.to_dtype(DType::U32)?.flatten_all()?;
+        let values = self.source.index_select(&index, 0)?.reshape((4, gn, ho * wo, self.c))?;
+        let out = values.broadcast_mul(&weights.unsqueeze(3)?)?.sum(0)?;
+        Ok(out.transpose(1, 2)?.reshape((gn, self.c, ho, wo))?)
+    }
+}
+
+/// `F.grid_sample(input, grid)` once: `input` (N, C, H, W), `grid` (N, Ho, Wo, 2) as PyTorch lays it out;
+/// returns (N, C, Ho, Wo) in `input`'s dtype.
 pub fn grid_sample(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = input.dims4()?;
-    let (gn, ho, wo, two) = grid.dims4()?;
-    if gn != n || two != 2 {
-        return Err(crate::Error::InvalidArgument(format!(
-            "grid_sample: grid {:?} for input {:?}",
-            grid.dims(),
-            input.dims()
-        )));
-    }
-    let dtype = input.dtype();
-    let input = input.to_dtype(DType::F32)?;
-    let g = grid.to_dtype(DType::F32)?.reshape((n, ho * wo, 2))?;
-    let x = pixels(&g.narrow(2, 0, 1)?.squeeze(2)?, w)?;
-    let y = pixels(&g.narrow(2, 1, 1)?.squeeze(2)?, h)?;
-    let flat = input.reshape((n, c, h * w))?;
-    let mut out: Option<Tensor> = None;
-    for (index, weight) in bilinear_taps(&x, &y, w, h)? {
-        let index = index.unsqueeze(1)?.broadcast_as((n, c, ho * wo))?.contiguous()?;
-        let term = flat.gather(&index, 2)?.broadcast_mul(&weight.unsqueeze(1)?)?;
-        out = Some(match out {
-            Some(o) => (o + term)?,
-            None => term,
-        });
-    }
-    Ok(out.expect("four taps").reshape((n, c, ho, wo))?.to_dtype(dtype)?)
+    let out = GridSampler::new(input)?.sample(&grid.permute((0, 3, 1, 2))?)?;
+    Ok(out.to_dtype(input.dtype())?)
 }
 
-/// AdaAT's sampling: `F.grid_sample(feat.unsqueeze(1), grid)` in 5-D (trilinear, zeros, align_corners=False)
-/// where output channel `c` at (i, j) samples (x, y) = `scale[c]·R(angle[c])·(gx, gy) + t[c]` on the
-/// align_corners=True grid `gx = 2j/(W−1)−1`, `gy = 2i/(H−1)−1`, at depth `gz = 2c/(C−1)−1`.
-/// `feat` (B, C, H, W); `scale`, `angle` (B, C); `translation` (B, C, 2).
+/// The align_corners=True coordinate of pixel `i` of `n`: `2i/(n−1) − 1`.
+fn corner_aligned(i: usize, n: usize) -> f32 {
+    2.0 * (i as f32 / (n - 1) as f32) - 1.0
+}
+
+/// AdaAT's sampling of a fixed feature map (B, C, H, W): `F.grid_sample(feat.unsqueeze(1), grid)` in 5-D
+/// (trilinear, zeros, align_corners=False) where output channel `c` at (i, j) samples
+/// (x, y) = `scale[c]·R(angle[c])·(gx, gy) + t[c]` on the align_corners=True grid `gx = 2j/(W−1)−1`,
+/// `gy = 2i/(H−1)−1`, at depth `gz = 2c/(C−1)−1`. The depth of each output channel is fixed, so its two
+/// planes and their weights are tables made once with the bordered, flattened source.
+pub struct ChannelSampler {
+    plane: Plane,
+    b: usize,
+    c: usize,
+    /// (B·C·Hp·Wp, 1), f32.
+    source: Tensor,
+    /// Flat offsets of the eight taps (two planes × four corners) per batch and channel, (2, 4, B, C, 1).
+    offsets: Tensor,
+    /// The two planes' weights per channel (zero for a plane outside the volume), (2, 1, 1, C, 1).
+    depth: Tensor,
+    gx: Tensor,
+    gy: Tensor,
+}
+
+impl ChannelSampler {
+    pub fn new(feat: &Tensor) -> Result<Self> {
+        let (b, c, h, w) = feat.dims4()?;
+        let dev = feat.device();
+        let plane = Plane::new(h, w, dev)?;
+        let (wp, hp) = plane.padded();
+        let source = plane.border(feat)?.reshape((b * c * hp * wp, 1))?;
+        let (mut offsets, mut depth) = (Vec::with_capacity(8 * b * c), Vec::with_capacity(2 * c));
+        for tap in 0..2 {
+            let per_channel: Vec<(usize, f32)> = (0..c)
+                .map(|ch| {
+                    let z = unnormalise(corner_aligned(ch, c), c);
+                    let z0 = z.floor();
+                    let (zz, wz) = if tap == 0 { (z0, 1.0 - (z - z0)) } else { (z0 + 1.0, z - z0) };
+                    let inside = zz >= 0.0 && zz < c as f32;
+                    (zz.clamp(0.0, (c - 1) as f32) as usize, if inside { wz } else { 0.0 })
+                })
+                .collect();
+            depth.extend(per_channel.iter().map(|&(_, wz)| wz));
+            for corner in plane.tap_offsets() {
+                for batch in 0..b {
+                    offsets.extend(per_channel.iter().map(|&(z, _)| ((batch * c + z) * hp * wp) as f32 + corner));
+                }
+            }
+        }
+        let line = |n: usize, shape: (usize, usize, usize, usize)| -> Result<Tensor> {
+            Ok(Tensor::from_vec((0..n).map(|i| corner_aligned(i, n)).collect::<Vec<_>>(), shape, dev)?)
+        };
+        Ok(ChannelSampler {
+            b,
+            c,
+            source,
+            offsets: Tensor::from_vec(offsets, (2, 4, b, c, 1), dev)?,
+            depth: Tensor::from_vec(depth, (2, 1, 1, c, 1), dev)?,
+            gx: line(w, (1, 1, 1, w))?,
+            gy: line(h, (1, 1, h, 1))?,
+            plane,
+        })
+    }
+
+    /// Samples with per-channel `scale`, `angle` (B, C) and `translation` (B, C, 2): (B, C, H, W) in f32.
+    pub fn sample(&self, scale: &Tensor, angle: &Tensor, translation: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = (self.b, self.c, self.plane.h, self.plane.w);
+        let per_channel = |t: &Tensor| t.to_dtype(DType::F32)?.reshape((b, c, 1, 1));
+        let (s, a) = (per_channel(scale)?, per_channel(angle)?);
+        let (cos, sin) = (a.cos()?, a.sin()?);
+        let t = translation.to_dtype(DType::F32)?;
+        let (tx, ty) = (t.narrow(2, 0, 1)?.reshape((b, c, 1, 1))?, t.narrow(2, 1, 1)?.reshape((b, c, 1, 1))?);
+        let (gx, gy) = (&self.gx, &self.gy);
+        // The sampled grid.
+        let gxs =
+            cos.broadcast_mul(gx)?.broadcast_sub(&sin.broadcast_mul(gy)?)?.broadcast_mul(&s)?.broadcast_add(&tx)?;
+        let gys =
+            sin.broadcast_mul(gx)?.broadcast_add(&cos.broadcast_mul(gy)?)?.broadcast_mul(&s)?.broadcast_add(&ty)?;
+        let (corner, weights) = self.plane.taps(&Tensor::stack(&[gxs, gys], 0)?.reshape((2, b, c, h * w))?)?;
+        let index = corner.unsqueeze(0)?.unsqueeze(0)?.broadcast_add(&self.offsets)?;
+        let index = index.to_dtype(DType::U32)?.flatten_all()?;
+        let values = self.source.index_select(&index, 0)?.reshape((2, 4, b, c, h * w))?;
+        let weights = weights.unsqueeze(0)?.broadcast_mul(&self.depth)?;
+        Ok(values.mul(&weights)?.reshape((8, b, c, h * w))?.sum(0)?.reshape((b, c, h, w))?)
+    }
+}
+
+/// AdaAT's sampling once (see [`ChannelSampler`]): `feat` (B, C, H, W); `scale`, `angle` (B, C);
+/// `translation` (B, C, 2); returns (B, C, H, W) in `feat`'s dtype.
 pub fn adaat_sample(feat: &Tensor, scale: &Tensor, angle: &Tensor, translation: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = feat.dims4()?;
-    let dev = feat.device();
-    let lin = |n: usize| -> Vec<f32> { (0..n).map(|i| 2.0 * (i as f32 / (n - 1) as f32) - 1.0).collect() };
-    let gx = Tensor::from_vec(lin(w), (1, 1, 1, w), dev)?;
-    let gy = Tensor::from_vec(lin(h), (1, 1, h, 1), dev)?;
-    let per_channel = |t: &Tensor| t.to_dtype(DType::F32)?.reshape((b, c, 1, 1));
-    let (s, a) = (per_channel(scale)?, per_channel(angle)?);
-    let (cos, sin) = (a.cos()?, a.sin()?);
-    let t = translation.to_dtype(DType::F32)?;
-    let (tx, ty) = (t.narrow(2, 0, 1)?.reshape((b, c, 1, 1))?, t.narrow(2, 1, 1)?.reshape((b, c, 1, 1))?);
-    // The sampled grid, then in pixels (align_corners=False).
-    let gxs = cos.broadcast_mul(&gx)?.broadcast_sub(&sin.broadcast_mul(&gy)?)?.broadcast_mul(&s)?.broadcast_add(&tx)?;
-    let gys = sin.broadcast_mul(&gx)?.broadcast_add(&cos.broadcast_mul(&gy)?)?.broadcast_mul(&s)?.broadcast_add(&ty)?;
-    let (x, y) = (pixels(&gxs, w)?, pixels(&gys, h)?);
-    // Depth: fixed per output channel, two taps (the channel blend quirk).
-    let mut planes = Vec::with_capacity(2);
-    for tap in 0..2 {
-        let (mut idx, mut wt) = (Vec::with_capacity(c), Vec::with_capacity(c));
-        for ch in 0..c {
-            let z = unnormalise(lin(c)[ch], c);
-            let z0 = z.floor();
-            let (zz, wz) = if tap == 0 { (z0, 1.0 - (z - z0)) } else { (z0 + 1.0, z - z0) };
-            let inside = zz >= 0.0 && zz < c as f32;
-            idx.push(zz.clamp(0.0, (c - 1) as f32));
-            wt.push(if inside { wz } else { 0.0 });
-        }
-        planes.push((Tensor::from_vec(idx, (1, c, 1, 1), dev)?, Tensor::from_vec(wt, (1, c, 1, 1), dev)?));
-    }
-    let flat = feat.to_dtype(DType::F32)?.reshape((b, c * h * w))?;
-    let mut out: Option<Tensor> = None;
-    for (index, weight) in bilinear_taps(&x, &y, w, h)? {
-        for (z, wz) in &planes {
-            let full = (index.to_dtype(DType::F32)?.broadcast_add(&(z * (h * w) as f64)?)?).to_dtype(DType::U32)?;
-            let vals = flat.gather(&full.reshape((b, c * h * w))?.contiguous()?, 1)?.reshape((b, c, h, w))?;
-            let term = vals.mul(&weight.broadcast_mul(wz)?)?;
-            out = Some(match out {
-                Some(o) => (o + term)?,
-                None => term,
-            });
-        }
-    }
-    Ok(out.expect("eight taps").to_dtype(feat.dtype())?)
+    Ok(ChannelSampler::new(feat)?.sample(scale, angle, translation)?.to_dtype(feat.dtype())?)
 }
 
 #[cfg(test)]
@@ -288,7 +463,7 @@ mod tests {
         let grid = (Tensor::from_vec(rnd(n * 5 * 6 * 2, 2), (n, 5, 6, 2), &dev).unwrap() * 1.3).unwrap();
         assert!(max_diff(&grid_sample(&x, &grid).unwrap(), &grid_sample_reference(&x, &grid).unwrap()) < 1e-5);
         let s = (Tensor::from_vec(rnd(n * c, 3), (n, c), &dev).unwrap().abs().unwrap() * 2.0).unwrap();
-        let a = (Tensor::from_vec(rnd(n * c, 4), (n, c), &dev).unwrap() * 3.14159).unwrap();
+        let a = (Tensor::from_vec(rnd(n * c, 4), (n, c), &dev).unwrap() * std::f64::consts::PI).unwrap();
         let t = Tensor::from_vec(rnd(n * c * 2, 5), (n, c, 2), &dev).unwrap();
         let (got, want) = (adaat_sample(&x, &s, &a, &t).unwrap(), adaat_sample_reference(&x, &s, &a, &t).unwrap());
         assert!(max_diff(&got, &want) < 1e-5, "{}", max_diff(&got, &want));
@@ -301,15 +476,20 @@ mod tests {
         // 0.5 and 2.5.
         let x = Tensor::new(&[[[[0f32, 1., 2., 3.]]]], &dev).unwrap();
         let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(flat(nearest(&x, 1, 2).unwrap()), [0., 2.]);
-        assert_eq!(flat(bilinear(&x, 1, 2).unwrap()), [0.5, 2.5]);
+        let resize = |x: &Tensor, to: (usize, usize)| {
+            let from = (x.dim(2).unwrap(), x.dim(3).unwrap());
+            let (n, b) = (Nearest::new(from, to, &dev).unwrap(), Bilinear::new(from, to, &dev).unwrap());
+            (flat(n.apply(x).unwrap()), flat(b.apply(x).unwrap()))
+        };
+        assert_eq!(resize(&x, (1, 2)), (vec![0., 2.], vec![0.5, 2.5]));
         // Up-sampling 2 -> 4: positions -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped at the edge).
         let x = Tensor::new(&[[[[0f32, 4.]]]], &dev).unwrap();
-        assert_eq!(flat(bilinear(&x, 1, 4).unwrap()), [0., 1., 3., 4.]);
-        // Instance norm: zero mean, unit (biased) variance per channel.
+        assert_eq!(resize(&x, (1, 4)).1, [0., 1., 3., 4.]);
+        // Instance norm: zero mean, unit (biased) variance per channel, then the affine.
         let x = Tensor::new(&[[[[1f32, 3.], [5., 7.]]]], &dev).unwrap();
-        let n = flat(instance_norm(&x, 0.0).unwrap());
-        let expected = [-3f32, -1., 1., 3.].map(|v| v / 5f32.sqrt());
+        let (scale, shift) = (Tensor::new(&[[[[2f32]]]], &dev).unwrap(), Tensor::new(&[[[[0.5f32]]]], &dev).unwrap());
+        let n = flat(InstanceNorm::new(2, 2, 0.0, &dev).unwrap().apply(&x, &scale, &shift).unwrap());
+        let expected = [-3f32, -1., 1., 3.].map(|v| 2.0 * v / 5f32.sqrt() + 0.5);
         assert!(n.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{n:?}");
     }
 

@@ -8,8 +8,10 @@
 //! `parametrizations.weight.original0/1`), and GELU is the exact (erf) one.
 
 use candle_core::{D, DType, Module, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
 
+use super::layers::{packed_attention, scaled_rows, stacked_linear};
+use super::ops::normalise_rows;
 use crate::error::Result;
 
 /// The architecture's sizes.
@@ -100,17 +102,48 @@ pub fn normalise(samples: &[f32]) -> Vec<f32> {
 /// One conv layer of the feature encoder: Conv1d (no bias), GroupNorm on layer 0, exact GELU.
 struct ConvLayer {
     conv: Conv1d,
-    norm: Option<GroupNorm>,
+    norm: Option<ChannelNorm>,
 }
 
-impl Module for ConvLayer {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl ConvLayer {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.conv.forward(x)?;
         let x = match &self.norm {
             Some(n) => n.forward(&x)?,
             None => x,
         };
-        x.gelu_erf()
+        Ok(x.gelu_erf()?)
+    }
+}
+
+/// Layer 0's GroupNorm, which has one group per channel: each channel normalised over time, then its
+/// affine. Done with [`normalise_rows`] (the mean, then a fused RMS norm); its gain of ones is kept for
+/// the last sequence length seen.
+struct ChannelNorm {
+    /// (1, C, 1) each.
+    weight: Tensor,
+    bias: Tensor,
+    ones: parking_lot::Mutex<Option<Tensor>>,
+}
+
+impl ChannelNorm {
+    fn load(c: usize, vb: VarBuilder) -> Result<Self> {
+        let (weight, bias) = (vb.get(c, "weight")?.reshape((1, c, 1))?, vb.get(c, "bias")?.reshape((1, c, 1))?);
+        Ok(ChannelNorm { weight, bias, ones: Default::default() })
+    }
+
+    /// (B, C, L) -> (B, C, L).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let len = x.dim(2)?;
+        let ones = {
+            let mut cached = self.ones.lock();
+            if cached.as_ref().map(|t| t.dim(0)).transpose()? != Some(len) {
+                *cached = Some(Tensor::ones(len, DType::F32, x.device())?);
+            }
+            cached.clone().expect("set above")
+        };
+        let normed = normalise_rows(x, &ones, 1e-5)?.to_dtype(x.dtype())?;
+        Ok(normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
     }
 }
 
@@ -119,9 +152,18 @@ struct FeatureProjection {
     projection: Linear,
 }
 
-/// The positional convolution with its weight norm folded (dim 2: one norm per kernel tap).
+/// The positional convolution with its weight norm folded (dim 2: one norm per kernel tap). It is
+/// grouped (16 groups of 48 channels, kernel 128), which candle would run group by group; here each
+/// group's windows are unfolded with one gather and all groups go through one batched matrix product.
 struct PositionalConv {
-    conv: Conv1d,
+    /// Per group, the kernel as a matrix: (groups, 48·K, 48).
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    kernel: usize,
+    /// The unfolding's time indices for the last sequence length seen: `(L, (L·K))` (see
+    /// [`PositionalConv::windows`]).
+    windows: parking_lot::Mutex<Option<(usize, Tensor)>>,
 }
 
 impl PositionalConv {
@@ -145,23 +187,53 @@ impl PositionalConv {
         } else {
             vb.get(shape, "weight")?
         };
-        let bias = vb.get(h, "bias")?;
-        let config = Conv1dConfig { padding: k / 2, groups, ..Default::default() };
-        Ok(PositionalConv { conv: Conv1d::new(weight, Some(bias), config) })
+        let cg = h / groups;
+        // (H, cg, K) = (groups, cg_out, cg_in·K), as (groups, cg_in·K, cg_out) for `windows · weight`.
+        let weight = weight.reshape((groups, cg, cg * k))?.transpose(1, 2)?.contiguous()?;
+        Ok(PositionalConv { weight, bias: vb.get(h, "bias")?, groups, kernel: k, windows: Default::default() })
     }
 
-    /// (B, L, H) -> (B, L, H): the convolution drops its last output step (even kernel), then GELU.
+    /// For a sequence of `l` steps padded with one zero step at its end: the time index each of the `l`
+    /// outputs reads at each of the K kernel taps (padding K/2 on both sides; taps outside the sequence
+    /// read the zero step).
+    fn windows(&self, l: usize, device: &candle_core::Device) -> Result<Tensor> {
+        let mut cached = self.windows.lock();
+        if let Some((n, t)) = cached.as_ref()
+            && *n == l
+        {
+            return Ok(t.clone());
+        }
+        let half = self.kernel / 2;
+        let index: Vec<u32> = (0..l)
+            .flat_map(|t| {
+                (0..self.kernel).map(move |j| (t + j).checked_sub(half).filter(|&s| s < l).unwrap_or(l) as u32)
+            })
+            .collect();
+        let t = Tensor::new(index.as_slice(), device)?;
+        *cached = Some((l, t.clone()));
+        Ok(t)
+    }
+
+    /// (B, L, H) -> (B, L, H): the convolution without its last output step (even kernel), then GELU.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let l = x.dim(1)?;
-        let y = self.conv.forward(&x.transpose(1, 2)?)?;
-        Ok(y.narrow(2, 0, l)?.gelu_erf()?.transpose(1, 2)?)
+        let (b, l, h) = x.dims3()?;
+        let (g, k) = (self.groups, self.kernel);
+        let cg = h / g;
+        let padded = x.transpose(1, 2)?.contiguous()?.pad_with_zeros(2, 0, 1)?;
+        let windows = padded
+            .index_select(&self.windows(l, x.device())?, 2)?
+            .reshape((b, g, cg, l, k))?
+            .permute((0, 1, 3, 2, 4))?
+            .reshape((b, g, l, cg * k))?;
+        let y = windows.broadcast_matmul(&self.weight)?.permute((0, 2, 1, 3))?.reshape((b, l, h))?;
+        Ok(y.broadcast_add(&self.bias)?.gelu_erf()?)
     }
 }
 
+/// Self-attention with the query, key and value projections packed into one (queries scaled by
+/// 1/√head_dim at load, as `q_proj(x)·scaling` does).
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    qkv: Linear,
     out_proj: Linear,
     heads: usize,
 }
@@ -169,27 +241,21 @@ struct Attention {
 impl Attention {
     fn load(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let h = cfg.hidden_size;
+        let (q, k, v) = (
+            candle_nn::linear(h, h, vb.pp("q_proj"))?,
+            candle_nn::linear(h, h, vb.pp("k_proj"))?,
+            candle_nn::linear(h, h, vb.pp("v_proj"))?,
+        );
+        let head = (h / cfg.num_attention_heads) as f64;
         Ok(Attention {
-            q_proj: candle_nn::linear(h, h, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear(h, h, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear(h, h, vb.pp("v_proj"))?,
+            qkv: scaled_rows(&stacked_linear(&[&q, &k, &v])?, 0..h, head.powf(-0.5))?,
             out_proj: candle_nn::linear(h, h, vb.pp("out_proj"))?,
             heads: cfg.num_attention_heads,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, l, h) = x.dims3()?;
-        let d = h / self.heads;
-        let split = |t: Tensor| -> candle_core::Result<Tensor> {
-            t.reshape((b, l, self.heads, d))?.transpose(1, 2)?.contiguous()
-        };
-        let q = split((self.q_proj.forward(x)? * (d as f64).powf(-0.5))?)?;
-        let k = split(self.k_proj.forward(x)?)?;
-        let v = split(self.v_proj.forward(x)?)?;
-        let w = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        let y = w.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
-        Ok(self.out_proj.forward(&y)?)
+        Ok(self.out_proj.forward(&packed_attention(&self.qkv.forward(x)?, self.heads)?)?)
     }
 }
 
@@ -239,7 +305,7 @@ impl Wav2Vec2 {
             let config = Conv1dConfig { stride: cfg.conv_stride[i], ..Default::default() };
             let vb = fe.pp(i);
             let conv = candle_nn::conv1d_no_bias(cin, out, k, config, vb.pp("conv"))?;
-            let norm = (i == 0).then(|| candle_nn::group_norm(out, out, 1e-5, vb.pp("layer_norm"))).transpose()?;
+            let norm = (i == 0).then(|| ChannelNorm::load(out, vb.pp("layer_norm"))).transpose()?;
             conv_layers.push(ConvLayer { conv, norm });
         }
         let last = *cfg.conv_dim.last().expect("conv layers");
