@@ -28,7 +28,7 @@ fn bench(c: &mut Criterion) {
         let window = vec![h.clone(); 5];
         let mut k = 0i64;
         b.iter(|| {
-            fuser.add_window(k, &window, 1.0);
+            fuser.add_window(k, window.iter().cloned(), 1.0);
             k += 1;
             black_box(fuser.take(k - 3))
         })

@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
             // Per frame: the new frame's pose embedding, the five audio chunks, the transformer, 3 decoded.
             let new_pose = hg.embed_pose(&pose5.narrow(0, 4, 1).unwrap()).unwrap();
             let audio = hg.embed_audio(&w2vs.squeeze(0).unwrap()).unwrap();
-            let out = hg.heatmaps(&tokens, &audio, &pose_emb, &pose5, 2..5).unwrap();
+            let out = hg.heatmaps(&tokens, &audio, &pose_emb, &pose5.narrow(0, 2, 3).unwrap(), 2..5).unwrap();
             sync(&dev, &black_box((out.sum_all().unwrap() + new_pose.sum_all().unwrap()).unwrap()))
         })
     });
@@ -124,7 +124,7 @@ fn bench(c: &mut Criterion) {
         .expect("face models: run scripts/setup.sh");
     let face = tracker.track(&photo).unwrap().expect("a face");
     let mut config = StsaConfig::new(WeightSource::Detw);
-    config.device = name.clone();
+    config.device = name.parse().unwrap();
     config.bank.enrolment = 0;
     let mut stsa = Stsa::new(config).unwrap();
     let voice: Vec<f32> = (0..stsa.window().samples()).map(|i| ((i as f32) * 0.05).sin() * 0.3).collect();

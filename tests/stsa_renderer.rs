@@ -6,7 +6,7 @@
 mod common;
 
 use lipsync::render::{RendererKind, RendererOptions, Stsa, StsaConfig};
-use lipsync::stsa::models::WeightSource;
+use lipsync::stsa::models::{ComputeDevice, WeightSource};
 use lipsync::{Engine, EngineConfig, FrameStatus, Mode, OutputFrame};
 
 const FRAME: u64 = 40_000_000;
@@ -96,7 +96,12 @@ fn without_weights_the_renderer_says_which_file_is_missing() {
     let e = RendererKind::Stsa.create(&options).err().expect("empty folder");
     assert!(e.to_string().contains("heatmap_weight.pth") && e.to_string().contains("models/README.md"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
-    let options = RendererOptions { weights: Some("detw".into()), device: "tpu".into(), ..Default::default() };
-    let e = RendererKind::Stsa.create(&options).err().expect("unknown device");
+    let e = "tpu".parse::<ComputeDevice>().unwrap_err();
     assert!(e.to_string().contains("cpu, cuda or cuda:N"), "{e}");
+    if !cfg!(feature = "cuda") {
+        let options =
+            RendererOptions { weights: Some("detw".into()), device: ComputeDevice::Cuda(0), ..Default::default() };
+        let e = RendererKind::Stsa.create(&options).err().expect("no CUDA in this build");
+        assert!(e.to_string().contains("--features cuda"), "{e}");
+    }
 }

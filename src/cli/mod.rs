@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{Fallback, StatsSnapshot};
 use crate::render::{RendererKind, RendererOptions};
+use crate::stsa::models::{ComputeDevice, Precision};
 
 #[derive(Parser, Debug)]
 #[command(name = "lipsync", version, about = "Real-time streaming lip-sync", long_about = None)]
@@ -76,26 +77,22 @@ pub struct RendererArgs {
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Where STSA runs: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, default_value_t = ComputeDevice::Cpu)]
+    device: ComputeDevice,
     /// STSA's precision: f32 (exact), f16 or bf16 (half the memory; faster on a GPU).
-    #[arg(long, default_value = "f32")]
-    precision: String,
+    #[arg(long, default_value_t = Precision::F32)]
+    precision: Precision,
 }
 
 impl RendererArgs {
     /// STSA on the CPU: seconds per frame, so never live.
     pub fn is_stsa_on_cpu(&self) -> bool {
-        matches!(self.renderer, RendererArg::Stsa) && self.device == "cpu"
+        matches!(self.renderer, RendererArg::Stsa) && self.device == ComputeDevice::Cpu
     }
 
     /// Builds the renderer (STSA loads its networks here).
     pub fn create(&self) -> crate::Result<Box<dyn crate::render::Renderer>> {
-        let options = RendererOptions {
-            weights: self.weights.clone(),
-            device: self.device.clone(),
-            precision: self.precision.clone(),
-        };
+        let options = RendererOptions { weights: self.weights.clone(), device: self.device, precision: self.precision };
         RendererKind::from(self.renderer).create(&options)
     }
 }

@@ -17,29 +17,45 @@ pub fn future_windows(latency: u64, window_lookahead: u64, compute: u64, frame_p
     ((spare / frame_period.max(1)) as usize).min(t / 2)
 }
 
-struct Accum {
-    sum: Vec<f32>,
-    weight: f32,
+/// What a [`HeatmapFuser`] blends: heatmaps on the host (`Vec<f32>`), or tensors on the networks' device
+/// (the `stsa` renderer's, so that predictions never leave the GPU).
+pub trait Blend: Sized {
+    /// `Σ wᵢ·hᵢ / total` over `parts` (in the order they arrived), capped at 1.
+    fn blend(parts: &[(f32, Self)], total: f32) -> crate::Result<Self>;
+}
+
+impl Blend for Vec<f32> {
+    fn blend(parts: &[(f32, Self)], total: f32) -> crate::Result<Self> {
+        let mut sum = vec![0.0f32; parts.first().map_or(0, |(_, h)| h.len())];
+        for (w, h) in parts {
+            for (s, v) in sum.iter_mut().zip(h) {
+                *s += w * v;
+            }
+        }
+        let inv = 1.0 / total;
+        Ok(sum.into_iter().map(|v| (v * inv).min(1.0)).collect())
+    }
 }
 
 /// Fuses overlapping window predictions per frame; see the module docs.
-pub struct HeatmapFuser {
+pub struct HeatmapFuser<H = Vec<f32>> {
     t: usize,
     /// Temporal standard deviation of the weights, in frames from the window's centre.
     sigma: f32,
-    frames: BTreeMap<i64, Accum>,
+    /// Per frame, the weighted predictions so far.
+    frames: BTreeMap<i64, Vec<(f32, H)>>,
 }
 
-impl HeatmapFuser {
+impl<H: Blend> HeatmapFuser<H> {
     pub fn new(t: usize, sigma: f32) -> Self {
         HeatmapFuser { t, sigma, frames: BTreeMap::new() }
     }
 
     /// A window centred on frame `centre` predicted `heatmaps[j]` for frame `centre + j - t/2`, with
     /// confidence in (0, 1].
-    pub fn add_window(&mut self, centre: i64, heatmaps: &[Vec<f32>], confidence: f32) {
+    pub fn add_window(&mut self, centre: i64, heatmaps: impl IntoIterator<Item = H>, confidence: f32) {
         let half = (self.t / 2) as i64;
-        for (j, h) in heatmaps.iter().enumerate() {
+        for (j, h) in heatmaps.into_iter().enumerate() {
             let offset = j as i64 - half;
             self.add(centre + offset, offset, h, confidence);
         }
@@ -47,26 +63,21 @@ impl HeatmapFuser {
 
     /// One prediction for `frame` (any increasing key, e.g. its pts) made by a window whose centre is
     /// `offset` frames away.
-    pub fn add(&mut self, frame: i64, offset: i64, heatmap: &[f32], confidence: f32) {
+    pub fn add(&mut self, frame: i64, offset: i64, heatmap: H, confidence: f32) {
         let w = (-(offset * offset) as f32 / (2.0 * self.sigma * self.sigma)).exp() * confidence.max(0.0);
-        if w <= 0.0 {
-            return;
+        if w > 0.0 {
+            self.frames.entry(frame).or_default().push((w, heatmap));
         }
-        let acc = self.frames.entry(frame).or_insert_with(|| Accum { sum: vec![0.0; heatmap.len()], weight: 0.0 });
-        for (s, v) in acc.sum.iter_mut().zip(heatmap) {
-            *s += w * v;
-        }
-        acc.weight += w;
     }
 
     /// The fused heatmap of `frame` from what has arrived (then forgotten, with anything older);
     /// `None` if no window predicted it.
-    pub fn take(&mut self, frame: i64) -> Option<Vec<f32>> {
-        let acc = self.frames.remove(&frame);
+    pub fn take(&mut self, frame: i64) -> crate::Result<Option<H>> {
+        let parts = self.frames.remove(&frame);
         self.frames.retain(|&f, _| f > frame);
-        let acc = acc?;
-        let inv = 1.0 / acc.weight;
-        Some(acc.sum.into_iter().map(|v| (v * inv).min(1.0)).collect())
+        let Some(parts) = parts else { return Ok(None) };
+        let total = parts.iter().map(|(w, _)| w).sum();
+        Ok(Some(H::blend(&parts, total)?))
     }
 
     pub fn reset(&mut self) {
@@ -116,9 +127,9 @@ mod tests {
     fn a_lone_centre_prediction_passes_unchanged() {
         let mut f = HeatmapFuser::new(5, 1.0);
         let h: Vec<Vec<f32>> = (0..5).map(|j| vec![j as f32 * 0.1; 4]).collect();
-        f.add_window(10, &h, 1.0);
-        assert_eq!(f.take(10).unwrap(), vec![0.2; 4]);
-        assert!(f.take(9).is_none(), "frame 9 is older than the last taken, so it is gone");
+        f.add_window(10, h, 1.0);
+        assert_eq!(f.take(10).unwrap().unwrap(), vec![0.2; 4]);
+        assert!(f.take(9).unwrap().is_none(), "frame 9 is older than the last taken, so it is gone");
     }
 
     #[test]
@@ -130,12 +141,12 @@ mod tests {
         let mut centre_only = HeatmapFuser::new(5, 1e-3);
         for b in 0..200i64 {
             let window: Vec<Vec<f32>> = (0..5).map(|_| vec![truth + noise(&mut seed) * 0.2]).collect();
-            fuser.add_window(b, &window, 1.0);
-            centre_only.add_window(b, &window, 1.0);
+            fuser.add_window(b, window.clone(), 1.0);
+            centre_only.add_window(b, window, 1.0);
             // Frame b - 2 is due once window b (its last future window) is in.
             if b >= 2 {
-                err_fused += (fuser.take(b - 2).unwrap()[0] - truth).abs();
-                err_centre += (centre_only.take(b - 2).unwrap()[0] - truth).abs();
+                err_fused += (fuser.take(b - 2).unwrap().unwrap()[0] - truth).abs();
+                err_centre += (centre_only.take(b - 2).unwrap().unwrap()[0] - truth).abs();
             }
         }
         assert!(err_fused < err_centre * 0.75, "fused {err_fused} vs centre only {err_centre}");

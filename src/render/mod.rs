@@ -19,6 +19,7 @@ use crate::audio::AudioWindow;
 use crate::error::{Error, Result};
 use crate::face::Face;
 use crate::frame::{Patch, VideoFrame};
+use crate::stsa::models::{ComputeDevice, Precision};
 
 /// The compute time a renderer's default latency allows for: one frame at 25 fps.
 pub const ONE_FRAME_OF_COMPUTE: u64 = 40_000_000;
@@ -121,21 +122,15 @@ pub enum RendererKind {
 }
 
 /// What some renderers need to be built.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RendererOptions {
     /// `stsa`: the folder holding the weights (models/README.md), or `detw` for the deterministic test
     /// weights (the networks run but draw noise: for tests and timing).
     pub weights: Option<PathBuf>,
-    /// `stsa`: `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
-    /// `stsa`: `f32`, `f16` or `bf16`.
-    pub precision: String,
-}
-
-impl Default for RendererOptions {
-    fn default() -> Self {
-        RendererOptions { weights: None, device: "cpu".into(), precision: "f32".into() }
-    }
+    /// `stsa`: where its networks run.
+    pub device: ComputeDevice,
+    /// `stsa`: its networks' precision.
+    pub precision: Precision,
 }
 
 impl RendererKind {
@@ -183,8 +178,8 @@ impl RendererKind {
                     Some(p) => crate::stsa::models::WeightSource::Folder(p.to_path_buf()),
                 };
                 let mut config = StsaConfig::new(weights);
-                config.device = options.device.clone();
-                config.precision = options.precision.clone();
+                config.device = options.device;
+                config.precision = options.precision;
                 Box::new(Stsa::new(config)?)
             }
         })

@@ -3,12 +3,18 @@
 //!
 //! 1. offers the frame to the reference bank; the five references (provisional while enrolling, then
 //!    fixed) are encoded once per reference set (heatmap-generator tokens, face-renderer features);
-//! 2. draws each window frame's pose heatmap (cached per frame, with its embedding);
+//! 2. draws the pose heatmap of each window frame not seen before (its embedding is kept per frame);
 //! 3. runs wav2vec2 over `history` + the window + `lookahead` of audio, normalised with the running
 //!    statistics of the stream, and cuts the five chunks (rows 2k-4.. of the original);
 //! 4. predicts the lip and jaw heatmaps of frames k..k+2, fuses them with the earlier windows'
 //!    predictions for frame k ([`HeatmapFuser`]) and renders the lower face at 128x128;
 //! 5. pastes it back through the face-contour mask ([`face_patch`]).
+//!
+//! It is shaped for a GPU: a frame makes one upload (the audio window, the face crop and the new pose
+//! heatmaps in one buffer) and one read-back (the face, as RGB bytes); the predictions are fused on the
+//! device, and nothing waits for the device before the face is read. The networks are shared by every
+//! stream of the process that loads the same weights on the same device ([`Models::shared`]); what a
+//! stream keeps (its references, poses, pending predictions, audio statistics) is its own.
 //!
 //! The networks see BGR in 0..1 as in the original. Rendering starts with the first frame: until the
 //! bank's enrolment ends, its provisional picks among the frames so far serve as the references. Window
@@ -17,6 +23,8 @@
 //! zero features there).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
@@ -29,10 +37,10 @@ use crate::face::landmarks::CONNECTIONS_POSE;
 use crate::guidance::composite::face_patch;
 use crate::guidance::crop::FaceBox;
 use crate::guidance::references::{BankConfig, Reference, ReferenceBank, lip_openness};
-use crate::guidance::smoothing::HeatmapFuser;
+use crate::guidance::smoothing::{Blend, HeatmapFuser};
 use crate::guidance::{CANVAS, heatmap, sketch};
 use crate::stsa::face_renderer;
-use crate::stsa::models::{Models, WeightSource, parse_device, parse_dtype};
+use crate::stsa::models::{ComputeDevice, Models, Precision, WeightSource};
 use crate::stsa::wav2vec2::ROW_STRIDE;
 
 const MS: u64 = 1_000_000;
@@ -45,6 +53,8 @@ const ROWS_PER_FRAME: usize = 2;
 /// wav2vec2's default context around the chunks: history before, look-ahead after.
 const DEFAULT_HISTORY: u64 = 1000 * MS;
 const DEFAULT_LOOKAHEAD: u64 = 200 * MS;
+/// Pixels of a 128x128 plane.
+const PLANE: usize = CANVAS * CANVAS;
 
 /// The audio window with wav2vec2's context around the chunks of frames k-2..k+2 ([`AudioWindow::STSA`]).
 const fn window_with(history: u64, lookahead: u64) -> AudioWindow {
@@ -58,10 +68,8 @@ pub const DEFAULT_WINDOW: AudioWindow = window_with(DEFAULT_HISTORY, DEFAULT_LOO
 #[derive(Clone, Debug)]
 pub struct StsaConfig {
     pub weights: WeightSource,
-    /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
-    /// `f32`, `f16` or `bf16`.
-    pub precision: String,
+    pub device: ComputeDevice,
+    pub precision: Precision,
     /// How the reference bank enrols the person.
     pub bank: BankConfig,
     /// Audio wav2vec2 sees before the window (ns, a multiple of 20 ms): its context.
@@ -77,8 +85,8 @@ impl StsaConfig {
     pub fn new(weights: WeightSource) -> Self {
         StsaConfig {
             weights,
-            device: "cpu".into(),
-            precision: "f32".into(),
+            device: ComputeDevice::Cpu,
+            precision: Precision::F32,
             bank: BankConfig::default(),
             history: DEFAULT_HISTORY,
             lookahead: DEFAULT_LOOKAHEAD,
@@ -92,6 +100,64 @@ impl StsaConfig {
     }
 }
 
+/// Where the time of the frames rendered so far went, stage by stage ([`Stsa::set_profiling`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    pub frames: u32,
+    /// The reference bank and the references' encodings, the crop, the new pose heatmaps and their
+    /// embeddings, the upload.
+    pub prepare: Duration,
+    pub wav2vec2: Duration,
+    /// The heatmap generator and the fusion.
+    pub generator: Duration,
+    /// The face renderer, the read-back and the paste.
+    pub renderer: Duration,
+}
+
+impl StageTimes {
+    pub fn total(&self) -> Duration {
+        self.prepare + self.wav2vec2 + self.generator + self.renderer
+    }
+}
+
+impl std::ops::AddAssign for StageTimes {
+    fn add_assign(&mut self, t: StageTimes) {
+        self.frames += t.frames;
+        self.prepare += t.prepare;
+        self.wav2vec2 += t.wav2vec2;
+        self.generator += t.generator;
+        self.renderer += t.renderer;
+    }
+}
+
+/// Times the stages of one frame when profiling: the device finishes each stage's work before the
+/// next starts (which no frame otherwise waits for), so each is timed alone.
+struct Laps<'a> {
+    device: Option<&'a Device>,
+    last: Instant,
+    times: StageTimes,
+}
+
+impl<'a> Laps<'a> {
+    fn new(profiling: bool, device: &'a Device) -> Self {
+        Laps {
+            device: profiling.then_some(device),
+            last: Instant::now(),
+            times: StageTimes { frames: 1, ..Default::default() },
+        }
+    }
+
+    fn lap(&mut self, stage: fn(&mut StageTimes) -> &mut Duration) -> Result<()> {
+        if let Some(device) = self.device {
+            device.synchronize()?;
+            let now = Instant::now();
+            *stage(&mut self.times) += now - self.last;
+            self.last = now;
+        }
+        Ok(())
+    }
+}
+
 /// The reference set's encodings, and which references they are.
 struct CachedReferences {
     key: (u64, u32),
@@ -99,7 +165,7 @@ struct CachedReferences {
     renderer: face_renderer::References,
 }
 
-/// A window frame's pose heatmap (1, 1, 128, 128) and its embedding (1, d), cached by pts.
+/// A window frame's pose heatmap (1, 1, 128, 128) and its embedding (1, d), kept by pts.
 struct Pose {
     heatmap: Tensor,
     embedding: Tensor,
@@ -134,19 +200,48 @@ impl RunningStats {
     }
 }
 
+/// Fusion on the networks' device: `Σ (wᵢ/total)·hᵢ`, capped at 1.
+impl Blend for Tensor {
+    fn blend(parts: &[(f32, Self)], total: f32) -> Result<Self> {
+        let mut sum: Option<Tensor> = None;
+        for (w, h) in parts {
+            let term = h.affine((w / total) as f64, 0.0)?;
+            sum = Some(match sum {
+                Some(s) => (s + term)?,
+                None => term,
+            });
+        }
+        let sum = sum.ok_or(Error::Render { renderer: "stsa", reason: "nothing to fuse".into() })?;
+        Ok(sum.minimum(&sum.ones_like()?)?)
+    }
+}
+
+/// The five chunks' rows of wav2vec2's output, in order: (5·10,) u32 on `device`.
+fn chunk_rows(first_row: usize, device: &Device) -> Result<Tensor> {
+    let rows: Vec<u32> =
+        (0..T).flat_map(|j| (0..CHUNK_ROWS).map(move |r| (first_row + ROWS_PER_FRAME * j + r) as u32)).collect();
+    Ok(Tensor::new(rows.as_slice(), device)?)
+}
+
 /// See the module documentation.
 pub struct Stsa {
     config: StsaConfig,
-    models: Models,
+    models: Arc<Models>,
+    /// The first wav2vec2 row of the window's chunks, and the rows of all five (on the device).
+    first_row: usize,
+    chunk_rows: Tensor,
     bank: ReferenceBank,
     references: Option<CachedReferences>,
     poses: BTreeMap<u64, Pose>,
-    fuser: HeatmapFuser,
+    fuser: HeatmapFuser<Tensor>,
     stats: RunningStats,
+    /// Stage times so far, when profiling.
+    profile: Option<StageTimes>,
 }
 
 impl Stsa {
-    /// Loads the networks: an error names a missing or wrong weights file and where to get it.
+    /// Loads the networks, or shares those another stream of the process already loaded: an error names
+    /// a missing or wrong weights file and where to get it.
     pub fn new(config: StsaConfig) -> Result<Self> {
         if !config.history.is_multiple_of(20 * MS) {
             return Err(Error::InvalidArgument(format!(
@@ -154,10 +249,11 @@ impl Stsa {
                 config.history / MS
             )));
         }
-        let device = parse_device(&config.device)?;
-        let dtype = parse_dtype(&config.precision)?;
-        let models = Models::load(&config.weights, &device, dtype)?;
+        let models = Models::shared(&config.weights, config.device, config.precision)?;
+        let first_row = (config.history / (ROW_STRIDE as u64 * NS_PER_SAMPLE)) as usize;
         Ok(Stsa {
+            chunk_rows: chunk_rows(first_row, &models.device)?,
+            first_row,
             bank: ReferenceBank::new(config.bank),
             config,
             models,
@@ -165,16 +261,29 @@ impl Stsa {
             poses: BTreeMap::new(),
             fuser: HeatmapFuser::new(T, 1.0),
             stats: RunningStats::default(),
+            profile: None,
         })
     }
 
-    fn device(&self) -> &Device {
-        &self.models.device
+    /// The networks this stream runs (shared with the process's other streams on the same device).
+    pub fn models(&self) -> &Arc<Models> {
+        &self.models
+    }
+
+    /// Times each stage of the frames rendered from now on ([`Stsa::stage_times`]). Profiling makes
+    /// the device finish each stage before the next starts, so frames take longer.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(StageTimes::default);
+    }
+
+    /// The stage times of the frames rendered since profiling started.
+    pub fn stage_times(&self) -> Option<StageTimes> {
+        self.profile
     }
 
     /// A tensor of f32 values on the networks' device, in their dtype.
     fn input(&self, values: Vec<f32>, shape: impl Into<candle_core::Shape>) -> Result<Tensor> {
-        Ok(Tensor::from_vec(values, shape, self.device())?.to_dtype(self.models.dtype)?)
+        Ok(Tensor::from_vec(values, shape, &self.models.device)?.to_dtype(self.models.dtype)?)
     }
 
     /// Re-encodes the references when the bank's changed: once per fixed set, and while enrolling each
@@ -194,9 +303,8 @@ impl Stsa {
         }
         let _span = tracing::debug_span!("stsa_references", generation = key.0).entered();
         let n = refs.len();
-        let plane = CANVAS * CANVAS;
-        let mut heatmaps = Vec::with_capacity(n * plane);
-        let mut images = Vec::with_capacity(n * 3 * plane);
+        let mut heatmaps = Vec::with_capacity(n * PLANE);
+        let mut images = Vec::with_capacity(n * 3 * PLANE);
         for r in &refs {
             heatmaps.extend_from_slice(&r.heatmap);
             images.extend(bgr_planes(&r.crop));
@@ -213,43 +321,51 @@ impl Stsa {
         Ok(())
     }
 
-    /// The pose heatmap and embedding of a window frame, computed once per frame.
-    fn pose(&mut self, pts: u64, face: &Face, width: usize, height: usize) -> Result<&Pose> {
-        if !self.poses.contains_key(&pts) {
-            let fb = FaceBox::around(&face.landmarks, width, height);
-            let normalised: Vec<[f32; 2]> = face.landmarks.iter().map(|&p| fb.normalise(p, width, height)).collect();
-            let sketch = sketch::draw(|id| normalised.get(id as usize).copied(), &CONNECTIONS_POSE);
-            let heatmap = self.input(heatmap::heatmap(&sketch), (1, 1, CANVAS, CANVAS))?;
-            let embedding = self.models.generator.embed_pose(&heatmap)?;
-            self.poses.insert(pts, Pose { heatmap, embedding });
-        }
-        Ok(&self.poses[&pts])
-    }
-
-    /// wav2vec2 over the job's audio, cut into the window's five chunks: (5, 768, 10).
-    fn chunks(&mut self, job: &RenderJob<'_>) -> Result<Tensor> {
+    /// The job's audio normalised with the running statistics of the stream (which it updates), appended
+    /// to `out`.
+    fn normalise_into(&mut self, job: &RenderJob<'_>, out: &mut Vec<f32>) {
         let start = job.frame.pts as i64 - self.window().before as i64;
         let (mean, inv) = self.stats.update(start, job.audio);
-        let normalised: Vec<f32> = job.audio.iter().map(|&x| ((x as f64 - mean) * inv) as f32).collect();
-        let len = normalised.len();
-        let input = self.input(normalised, (1, len))?;
-        let features = self.models.wav2vec2.forward(&input)?;
-        let first = (self.config.history / (ROW_STRIDE as u64 * NS_PER_SAMPLE)) as usize;
+        out.extend(job.audio.iter().map(|&x| ((x as f64 - mean) * inv) as f32));
+    }
+
+    /// wav2vec2 over the window's audio (1, samples), cut into the window's five chunks: (5, 768, 10).
+    fn chunks(&self, audio: &Tensor) -> Result<Tensor> {
+        let features = self.models.wav2vec2.forward(audio)?;
         let rows = features.dim(1)?;
-        let need = first + ROWS_PER_FRAME * (T - 1) + CHUNK_ROWS;
+        let need = self.first_row + ROWS_PER_FRAME * (T - 1) + CHUNK_ROWS;
         if rows < need {
             return Err(Error::Render { renderer: "stsa", reason: format!("{rows} wav2vec2 rows, {need} needed") });
         }
-        let chunks: Vec<Tensor> = (0..T)
-            .map(|j| features.narrow(1, first + ROWS_PER_FRAME * j, CHUNK_ROWS)?.transpose(1, 2))
-            .collect::<candle_core::Result<_>>()?;
-        Ok(Tensor::cat(&chunks, 0)?.contiguous()?)
+        let picked = features.index_select(&self.chunk_rows, 1)?;
+        Ok(picked.reshape((T, CHUNK_ROWS, features.dim(2)?))?.transpose(1, 2)?.contiguous()?)
+    }
+
+    /// The generated face (1, 3, 128, 128: BGR planes in 0..1, a sigmoid's output) as RGB bytes,
+    /// truncated as the original's `uint8(output * 255)`. The bytes are made on the device, so the
+    /// read-back is 48 KiB; they come back as BGR planes and are interleaved here.
+    fn face_bytes(&self, face: &Tensor) -> Result<Vec<u8>> {
+        let planes = (face.to_dtype(DType::F32)? * 255.0)?.to_dtype(DType::U8)?.flatten_all()?.to_vec1::<u8>()?;
+        let mut rgb = vec![0u8; 3 * PLANE];
+        for (i, px) in rgb.chunks_exact_mut(3).enumerate() {
+            for (c, v) in px.iter_mut().enumerate() {
+                *v = planes[(2 - c) * PLANE + i];
+            }
+        }
+        Ok(rgb)
     }
 }
 
 /// An RGB crop (128x128x3) as the networks' BGR planes in 0..1.
 fn bgr_planes(rgb: &[u8]) -> impl Iterator<Item = f32> + '_ {
     [2usize, 1, 0].into_iter().flat_map(move |c| rgb.chunks_exact(3).map(move |p| p[c] as f32 / 255.0))
+}
+
+/// The pose heatmap of a face in a `width`x`height` frame (the pose-76 sketch of its box).
+fn pose_heatmap(face: &Face, width: usize, height: usize) -> Vec<f32> {
+    let fb = FaceBox::around(&face.landmarks, width, height);
+    let normalised: Vec<[f32; 2]> = face.landmarks.iter().map(|&p| fb.normalise(p, width, height)).collect();
+    heatmap::heatmap(&sketch::draw(|id| normalised.get(id as usize).copied(), &CONNECTIONS_POSE))
 }
 
 /// The window's faces: the context slots, where a frame is absent or has no face, replaced by the
@@ -292,6 +408,8 @@ impl Renderer for Stsa {
 
     fn render(&mut self, job: &RenderJob<'_>) -> Result<Rendered> {
         let _span = tracing::debug_span!("stsa_frame", pts = job.frame.pts).entered();
+        let models = self.models.clone();
+        let mut laps = Laps::new(self.profile.is_some(), &models.device);
         let face = job.face.ok_or(Error::Render { renderer: "stsa", reason: "no face".into() })?;
         let (w, h) = (job.frame.width() as usize, job.frame.height() as usize);
         self.bank.offer(job.frame.pts, lip_openness(&face.landmarks, w, h), appearance(job.frame, face), || {
@@ -301,53 +419,70 @@ impl Renderer for Stsa {
         if self.references.is_none() {
             return Ok(Rendered::Unchanged);
         }
-        // Pose heatmaps of the window.
         let slots = window_faces(job, face);
         self.poses.retain(|&pts, _| pts >= slots[0].0);
-        let (mut pose_maps, mut pose_embs) = (Vec::with_capacity(T), Vec::with_capacity(T));
+        // One upload: the normalised audio window, the face crop's BGR planes, the pose heatmaps of the
+        // window frames not seen before.
+        let fb = FaceBox::around(&face.landmarks, w, h);
+        let mut new_poses: Vec<(u64, &Face)> = Vec::new();
         for &(pts, f, _) in &slots {
-            let p = self.pose(pts, f, w, h)?;
-            pose_maps.push(p.heatmap.clone());
-            pose_embs.push(p.embedding.clone());
+            if !self.poses.contains_key(&pts) && !new_poses.iter().any(|&(p, _)| p == pts) {
+                new_poses.push((pts, f));
+            }
         }
-        let pose_maps = Tensor::cat(&pose_maps, 0)?;
-        let pose_embs = Tensor::cat(&pose_embs, 0)?;
-        // Audio chunks and the window's heatmaps.
-        let chunks = self.chunks(job)?;
-        let refs = self.references.as_ref().expect("checked above");
-        let audio_emb = self.models.generator.embed_audio(&chunks)?;
+        let samples = job.audio.len();
+        let mut host = Vec::with_capacity(samples + (3 + new_poses.len()) * PLANE);
+        self.normalise_into(job, &mut host);
+        host.extend(bgr_planes(&face_crop(job.frame, &fb)));
+        for &(_, f) in &new_poses {
+            host.extend(pose_heatmap(f, w, h));
+        }
+        let upload = self.input(host, samples + (3 + new_poses.len()) * PLANE)?;
+        let audio = upload.narrow(0, 0, samples)?.reshape((1, samples))?;
+        let source = upload.narrow(0, samples, 3 * PLANE)?.reshape((1, 3, CANVAS, CANVAS))?;
+        if !new_poses.is_empty() {
+            let maps = upload.narrow(0, samples + 3 * PLANE, new_poses.len() * PLANE)?;
+            let maps = maps.reshape((new_poses.len(), 1, CANVAS, CANVAS))?;
+            let embeddings = models.generator.embed_pose(&maps)?;
+            for (i, &(pts, _)) in new_poses.iter().enumerate() {
+                let pose = Pose { heatmap: maps.narrow(0, i, 1)?, embedding: embeddings.narrow(0, i, 1)? };
+                self.poses.insert(pts, pose);
+            }
+        }
+        laps.lap(|t| &mut t.prepare)?;
+        let chunks = self.chunks(&audio)?;
+        laps.lap(|t| &mut t.wav2vec2)?;
+        // The window's heatmaps, fused with the earlier windows' predictions for the frame.
         let decode = if self.config.fuse { HALF..T } else { HALF..HALF + 1 };
-        let predicted =
-            self.models.generator.heatmaps(&refs.tokens, &audio_emb, &pose_embs, &pose_maps, decode.clone())?;
-        let predicted = predicted.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?;
-        for (j, heatmap) in decode.zip(&predicted) {
+        let pose = |i: usize| &self.poses[&slots[i].0];
+        let embeddings = Tensor::cat(&(0..T).map(|i| &pose(i).embedding).collect::<Vec<_>>(), 0)?;
+        let maps = Tensor::cat(&decode.clone().map(|i| &pose(i).heatmap).collect::<Vec<_>>(), 0)?;
+        let refs = self.references.as_ref().expect("checked above");
+        let audio_emb = models.generator.embed_audio(&chunks)?;
+        let predicted = models.generator.heatmaps(&refs.tokens, &audio_emb, &embeddings, &maps, decode.clone())?;
+        let predicted = predicted.to_dtype(DType::F32)?;
+        for (row, j) in decode.enumerate() {
             let (pts, _, real) = slots[j];
             if real {
-                self.fuser.add(pts as i64, (j - HALF) as i64, heatmap, face.presence.max(0.05));
+                self.fuser.add(pts as i64, (j - HALF) as i64, predicted.narrow(0, row, 1)?, face.presence.max(0.05));
             }
         }
         // This window's own prediction for the frame was just added, so the fuser has one.
         let driving = self
             .fuser
-            .take(job.frame.pts as i64)
+            .take(job.frame.pts as i64)?
             .ok_or(Error::Render { renderer: "stsa", reason: "no heatmap predicted for the frame".into() })?;
-        let driving =
-            self.input(driving, (1, 1, CANVAS, CANVAS))?.broadcast_as((1, 3, CANVAS, CANVAS))?.contiguous()?;
-        // The face.
-        let fb = FaceBox::around(&face.landmarks, w, h);
-        let source = self.input(bgr_planes(&face_crop(job.frame, &fb)).collect(), (1, 3, CANVAS, CANVAS))?;
-        let audio = chunks.narrow(0, HALF, 1)?;
-        let out = self.models.renderer.render(&refs.renderer, &source, &driving, &audio)?;
-        let out = out.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        // BGR planes in 0..1 to RGB bytes, truncated as the original's `uint8(output * 255)`.
-        let plane = CANVAS * CANVAS;
-        let mut rgb = vec![0u8; 3 * plane];
-        for (i, px) in rgb.chunks_exact_mut(3).enumerate() {
-            for (c, v) in px.iter_mut().enumerate() {
-                *v = (out[(2 - c) * plane + i] * 255.0).clamp(0.0, 255.0) as u8;
-            }
+        let driving = driving.to_dtype(models.dtype)?.broadcast_as((1, 3, CANVAS, CANVAS))?.contiguous()?;
+        laps.lap(|t| &mut t.generator)?;
+        let refs = self.references.as_ref().expect("checked above");
+        let out = models.renderer.render(&refs.renderer, &source, &driving, &chunks.narrow(0, HALF, 1)?)?;
+        let rgb = self.face_bytes(&out)?;
+        let patch = face_patch(job.frame, &rgb, &fb, &face.landmarks);
+        laps.lap(|t| &mut t.renderer)?;
+        if let Some(p) = &mut self.profile {
+            *p += laps.times;
         }
-        Ok(Rendered::Patch(face_patch(job.frame, &rgb, &fb, &face.landmarks)))
+        Ok(Rendered::Patch(patch))
     }
 
     fn reset(&mut self) {
@@ -404,7 +539,9 @@ mod tests {
             .collect();
         let frame = VideoFrame::from_vec(crate::frame::PixelFormat::Rgba, 2, 2, vec![0; 16], k * 40 * MS).unwrap();
         let job = RenderJob { frame: &frame, audio: &audio, audio_missing: 0, face: None, context: &[] };
-        let chunks = stsa.chunks(&job).unwrap();
+        let mut normalised = Vec::new();
+        stsa.normalise_into(&job, &mut normalised);
+        let chunks = stsa.chunks(&Tensor::from_vec(normalised, (1, n), &Device::Cpu).unwrap()).unwrap();
         let input = Tensor::from_vec(normalise(&audio), (1, n), &Device::Cpu).unwrap();
         let whole = stsa.models.wav2vec2.forward(&input).unwrap().squeeze(0).unwrap();
         for (o, j) in (k as usize - HALF..=k as usize + HALF).enumerate() {

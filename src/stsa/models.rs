@@ -4,6 +4,7 @@
 //! its network reads before anything is built, so a missing or wrong file is an error naming it.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -67,31 +68,99 @@ fn find(folder: &Path, i: usize) -> Result<PathBuf> {
     })
 }
 
-/// Parses a device name: `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(name: &str) -> Result<Device> {
-    let ordinal = match name {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        _ => name
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| Error::InvalidArgument(format!("unknown device `{name}`: use cpu, cuda or cuda:N")))?,
-    };
-    if !cfg!(feature = "cuda") {
-        return Err(Error::InvalidArgument(format!(
-            "device `{name}` needs lipsync built with CUDA (cargo build --release --features cuda); use cpu"
-        )));
-    }
-    Device::new_cuda(ordinal).map_err(|e| Error::InvalidArgument(format!("device `{name}`: {e}")))
+/// Where STSA's networks run: `cpu`, `cuda` (the first GPU) or `cuda:N`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ComputeDevice {
+    #[default]
+    Cpu,
+    Cuda(usize),
 }
 
-/// Parses a precision: `f32` (exact, the default), `f16` or `bf16` (half the memory; on a GPU, faster).
-pub fn parse_dtype(name: &str) -> Result<DType> {
-    match name {
-        "f32" => Ok(DType::F32),
-        "f16" => Ok(DType::F16),
-        "bf16" => Ok(DType::BF16),
-        _ => Err(Error::InvalidArgument(format!("unknown precision `{name}`: use f32, f16 or bf16"))),
+impl std::str::FromStr for ComputeDevice {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "cpu" => Ok(ComputeDevice::Cpu),
+            "cuda" => Ok(ComputeDevice::Cuda(0)),
+            _ => name
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .map(ComputeDevice::Cuda)
+                .ok_or_else(|| Error::InvalidArgument(format!("unknown device `{name}`: use cpu, cuda or cuda:N"))),
+        }
+    }
+}
+
+impl std::fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComputeDevice::Cpu => f.write_str("cpu"),
+            ComputeDevice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl ComputeDevice {
+    /// Opens the device: a CUDA one needs lipsync built with the `cuda` feature, a driver and the GPU.
+    pub fn open(self) -> Result<Device> {
+        let ComputeDevice::Cuda(ordinal) = self else { return Ok(Device::Cpu) };
+        if !cfg!(feature = "cuda") {
+            return Err(Error::InvalidArgument(format!(
+                "device `{self}` needs lipsync built with CUDA (cargo build --release --features cuda); use cpu"
+            )));
+        }
+        Device::new_cuda(ordinal).map_err(|e| Error::InvalidArgument(format!("device `{self}`: {e}")))
+    }
+}
+
+/// Parses and opens a device: `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(name: &str) -> Result<Device> {
+    name.parse::<ComputeDevice>()?.open()
+}
+
+/// The networks' precision: `f32` (exact, the default), `f16` or `bf16` (half the memory; on a GPU,
+/// faster). Samplers, norm statistics and AdaAT's heads run in f32 whatever it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::F16, Precision::Bf16];
+
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Self> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| Error::InvalidArgument(format!("unknown precision `{name}`: use f32, f16 or bf16")))
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -129,7 +198,35 @@ pub struct Models {
     pub dtype: DType,
 }
 
+/// What a set of loaded networks was loaded from and onto.
+#[derive(Clone, PartialEq, Eq)]
+struct Loaded {
+    source: WeightSource,
+    device: ComputeDevice,
+    precision: Precision,
+}
+
+/// The networks loaded in this process and still in use, so that several streams (several elements
+/// in a pipeline, one program serving several) share one copy per device.
+static LOADED: parking_lot::Mutex<Vec<(Loaded, Weak<Models>)>> = parking_lot::Mutex::new(Vec::new());
+
 impl Models {
+    /// The networks from `source` on `device` in `precision`, loaded once per process: a stream that
+    /// asks for networks another stream already holds shares them (they are read-only; every stream
+    /// keeps its own state). They are freed when the last stream lets go.
+    pub fn shared(source: &WeightSource, device: ComputeDevice, precision: Precision) -> Result<Arc<Models>> {
+        let key = Loaded { source: source.clone(), device, precision };
+        // Held while loading: a second stream asking for the same networks waits for them.
+        let mut loaded = LOADED.lock();
+        loaded.retain(|(_, m)| m.strong_count() > 0);
+        if let Some(models) = loaded.iter().find(|(k, _)| *k == key).and_then(|(_, m)| m.upgrade()) {
+            return Ok(models);
+        }
+        let models = Arc::new(Models::load(source, &device.open()?, precision.dtype())?);
+        loaded.push((key, Arc::downgrade(&models)));
+        Ok(models)
+    }
+
     /// Loads the networks from `source` onto `device` in `dtype`. With a folder, every file is located
     /// first, so a missing one is reported before anything heavy is read.
     pub fn load(source: &WeightSource, device: &Device, dtype: DType) -> Result<Self> {
@@ -153,6 +250,8 @@ impl Models {
             device,
         )?;
         let wav2vec2 = Wav2Vec2::load(&w2v, vb)?;
+        // The weights went up on this thread's stream; other threads' streams must find them there.
+        device.synchronize()?;
         Ok(Models { wav2vec2, generator, renderer, device: device.clone(), dtype })
     }
 }
@@ -180,11 +279,27 @@ mod tests {
     #[test]
     fn devices_parse_and_cuda_needs_the_feature() {
         assert!(matches!(parse_device("cpu"), Ok(Device::Cpu)));
+        assert_eq!("cuda".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cuda(0));
+        assert_eq!("cuda:3".parse::<ComputeDevice>().unwrap().to_string(), "cuda:3");
         assert!(parse_device("gpu").unwrap_err().to_string().contains("cpu, cuda or cuda:N"));
-        assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
-        assert!(parse_dtype("f8").unwrap_err().to_string().contains("f32, f16 or bf16"));
+        assert_eq!("bf16".parse::<Precision>().unwrap().dtype(), DType::BF16);
+        assert!("f8".parse::<Precision>().unwrap_err().to_string().contains("f32, f16 or bf16"));
         if !cfg!(feature = "cuda") {
             assert!(parse_device("cuda:0").unwrap_err().to_string().contains("--features cuda"));
         }
+    }
+
+    #[test]
+    fn streams_share_the_networks_while_any_holds_them() {
+        // Half precisions: no other test of this process loads them, so nothing else holds these.
+        let load = |p| Models::shared(&WeightSource::Detw, ComputeDevice::Cpu, p).unwrap();
+        let (a, b) = (load(Precision::F16), load(Precision::F16));
+        assert!(Arc::ptr_eq(&a, &b), "the second stream gets the first one's networks");
+        let other = load(Precision::Bf16);
+        assert!(!Arc::ptr_eq(&a, &other), "another precision is another copy");
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(weak.upgrade().is_none(), "freed with the last stream");
+        assert!(Arc::ptr_eq(&other, &load(Precision::Bf16)), "the other copy is still shared");
     }
 }

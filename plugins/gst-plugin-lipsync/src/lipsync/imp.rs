@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use lipsync::engine::{EngineEvent, Stats, StatsSnapshot};
 use lipsync::face::models::ModelSource;
 use lipsync::render::Simulated;
+use lipsync::stsa::models::ComputeDevice;
 use lipsync::{
     AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, RendererKind, RendererOptions, TrackingConfig,
     VideoFrame,
@@ -139,8 +140,8 @@ impl Settings {
     fn renderer(&self) -> Result<Box<dyn lipsync::Renderer>, lipsync::Error> {
         let options = RendererOptions {
             weights: self.weights.as_ref().map(PathBuf::from),
-            device: self.device.clone(),
-            precision: self.precision.clone(),
+            device: self.device.parse()?,
+            precision: self.precision.parse()?,
         };
         let inner = RendererKind::from(self.renderer).create(&options)?;
         Ok(Simulated::wrap(inner, Duration::from_nanos(self.simulate_delay), self.simulate_lookahead))
@@ -649,7 +650,7 @@ impl AggregatorImpl for LipSync {
                 )
             );
         }
-        if settings.renderer == Renderer::Stsa && settings.device == "cpu" {
+        if settings.renderer == Renderer::Stsa && matches!(settings.device.parse(), Ok(ComputeDevice::Cpu)) {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::Failed,
