@@ -57,6 +57,17 @@ pub struct FaceTracker {
     last_pts: Option<u64>,
 }
 
+impl Face {
+    /// A face from its landmarks in frame pixels (the bounding box is theirs).
+    pub fn new(landmarks: Vec<[f32; 3]>, score: f32, presence: f32, roi: NormRect, detected: bool) -> Self {
+        let mut bbox = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
+        for p in &landmarks {
+            bbox = [bbox[0].min(p[0]), bbox[1].min(p[1]), bbox[2].max(p[0]), bbox[3].max(p[1])];
+        }
+        Face { bbox, score, presence, landmarks, roi, detected }
+    }
+}
+
 /// MediaPipe's tracking ROI from normalised landmarks.
 pub fn roi_from_landmarks(landmarks: &[[f32; 3]], frame: (usize, usize)) -> NormRect {
     let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
@@ -139,11 +150,7 @@ impl FaceTracker {
                 }
             }
             self.last_pts = Some(frame.pts);
-            let mut bbox = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
-            for p in &landmarks {
-                bbox = [bbox[0].min(p[0]), bbox[1].min(p[1]), bbox[2].max(p[0]), bbox[3].max(p[1])];
-            }
-            return Ok(Some(Face { bbox, score: self.score, presence: mesh.presence, landmarks, roi, detected }));
+            return Ok(Some(Face::new(landmarks, self.score, mesh.presence, roi, detected)));
         }
     }
 }
