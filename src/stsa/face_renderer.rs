@@ -190,7 +190,7 @@ impl Modulated {
         let without_bias = |c: Conv2d| Conv2d::new(c.weight().clone(), None, *c.config());
         let conv_2 = conv(c, c, 3, 1, 1, vb.pp("conv_2"))?;
         Ok(Modulated {
-            norm: InstanceNorm::new(size, size, 1e-5, vb.device())?,
+            norm: InstanceNorm::new(size, size, 1e-5, vb.dtype(), vb.device())?,
             conv_1: without_bias(conv(c, c, 3, 1, 1, vb.pp("conv_1"))?),
             conv_2: if normalised_next { without_bias(conv_2) } else { conv_2 },
         })
@@ -225,38 +225,50 @@ type AdaIn = Modulated;
 #[allow(clippy::approx_constant)]
 const ORIGINAL_PI: f64 = 3.14159;
 
-/// `AdaAT`: a per-channel scale, rotation and translation predicted from the code, applied by sampling
-/// (the three heads as one layer: outputs scale, rotation, translation).
+/// The three `AdaAT` blocks (`adaAT_128`, `adaAT_64`, `adaAT_32`): each predicts a per-channel scale,
+/// rotation and translation from the same code and applies them by sampling. Their `commn_linear`
+/// layers (ReLU after) run as one layer, their heads (scale, rotation, translation of each) as one
+/// block-diagonal layer. In f32 whatever the model's dtype: they place the sampling positions, where half
+/// precision's rounding moves whole features (and they are tiny).
 struct AdaAt {
     commn: Linear,
     heads: Linear,
-    c: usize,
+    channels: [usize; 3],
 }
 
 impl AdaAt {
-    /// In f32 whatever the model's dtype: the heads place the sampling positions, where half precision's
-    /// rounding moves whole features (and they are tiny).
-    fn load(c: usize, vb: VarBuilder) -> Result<Self> {
-        let vb = vb.set_dtype(DType::F32);
-        let scale = candle_nn::linear(256, c, vb.pp("scale.0"))?;
-        let rotation = candle_nn::linear(256, c, vb.pp("rotation.0"))?;
-        let translation = candle_nn::linear(256, 2 * c, vb.pp("translation.0"))?;
+    /// The blocks under `vb` (`adaAT_{size}`) with their channels per size.
+    fn load(blocks: [(usize, usize); 3], vb: &VarBuilder) -> Result<Self> {
+        let vb = vb.clone().set_dtype(DType::F32);
+        let (mut commn, mut heads) = (Vec::new(), Vec::new());
+        for (size, c) in blocks {
+            let vb = vb.pp(format!("adaAT_{size}"));
+            let scale = candle_nn::linear(256, c, vb.pp("scale.0"))?;
+            let rotation = candle_nn::linear(256, c, vb.pp("rotation.0"))?;
+            let translation = candle_nn::linear(256, 2 * c, vb.pp("translation.0"))?;
+            commn.push(candle_nn::linear(256, 256, vb.pp("commn_linear.0"))?);
+            heads.push(stacked_linear(&[&scale, &rotation, &translation])?);
+        }
         Ok(AdaAt {
-            commn: candle_nn::linear(256, 256, vb.pp("commn_linear.0"))?,
-            heads: stacked_linear(&[&scale, &rotation, &translation])?,
-            c,
+            commn: stacked_linear(&commn.iter().collect::<Vec<_>>())?,
+            heads: block_diagonal_linear(&heads.iter().collect::<Vec<_>>())?,
+            channels: blocks.map(|(_, c)| c),
         })
     }
 
-    /// The sampled features (f32) for `code` (1, 256).
-    fn forward(&self, features: &ChannelSampler, code: &Tensor) -> Result<Tensor> {
-        let q = self.commn.forward(&code.to_dtype(DType::F32)?)?.relu()?;
-        let y = self.heads.forward(&q)?;
-        let c = self.c;
-        let scale = (candle_nn::ops::sigmoid(&y.narrow(1, 0, c)?)? * 2.0)?;
-        let angle = (y.narrow(1, c, c)?.tanh()? * ORIGINAL_PI)?;
-        let t = y.narrow(1, 2 * c, 2 * c)?.tanh()?.reshape((1, c, 2))?;
-        features.sample(&scale, &angle, &t)
+    /// Each block's features sampled (f32) with its transform for `code` (1, 256).
+    fn forward(&self, features: &[ChannelSampler; 3], code: &Tensor) -> Result<[Tensor; 3]> {
+        let y = self.heads.forward(&self.commn.forward(&code.to_dtype(DType::F32)?)?.relu()?)?;
+        let mut at = 0;
+        let mut sample = |i: usize| -> Result<Tensor> {
+            let c = self.channels[i];
+            let scale = (candle_nn::ops::sigmoid(&y.narrow(1, at, c)?)? * 2.0)?;
+            let angle = (y.narrow(1, at + c, c)?.tanh()? * ORIGINAL_PI)?;
+            let t = y.narrow(1, at + 2 * c, 2 * c)?.tanh()?.reshape((1, c, 2))?;
+            at += 4 * c;
+            features[i].sample(&scale, &angle, &t)
+        };
+        Ok([sample(0)?, sample(1)?, sample(2)?])
     }
 }
 
@@ -434,7 +446,9 @@ pub struct FaceRenderer {
     heatmap_tar: Seq,
     audio: Stack,
     alignment: Seq,
-    appearance: [(Seq, AdaAt, Seq); 3],
+    /// The spatial path per scale (128, 64, 32): the ResBlocks before and after AdaAT.
+    appearance: [(Seq, Seq); 3],
+    adaat: AdaAt,
     temporal: Temporal,
     fuse: [Seq; 3],
     translation: Translation,
@@ -503,13 +517,9 @@ impl FaceRenderer {
             .enumerate()
             .map(|(i, &(a, b, k, s, p))| Ok(boxed(ConvBn::load(a, b, k, s, p, ae.pp(i))?)))
             .collect::<Result<_>>()?);
-        let scale = |size: usize, c: usize| -> Result<(Seq, AdaAt, Seq)> {
+        let scale = |size: usize, c: usize| -> Result<(Seq, Seq)> {
             let ac = sm.pp(format!("appearance_conv_list_{size}"));
-            Ok((
-                Seq(res_blocks(c, 0..2, ac.pp(0))?),
-                AdaAt::load(c, sm.pp(format!("adaAT_{size}")))?,
-                Seq(res_blocks(c, 0..2, ac.pp(1))?),
-            ))
+            Ok((Seq(res_blocks(c, 0..2, ac.pp(0))?), Seq(res_blocks(c, 0..2, ac.pp(1))?)))
         };
         let fuse = |size: usize, c: usize| -> Result<Seq> {
             let f = vb.pp(format!("fuse_{size}"));
@@ -527,6 +537,7 @@ impl FaceRenderer {
             audio: Stack::load(&AUDIO, false, vb.pp("audio_encoder.w2v_encoder"))?,
             alignment,
             appearance: [scale(128, 32)?, scale(64, 128)?, scale(32, 256)?],
+            adaat: AdaAt::load([(128, 32), (64, 128), (32, 256)], &sm)?,
             temporal: Temporal::load(vb.pp("temporal_module"))?,
             fuse: [fuse(128, 32)?, fuse(64, 128)?, fuse(32, 256)?],
             translation: Translation::load(vb.pp("translation"))?,
@@ -612,8 +623,9 @@ impl FaceRenderer {
         };
         let code = Tensor::cat(&[&audio, &pooled], 1)?;
         let mut spatial = Vec::new();
-        for ((_, adaat, post), (pre, size)) in self.appearance.iter().zip(refs.appearance.iter().zip([128, 64, 32])) {
-            let x = adaat.forward(pre, &code)?.to_dtype(code.dtype())?;
+        let sampled = self.adaat.forward(&refs.appearance, &code)?;
+        for (((_, post), x), size) in self.appearance.iter().zip(sampled).zip([128, 64, 32]) {
+            let x = x.to_dtype(code.dtype())?;
             trace(&format!("spatial_module.adaAT_{size}#call0"), &x);
             spatial.push(post.forward(&x)?);
         }

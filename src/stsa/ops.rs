@@ -16,18 +16,26 @@ use crate::error::Result;
 
 /// Instance norm over planes of a fixed size (per sample and channel over H×W, biased variance, no
 /// affine of its own) followed by an affine: `IN(x)·scale + shift`, `scale` and `shift` broadcast over
-/// `x`. Two passes as PyTorch's: the mean, then the root mean square of the centred values with candle's
-/// fused RMS norm. The statistics are taken in f32 whatever the dtype (f16 sums of squares over a plane
-/// overflow).
+/// `x`. Two passes as PyTorch's: the mean, as a matrix product with a column of 1/(H·W) (which sums in
+/// f32 whatever the dtype), then the centred values divided by their root mean square with candle's
+/// fused RMS norm (which also sums in f32). In half precision no sum of a plane overflows and nothing
+/// is converted.
 pub struct InstanceNorm {
-    /// The RMS norm's per-position gain: ones, one per pixel of the plane.
+    /// (H·W, 1): 1/(H·W) each.
+    mean: Tensor,
+    /// The RMS norm's per-position gain: ones, (H·W,).
     ones: Tensor,
     eps: f32,
 }
 
 impl InstanceNorm {
-    pub fn new(h: usize, w: usize, eps: f32, device: &Device) -> Result<Self> {
-        Ok(InstanceNorm { ones: Tensor::ones(h * w, DType::F32, device)?, eps })
+    pub fn new(h: usize, w: usize, eps: f32, dtype: DType, device: &Device) -> Result<Self> {
+        let n = h * w;
+        Ok(InstanceNorm {
+            mean: (Tensor::ones((n, 1), dtype, device)? / n as f64)?,
+            ones: Tensor::ones(n, dtype, device)?,
+            eps,
+        })
     }
 
     pub fn apply(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
@@ -38,9 +46,10 @@ impl InstanceNorm {
                 self.ones.dim(0)?
             )));
         }
-        let normed = normalise_rows(&x.reshape((n, c, h * w))?, &self.ones, self.eps)?.reshape((n, c, h, w))?;
-        let y = normed.broadcast_mul(&scale.to_dtype(DType::F32)?)?.broadcast_add(&shift.to_dtype(DType::F32)?)?;
-        Ok(y.to_dtype(x.dtype())?)
+        let planes = x.reshape((n * c, h * w))?;
+        let centred = planes.broadcast_sub(&planes.matmul(&self.mean)?)?;
+        let normed = candle_nn::ops::rms_norm(&centred, &self.ones, self.eps)?.reshape((n, c, h, w))?;
+        Ok(normed.broadcast_mul(scale)?.broadcast_add(shift)?)
     }
 }
 
@@ -488,7 +497,7 @@ mod tests {
         // Instance norm: zero mean, unit (biased) variance per channel, then the affine.
         let x = Tensor::new(&[[[[1f32, 3.], [5., 7.]]]], &dev).unwrap();
         let (scale, shift) = (Tensor::new(&[[[[2f32]]]], &dev).unwrap(), Tensor::new(&[[[[0.5f32]]]], &dev).unwrap());
-        let n = flat(InstanceNorm::new(2, 2, 0.0, &dev).unwrap().apply(&x, &scale, &shift).unwrap());
+        let n = flat(InstanceNorm::new(2, 2, 0.0, DType::F32, &dev).unwrap().apply(&x, &scale, &shift).unwrap());
         let expected = [-3f32, -1., 1., 3.].map(|v| 2.0 * v / 5f32.sqrt() + 0.5);
         assert!(n.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{n:?}");
     }
