@@ -2,14 +2,25 @@
 //! `stsa` renderer's throughput there. The `stsa-check` program (the GPU bundle's, `scripts/gpu-bundle.sh`)
 //! runs it; the benchmark and tests use its [`Scene`].
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 
+use super::face_renderer::FaceRenderer;
+use super::heatmap_generator::{self, HeatmapGenerator};
+use super::models::{ComputeDevice, Models, Precision, WeightSource, network_weights};
+use super::profile::memory_in_use;
+use super::wav2vec2::{self, Wav2Vec2};
 use crate::error::{Error, Result};
 use crate::face::Face;
 use crate::face::tracker::roi_from_landmarks;
 use crate::frame::{PixelFormat, VideoFrame};
+use crate::render::stsa::StageTimes;
+use crate::render::{Neighbour, RenderJob, Rendered, Renderer, Stsa, StsaConfig};
 
 /// The fixture files the check reads, in its fixtures folder.
 pub const FIXTURES: [&str; 4] = [
@@ -20,7 +31,7 @@ pub const FIXTURES: [&str; 4] = [
 ];
 
 /// Reads a fixture, naming the file when it cannot.
-fn load(path: &Path, device: &Device) -> Result<std::collections::HashMap<String, Tensor>> {
+fn load(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     candle_core::safetensors::load(path, device).map_err(|e| Error::Model(format!("fixture {}: {e}", path.display())))
 }
 
@@ -68,4 +79,333 @@ impl Scene {
     pub fn frame_at(&self, k: u64) -> VideoFrame {
         self.frame.with_pts(k * 40_000_000, Some(40_000_000))
     }
+}
+
+/// The check's fixtures: the original networks' inputs and outputs under the deterministic test
+/// weights, and the scene's photo with its landmarks ([`FIXTURES`], in one folder).
+pub struct Fixtures {
+    dir: PathBuf,
+}
+
+impl Fixtures {
+    /// The folder, once every file the check reads is found in it.
+    pub fn open(dir: &Path) -> Result<Fixtures> {
+        let missing: Vec<&str> = FIXTURES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
+        if !missing.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "fixtures folder {}: missing {} (scripts/gpu-bundle.sh copies them from ../shared/fixtures)",
+                dir.display(),
+                missing.join(", ")
+            )));
+        }
+        Ok(Fixtures { dir: dir.to_path_buf() })
+    }
+
+    fn load(&self, name: &str, device: &Device) -> Result<HashMap<String, Tensor>> {
+        load(&self.dir.join(name), device)
+    }
+
+    pub fn scene(&self) -> Result<Scene> {
+        Scene::load(&self.dir.join(FIXTURES[3]))
+    }
+}
+
+/// One network's agreement with the original's outputs, on a device in a precision.
+#[derive(Clone, Debug)]
+pub struct Parity {
+    pub network: &'static str,
+    pub precision: Precision,
+    /// Largest and mean |ours − original| over the compared outputs, and their largest |value|.
+    pub max_diff: f32,
+    pub mean_diff: f32,
+    pub scale: f32,
+    /// f32 is held to the CPU tests' tolerance; a half precision to a tenth of the outputs' scale,
+    /// which catches a broken network (an overflow, a dtype mix-up), not rounding.
+    pub tolerance: f32,
+    /// The forward pass, with loading its weights.
+    pub seconds: f64,
+}
+
+impl Parity {
+    pub fn passed(&self) -> bool {
+        self.max_diff <= self.tolerance
+    }
+
+    fn of(
+        network: &'static str,
+        precision: Precision,
+        f32_tolerance: f32,
+        pairs: &[(Tensor, &Tensor)],
+    ) -> Result<Self> {
+        let (mut max_diff, mut sum, mut n, mut scale) = (0f32, 0f64, 0usize, 0f32);
+        for (got, want) in pairs {
+            let got = got.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let want = want.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            if got.len() != want.len() {
+                return Err(Error::Render {
+                    renderer: "stsa",
+                    reason: format!("{network}: {} values where the original has {}", got.len(), want.len()),
+                });
+            }
+            for (g, w) in got.iter().zip(&want) {
+                let d = (g - w).abs();
+                // NaN compares false: make it the worst.
+                max_diff = if d.is_nan() || max_diff.is_nan() { f32::NAN } else { max_diff.max(d) };
+                sum += d as f64;
+                scale = scale.max(w.abs());
+            }
+            n += got.len();
+        }
+        let tolerance = if precision == Precision::F32 { f32_tolerance } else { 0.1 * scale.max(1.0) };
+        Ok(Parity {
+            network,
+            precision,
+            max_diff,
+            mean_diff: (sum / n.max(1) as f64) as f32,
+            scale,
+            tolerance,
+            seconds: 0.0,
+        })
+    }
+}
+
+/// A network's parity check.
+pub type ParityCheck = fn(&Fixtures, &Device, Precision) -> Result<Parity>;
+
+/// The three networks' checks, by name.
+pub const NETWORKS: [(&str, ParityCheck); 3] =
+    [("wav2vec2", wav2vec2), ("heatmap generator", heatmap_generator), ("face renderer", face_renderer)];
+
+/// The deterministic test weights of a network, on `device` in `precision`.
+fn test_weights(
+    load: impl Fn(VarBuilder) -> Result<()>,
+    device: &Device,
+    precision: Precision,
+) -> Result<VarBuilder<'static>> {
+    network_weights(None, None, load, precision.dtype(), device)
+}
+
+/// Runs `f`, returning its result and how long it took.
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let start = Instant::now();
+    let out = f()?;
+    Ok((out, start.elapsed().as_secs_f64()))
+}
+
+/// wav2vec2-base on the fixture's 1 s and 2.5 s clips: `last_hidden_state` (f32 within 1e-4).
+pub fn wav2vec2(fixtures: &Fixtures, device: &Device, precision: Precision) -> Result<Parity> {
+    const CLIPS: [&str; 2] = ["n16000", "n40000"];
+    let fx = fixtures.load(FIXTURES[0], device)?;
+    let (outputs, seconds) = timed(|| {
+        let cfg = wav2vec2::Config::base_960h();
+        let model = Wav2Vec2::load(&cfg, test_weights(|vb| Wav2Vec2::load(&cfg, vb).map(drop), device, precision)?)?;
+        CLIPS
+            .iter()
+            .map(|clip| model.forward(&fx[&format!("{clip}.input_values")].to_dtype(precision.dtype())?))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let pairs: Vec<(Tensor, &Tensor)> =
+        outputs.into_iter().zip(CLIPS).map(|(got, clip)| (got, &fx[&format!("{clip}.last_hidden_state")])).collect();
+    Ok(Parity { seconds, ..Parity::of("wav2vec2", precision, 1e-4, &pairs)? })
+}
+
+/// The heatmap generator on the fixture's window: the content heatmaps and landmarks (f32 within 1e-4).
+pub fn heatmap_generator(fixtures: &Fixtures, device: &Device, precision: Precision) -> Result<Parity> {
+    let fx = fixtures.load(FIXTURES[1], device)?;
+    let (out, seconds) = timed(|| {
+        let cfg = heatmap_generator::Config::default();
+        let vb = test_weights(|vb| HeatmapGenerator::load(&cfg, vb).map(drop), device, precision)?;
+        let model = HeatmapGenerator::load(&cfg, vb)?;
+        let input = |k: &str| fx[k].to_dtype(precision.dtype());
+        model.forward(&input("T_w2vs")?, &input("T_pose_heatmap")?, &input("Nl_whole_heatmap")?)
+    })?;
+    let pairs = [
+        (out.content_heatmap, &fx["out.predict_content_heatmap"]),
+        (out.content_landmark, &fx["out.predict_content_landmark"]),
+    ];
+    Ok(Parity { seconds, ..Parity::of("heatmap generator", precision, 1e-4, &pairs)? })
+}
+
+/// The face renderer on the fixture's frame, references and audio: the generated face (f32 within 1e-3).
+pub fn face_renderer(fixtures: &Fixtures, device: &Device, precision: Precision) -> Result<Parity> {
+    let fx = fixtures.load(FIXTURES[2], device)?;
+    let (face, seconds) = timed(|| {
+        let model = FaceRenderer::load(test_weights(|vb| FaceRenderer::load(vb).map(drop), device, precision)?)?;
+        let input = |k: &str| fx[k].to_dtype(precision.dtype());
+        let refs = model.references(&input("ref_N_frame_img")?, &input("ref_N_frame_heatmap")?)?;
+        let frame = input("T_frame_img")?.squeeze(1)?;
+        let face = model.render(
+            &refs,
+            &frame,
+            &input("T_driving_heatmap")?.squeeze(1)?,
+            &input("T_audio_w2v")?.squeeze(1)?,
+        )?;
+        Ok(face.unsqueeze(2)?)
+    })?;
+    Ok(Parity { seconds, ..Parity::of("face renderer", precision, 1e-3, &[(face, &fx["out.generated_face"])])? })
+}
+
+/// How a throughput run goes: per stream, `warmup` frames (the first encodes the references, the first
+/// five re-encode them while the bank enrols, and the device compiles its kernels), then up to `frames`
+/// measured frames, stopping early after `seconds`.
+#[derive(Clone, Copy, Debug)]
+pub struct ThroughputConfig {
+    pub streams: usize,
+    pub warmup: usize,
+    pub frames: usize,
+    pub seconds: f64,
+}
+
+/// `streams` concurrent `stsa` streams of the scene, each on its own thread with its own renderer (the
+/// networks shared), as fast as they go.
+#[derive(Clone, Debug)]
+pub struct Throughput {
+    pub streams: usize,
+    pub precision: Precision,
+    /// Frames rendered by all streams in the measured time.
+    pub frames: usize,
+    pub seconds: f64,
+    /// All streams' frames per second.
+    pub fps: f64,
+    /// Per frame, from the job to the pasted face.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Memory in use while the streams hold their state ([`memory_in_use`]).
+    pub memory: u64,
+}
+
+/// The audio a stream of the scene hears: a voiced buzz whose loudness moves.
+fn voice(samples: usize, k: u64) -> Vec<f32> {
+    let tau = std::f32::consts::TAU;
+    (0..samples)
+        .map(|i| {
+            let t = (k as f32 * 640.0 + i as f32) / 16_000.0;
+            let buzz: f32 = (1..8).map(|h| (tau * 140.0 * h as f32 * t).sin() / h as f32).sum();
+            buzz * 0.15 * (1.0 + (tau * 3.0 * t).sin())
+        })
+        .collect()
+}
+
+/// A stream of the scene rendered by `stsa` (the test weights; the references fixed after five frames,
+/// as the bank enrols), frame after frame, every window frame with the scene's face.
+pub struct SceneStream<'a> {
+    scene: &'a Scene,
+    pub stsa: Stsa,
+    next: u64,
+}
+
+impl<'a> SceneStream<'a> {
+    pub fn new(scene: &'a Scene, device: ComputeDevice, precision: Precision) -> Result<Self> {
+        let mut config = StsaConfig::new(WeightSource::Detw);
+        config.device = device;
+        config.precision = precision;
+        config.bank.enrolment = 0;
+        Ok(SceneStream { scene, stsa: Stsa::new(config)?, next: 0 })
+    }
+
+    /// Renders the next frame; returns how long it took, from the job to the pasted face.
+    pub fn render_next(&mut self) -> Result<Duration> {
+        let (scene, k) = (self.scene, self.next);
+        self.next += 1;
+        let frame = scene.frame_at(k + 2);
+        let context: Vec<Option<Neighbour>> = (0..5)
+            .map(|j| Some(Neighbour { pts: scene.frame_at(k + j).pts, face: Some(scene.face.clone()) }))
+            .collect();
+        let audio = voice(self.stsa.window().samples(), k);
+        let job =
+            RenderJob { frame: &frame, audio: &audio, audio_missing: 0, face: Some(&scene.face), context: &context };
+        let start = Instant::now();
+        match self.stsa.render(&job)? {
+            Rendered::Patch(_) => Ok(start.elapsed()),
+            Rendered::Unchanged => Err(Error::Render { renderer: "stsa", reason: format!("frame {k} not rendered") }),
+        }
+    }
+}
+
+/// Runs `config.streams` streams at once; see [`Throughput`].
+pub fn throughput(
+    scene: &Scene,
+    device: ComputeDevice,
+    precision: Precision,
+    config: ThroughputConfig,
+) -> Result<Throughput> {
+    let n = config.streams;
+    // Loaded here, before the streams, which then share them.
+    let models = Models::shared(&WeightSource::Detw, device, precision)?;
+    // Every worker passes every barrier whatever happens to it, so none waits forever.
+    let (start, measured, release) = (Barrier::new(n), Barrier::new(n + 1), Barrier::new(n + 1));
+    let began = parking_lot::Mutex::new(None::<Instant>);
+    let (runs, memory) = std::thread::scope(|s| -> Result<_> {
+        let workers: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| -> Result<(Vec<Duration>, Instant)> {
+                    let ready = (|| -> Result<SceneStream> {
+                        let mut stream = SceneStream::new(scene, device, precision)?;
+                        for _ in 0..config.warmup {
+                            stream.render_next()?;
+                        }
+                        Ok(stream)
+                    })();
+                    start.wait();
+                    let t0 = *began.lock().get_or_insert_with(Instant::now);
+                    let until = t0 + Duration::from_secs_f64(config.seconds);
+                    let result = ready.and_then(|mut stream| {
+                        let mut times = Vec::with_capacity(config.frames);
+                        for _ in 0..config.frames {
+                            times.push(stream.render_next()?);
+                            if Instant::now() >= until {
+                                break;
+                            }
+                        }
+                        Ok((stream, times, Instant::now()))
+                    });
+                    measured.wait();
+                    release.wait();
+                    result.map(|(_, times, end)| (times, end))
+                })
+            })
+            .collect();
+        measured.wait();
+        let memory = memory_in_use(&models.device);
+        release.wait();
+        let runs = workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| Error::WorkerStopped("a throughput stream panicked".into()))?)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((runs, memory?))
+    })?;
+    let t0 = began.lock().expect("every stream started");
+    let seconds = runs.iter().map(|(_, end)| end.duration_since(t0).as_secs_f64()).fold(0.0, f64::max).max(1e-9);
+    let mut ms: Vec<f64> = runs.iter().flat_map(|(t, _)| t.iter().map(|d| d.as_secs_f64() * 1e3)).collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms.get(((ms.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    Ok(Throughput {
+        streams: n,
+        precision,
+        frames: ms.len(),
+        seconds,
+        fps: ms.len() as f64 / seconds,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        memory,
+    })
+}
+
+/// One stream with a device synchronisation after each stage: where a frame's time goes.
+pub fn stages(
+    scene: &Scene,
+    device: ComputeDevice,
+    precision: Precision,
+    warmup: usize,
+    frames: usize,
+) -> Result<StageTimes> {
+    let mut stream = SceneStream::new(scene, device, precision)?;
+    for _ in 0..warmup {
+        stream.render_next()?;
+    }
+    stream.stsa.set_profiling(true);
+    for _ in 0..frames {
+        stream.render_next()?;
+    }
+    Ok(stream.stsa.stage_times().unwrap_or_default())
 }

@@ -140,3 +140,12 @@ pub fn resident_set() -> Result<u64> {
         .ok_or_else(|| crate::Error::Io { path: path.into(), source: std::io::Error::other("no VmRSS line") })?;
     Ok(kib * 1024)
 }
+
+/// The device's name as its driver gives it (`None` on the CPU).
+pub fn device_name(device: &Device) -> Option<String> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => d.cuda_stream().context().name().ok(),
+        _ => None,
+    }
+}
