@@ -10,8 +10,9 @@
 # libcuda.so.1) whose every function returns CUDA_ERROR_STUB_LIBRARY. A program linked here finds the
 # real libraries on the machine it runs on (gpu-bundle/run.sh points the loader at them).
 #
-# Sets CUDA_HOME, PATH, LIBRARY_PATH, CUDA_COMPUTE_CAP (90: the H100 and H200), CUDAFORGE_THREADS and
-# LIPSYNC_CUDA_LINK (the folder of link names). Needs python3-venv, gcc and cargo (scripts/setup.sh).
+# Sets CUDA_HOME, PATH, LIBRARY_PATH, CUDA_COMPUTE_CAP (90: the H100 and H200), CUDAFORGE_THREADS,
+# LIPSYNC_CUDA_LINK (the folder of link names) and LIPSYNC_CUDA_RUNTIME (the folders a program linked here
+# loads its libraries from on this machine). Needs python3-venv, gcc and cargo (scripts/setup.sh).
 
 lipsync_cuda_cache="${XDG_CACHE_HOME:-$HOME/.cache}/lipsync/cuda-13.0"
 lipsync_cuda_venv="$lipsync_cuda_cache/venv"
@@ -47,8 +48,12 @@ print(next(os.path.dirname(p["manifest_path"]) for p in pkgs if p["name"] == "cu
     } >"$LIPSYNC_CUDA_LINK/libcuda-stub.c"
     gcc -shared -fPIC -O0 -Wl,-soname,libcuda.so.1 -o "$LIPSYNC_CUDA_LINK/libcuda.so.tmp" \
         "$LIPSYNC_CUDA_LINK/libcuda-stub.c"
+    # The loader's name too, so that a program linked here starts here (on the CPU, or on tools/cuda-counter).
+    ln -sfn libcuda.so "$LIPSYNC_CUDA_LINK/libcuda.so.1"
     mv "$LIPSYNC_CUDA_LINK/libcuda.so.tmp" "$LIPSYNC_CUDA_LINK/libcuda.so"
 fi
+# Where a program linked here finds its libraries on this machine: the stub driver and the wheels.
+export LIPSYNC_CUDA_RUNTIME="$LIPSYNC_CUDA_LINK:$CUDA_HOME/lib"
 export LIBRARY_PATH="$LIPSYNC_CUDA_LINK${LIBRARY_PATH:+:$LIBRARY_PATH}"
 # No nvidia-smi here: build the kernels for the Hopper GPUs the device checks run on (sm_90).
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
