@@ -7,18 +7,21 @@
 //!   `face_renderer/references` the part done once per reference set;
 //! - `stsa/frame`: the whole renderer on a tracked face in a 1280x720 frame (everything above plus
 //!   heatmaps, crops and the paste-back; tracking runs on its own thread and is not counted).
+//!
+//! It also prints the memory of the networks and of one and four streams beside them (they share the
+//! networks), and, run on tools/cuda-counter (`scripts/count-device-ops.sh bench`), the device
+//! operations, copies and waits of a frame.
 
 use std::hint::black_box;
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
-use lipsync::face::{FaceTracker, TrackerConfig, models::ModelSource};
-use lipsync::render::{Neighbour, RenderJob, Renderer, Stsa, StsaConfig};
+use lipsync::stsa::check::{Scene, SceneStream};
 use lipsync::stsa::face_renderer::FaceRenderer;
 use lipsync::stsa::heatmap_generator::{self, HeatmapGenerator};
-use lipsync::stsa::models::{WeightSource, network_weights, parse_device};
+use lipsync::stsa::models::{ComputeDevice, Models, Precision, WeightSource, network_weights, parse_device};
+use lipsync::stsa::profile::{DeviceOps, memory_in_use};
 use lipsync::stsa::wav2vec2::{Config, Wav2Vec2};
-use lipsync::{PixelFormat, VideoFrame};
 
 fn device_name() -> String {
     std::env::var("LIPSYNC_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into())
@@ -102,49 +105,74 @@ fn bench(c: &mut Criterion) {
     g.finish();
     drop((w2v, hg, fr, cached));
 
-    // The whole renderer on a tracked photo.
-    let golden = candle_core::safetensors::load(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/face/astronaut.golden.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    // The 512x512 photo scaled to 720x720 (nearest) in the middle of a grey 1280x720 frame.
-    let rgb = golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
-    let (w, h, x0) = (1280usize, 720usize, 280usize);
-    let mut canvas = vec![128u8; w * h * 3];
-    for y in 0..h {
-        for x in 0..h {
-            let (sx, sy) = (x * 512 / h, y * 512 / h);
-            let d = (y * w + x0 + x) * 3;
-            canvas[d..d + 3].copy_from_slice(&rgb[(sy * 512 + sx) * 3..(sy * 512 + sx) * 3 + 3]);
-        }
-    }
-    let photo = VideoFrame::from_vec(PixelFormat::Rgb, w as u32, h as u32, canvas, 0).unwrap();
-    let mut tracker = FaceTracker::new(&ModelSource::default_location(), &Device::Cpu, TrackerConfig::default())
-        .expect("face models: run scripts/setup.sh");
-    let face = tracker.track(&photo).unwrap().expect("a face");
-    let mut config = StsaConfig::new(WeightSource::Detw);
-    config.device = name.parse().unwrap();
-    config.bank.enrolment = 0;
-    let mut stsa = Stsa::new(config).unwrap();
-    let voice: Vec<f32> = (0..stsa.window().samples()).map(|i| ((i as f32) * 0.05).sin() * 0.3).collect();
+    // The whole renderer on the 1280x720 scene (the astronaut photo with MediaPipe's landmarks).
+    let scene = Scene::load(&fixtures.join("../face/astronaut.golden.safetensors")).unwrap();
+    let device: ComputeDevice = name.parse().unwrap();
+    memory(&scene, device);
+    device_operations(&scene, device);
+    let mut stream = SceneStream::new(&scene, device, Precision::F32).unwrap();
     let mut g = c.benchmark_group(format!("stsa_{name}"));
     g.sample_size(10);
-    let mut k = 0u64;
-    g.bench_function("frame", |b| {
-        b.iter(|| {
-            // Each iteration is the next frame of a stream: one new window frame.
-            k += 1;
-            let at = |j: u64| photo.with_pts((k + j) * 40_000_000, None);
-            let frame = at(2);
-            let context: Vec<Option<Neighbour>> =
-                (0..5).map(|j| Some(Neighbour { pts: at(j).pts, face: Some(face.clone()) })).collect();
-            let job =
-                RenderJob { frame: &frame, audio: &voice, audio_missing: 0, face: Some(&face), context: &context };
-            black_box(stsa.render(&job).unwrap())
-        })
-    });
+    // Each iteration is the next frame of a stream: one new window frame.
+    g.bench_function("frame", |b| b.iter(|| black_box(stream.render_next().unwrap())));
     g.finish();
+}
+
+/// The memory the networks take, and one and four streams' state beside them (the streams share the
+/// networks): resident memory on the CPU, the device's memory in use on a GPU. Each stream renders two
+/// frames (the references encoded).
+fn memory(scene: &Scene, device: ComputeDevice) {
+    let dev = device.open().unwrap();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let before = memory_in_use(&dev).unwrap();
+    let models = Models::shared(&WeightSource::Detw, device, Precision::F32).unwrap();
+    let with_models = memory_in_use(&dev).unwrap();
+    let mut streams = Vec::new();
+    let mut line = format!("stsa memory ({device}, f32): networks {:.0} MiB", mib(with_models - before));
+    for n in [1, 4] {
+        while streams.len() < n {
+            let mut s = SceneStream::new(scene, device, Precision::F32).unwrap();
+            s.render_next().unwrap();
+            s.render_next().unwrap();
+            streams.push(s);
+        }
+        let used = memory_in_use(&dev).unwrap().saturating_sub(with_models);
+        line += &format!(", {n} stream{} +{:.0} MiB", if n > 1 { "s" } else { "" }, mib(used));
+    }
+    println!("{line}");
+    drop((streams, models));
+}
+
+/// Device operations per frame (kernel launches, cuBLAS calls, copies, waits), when the bench runs on
+/// tools/cuda-counter (`scripts/count-device-ops.sh bench`); a steady frame, after the bank's enrolment.
+fn device_operations(scene: &Scene, device: ComputeDevice) {
+    if DeviceOps::read().is_none() {
+        println!("stsa device operations: not counted here (scripts/count-device-ops.sh bench counts them)");
+        return;
+    }
+    for precision in [Precision::F32, Precision::F16, Precision::Bf16] {
+        let mut stream = SceneStream::new(scene, device, precision).unwrap();
+        for _ in 0..6 {
+            stream.render_next().unwrap();
+        }
+        let before = DeviceOps::read().unwrap();
+        stream.render_next().unwrap();
+        let ops = DeviceOps::read().unwrap().since(&before);
+        println!(
+            "stsa device operations per frame ({precision}): {} ({} kernels, {} cuBLAS, {} device copies, {} memsets); \
+             {} uploads ({} KiB, most of them candle's kernel parameters); {} read-backs ({} KiB); {} syncs",
+            ops.operations(),
+            ops.launches,
+            ops.gemms,
+            ops.dtod,
+            ops.memsets,
+            ops.htod,
+            ops.htod_bytes / 1024,
+            ops.dtoh,
+            ops.dtoh_bytes / 1024,
+            ops.syncs
+        );
+    }
 }
 
 criterion_group!(benches, bench);

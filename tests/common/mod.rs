@@ -72,9 +72,3 @@ pub fn stsa_keys(section: &str) -> Vec<(String, Vec<usize>)> {
         })
         .collect()
 }
-
-/// The check's 1280x720 scene: the astronaut photo with MediaPipe's landmarks.
-pub fn photo_720p() -> (VideoFrame, lipsync::face::Face) {
-    let scene = lipsync::stsa::check::Scene::load(&shared("fixtures/face/astronaut.golden.safetensors")).unwrap();
-    (scene.frame, scene.face)
-}
