@@ -29,6 +29,16 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found: install Rust 1.95 or newer (https://rustup.rs), then run this again" >&2
   exit 1
 fi
+# The test script formats and lints.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null; then
+    echo "setup: installing rustfmt and clippy"
+    rustup component add rustfmt clippy
+  else
+    echo "setup: cargo fmt and cargo clippy are missing: install the rustfmt and clippy components" >&2
+    exit 1
+  fi
+fi
 
 # MediaPipe's face models ship in the mediapipe 0.10.21 wheel (later wheels carry no .tflite); the Rust
 # code reads them straight out of it (src/face/models.rs).

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace after installing what a fresh Debian 12 machine lacks.
+# Runs every check of the workspace after installing what a fresh Debian 12 machine lacks: formatting and
+# lints, every test, the benchmarks and examples compiling, and the `cuda` feature without a GPU (its
+# lints, the device operations a frame makes on tools/cuda-counter, the GPU bundle built and run on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 # A fresh registry per run: a stale plugin cache must not hide a broken plugin.
 export GST_REGISTRY="${TMPDIR:-/tmp}/lipsync-gst-registry-$$.bin"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The benchmarks and examples must keep compiling; the benchmarks run with `cargo bench`.
 cargo test --workspace --benches --no-run --quiet
 cargo build --workspace --examples --quiet
-# The `cuda` feature must keep compiling (no GPU here: nvcc from PyPI, kernels to PTX, no linking).
+# The `cuda` feature: CUDA 13.0 from PyPI, kernels to PTX, no GPU (scripts/cuda-env.sh).
 scripts/check-cuda.sh --quiet
+scripts/count-device-ops.sh
+scripts/gpu-bundle.sh
 cargo test --workspace --lib --bins --tests "$@"
+# The bundle on this machine: run.sh --device cpu, and --device cuda without a driver.
+cargo test --test gpu_bundle "$@" -- --ignored
 cargo test --workspace --doc "$@"
