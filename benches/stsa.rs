@@ -42,6 +42,9 @@ fn bench(c: &mut Criterion) {
     let name = device_name();
     let dev = parse_device(&name).unwrap();
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/stsa");
+    let scene = Scene::load(&fixtures.join("../face/astronaut.golden.safetensors")).unwrap();
+    // First, while nothing else is loaded: on the CPU the resident memory grows by what is loaded.
+    memory(&scene, name.parse().unwrap());
 
     let cfg = Config::base_960h();
     let vb = network_weights(None, None, |vb| Wav2Vec2::load(&cfg, vb).map(drop), DType::F32, &dev).unwrap();
@@ -106,9 +109,7 @@ fn bench(c: &mut Criterion) {
     drop((w2v, hg, fr, cached));
 
     // The whole renderer on the 1280x720 scene (the astronaut photo with MediaPipe's landmarks).
-    let scene = Scene::load(&fixtures.join("../face/astronaut.golden.safetensors")).unwrap();
     let device: ComputeDevice = name.parse().unwrap();
-    memory(&scene, device);
     device_operations(&scene, device);
     let mut stream = SceneStream::new(&scene, device, Precision::F32).unwrap();
     let mut g = c.benchmark_group(format!("stsa_{name}"));

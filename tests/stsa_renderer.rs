@@ -1,9 +1,11 @@
 //! The streaming `stsa` renderer through the engine, with the deterministic test weights (the networks
 //! run as with the real files, but draw noise): every frame of a face comes back rendered, the new
-//! lower face stays inside the face, the audio reaches the networks, and a missing weights folder is an
-//! error naming the file.
+//! lower face stays inside the face, the audio reaches the networks, streams share the networks but not
+//! their state, and a missing weights folder is an error naming the file.
 
 mod common;
+
+use std::sync::Arc;
 
 use lipsync::render::{RendererKind, RendererOptions, Stsa, StsaConfig};
 use lipsync::stsa::models::{ComputeDevice, WeightSource};
@@ -12,14 +14,19 @@ use lipsync::{Engine, EngineConfig, FrameStatus, Mode, OutputFrame};
 const FRAME: u64 = 40_000_000;
 const FRAMES: u64 = 3;
 
-/// Renders `FRAMES` frames of the astronaut photo with `voice(t)` as the audio (t in seconds).
-fn render(voice: impl Fn(f32) -> f32) -> (lipsync::VideoFrame, Vec<OutputFrame<u64>>) {
-    let face = common::frame(&common::golden("astronaut"));
+/// The renderer's settings here: test weights, references from the first frames, a short audio context.
+fn config() -> StsaConfig {
     let mut config = StsaConfig::new(WeightSource::Detw);
     config.bank.enrolment = 0;
     config.history = 400_000_000;
     config.lookahead = 100_000_000;
-    let stsa = Stsa::new(config).unwrap();
+    config
+}
+
+/// Renders `FRAMES` frames of the astronaut photo with `voice(t)` as the audio (t in seconds).
+fn render(voice: impl Fn(f32) -> f32) -> (lipsync::VideoFrame, Vec<OutputFrame<u64>>) {
+    let face = common::frame(&common::golden("astronaut"));
+    let stsa = Stsa::new(config()).unwrap();
     let (mut engine, mut audio) =
         Engine::<u64>::new(Box::new(stsa), EngineConfig { mode: Mode::Offline, ..Default::default() }).unwrap();
     let seconds = (FRAMES * FRAME + engine.window().after) as f32 / 1e9 + 0.1;
@@ -84,6 +91,25 @@ fn renders_every_frame_inside_the_face_and_follows_the_audio() {
         .map(|(a, b)| a.image.as_ref().unwrap().iter().zip(b.image.as_ref().unwrap()).filter(|(x, y)| x != y).count())
         .collect::<Vec<_>>();
     assert!(differs.iter().all(|&d| d > 100), "voice and silence give the same face: {differs:?}");
+}
+
+/// The rendered images of a stream's frames.
+fn images(frames: &[OutputFrame<u64>]) -> Vec<&[u8]> {
+    frames.iter().map(|o| o.image.as_deref().expect("rendered")).collect()
+}
+
+#[test]
+fn streams_share_the_networks_and_keep_their_own_state() {
+    let (a, b) = (Stsa::new(config()).unwrap(), Stsa::new(config()).unwrap());
+    assert!(Arc::ptr_eq(a.models(), b.models()), "one copy of the networks for both");
+    drop((a, b));
+    let (_, alone) = render(vowel);
+    // A silent stream at the same time, on the same networks, changes nothing of the voiced one.
+    let silent = std::thread::spawn(|| render(|_| 0.0).1);
+    let (_, together) = render(vowel);
+    let silent = silent.join().unwrap();
+    assert_eq!(images(&together), images(&alone), "a stream's frames do not depend on another stream");
+    assert_ne!(images(&silent), images(&together));
 }
 
 #[test]
