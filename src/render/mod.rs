@@ -4,6 +4,7 @@
 
 pub mod classic;
 mod passthrough;
+pub mod pixels;
 pub mod stsa;
 
 use std::fmt;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
-use super::classic::{appearance, face_crop, snapshot};
+use super::pixels::{appearance, face_crop, snapshot};
 use super::{FrameContext, RenderJob, Rendered, Renderer};
 use crate::audio::{AudioWindow, NS_PER_SAMPLE};
 use crate::error::{Error, Result};

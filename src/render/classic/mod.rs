@@ -23,11 +23,10 @@ use crate::audio::AudioWindow;
 use crate::error::Result;
 use crate::face::Face;
 use crate::face::crop::RgbView;
-use crate::face::landmarks::CONNECTIONS_FULL;
 use crate::frame::{Patch, VideoFrame};
-use crate::guidance::crop::FaceBox;
-use crate::guidance::references::{Appearance, BankConfig, ReferenceBank, Snapshot, lip_openness};
-use crate::guidance::{CANVAS, heatmap, sketch};
+use crate::guidance::CANVAS;
+use crate::guidance::references::{BankConfig, ReferenceBank, lip_openness};
+use crate::render::pixels::{CHEEKS, appearance, luma, mean_colour, snapshot};
 use crate::render::{RenderJob, Rendered, Renderer};
 use crate::sync::mouth_opening;
 use mouth::{Interior, OpenMouth};
@@ -65,61 +64,6 @@ pub struct Classic {
     open_mouth: Option<(u64, Option<OpenMouth>)>,
 }
 
-/// The bank's snapshot of a frame: the 128x128 face crop, its full-face heatmap and the landmarks in the
-/// crop's pixels.
-pub fn snapshot(frame: &VideoFrame, face: &Face) -> Snapshot {
-    let (w, h) = (frame.width() as usize, frame.height() as usize);
-    let fb = FaceBox::around(&face.landmarks, w, h);
-    let crop = face_crop(frame, &fb);
-    let normalised: Vec<[f32; 2]> = face.landmarks.iter().map(|&p| fb.normalise(p, w, h)).collect();
-    let sketch = sketch::draw(|id| normalised.get(id as usize).copied(), &CONNECTIONS_FULL);
-    let landmarks = normalised.iter().map(|p| [p[0] * CANVAS as f32, p[1] * CANVAS as f32]).collect();
-    Snapshot { crop, heatmap: heatmap::heatmap(&sketch), landmarks }
-}
-
-/// The face box resized to the 128x128 canvas (bilinear, pixel centres, as OpenCV's INTER_LINEAR), RGB.
-pub(crate) fn face_crop(frame: &VideoFrame, fb: &FaceBox) -> Vec<u8> {
-    let (bw, bh) = ((fb.x2 - fb.x1).max(1) as f32, (fb.y2 - fb.y1).max(1) as f32);
-    let sampler = warp::Sampler::new(frame);
-    let mut crop = Vec::with_capacity(CANVAS * CANVAS * 3);
-    for y in 0..CANVAS {
-        for x in 0..CANVAS {
-            let sx = fb.x1 as f32 + (x as f32 + 0.5) * bw / CANVAS as f32 - 0.5;
-            let sy = fb.y1 as f32 + (y as f32 + 0.5) * bh / CANVAS as f32 - 0.5;
-            crop.extend(sampler.bilinear(sx, sy).map(|v| (v + 0.5) as u8));
-        }
-    }
-    crop
-}
-
-/// What the reference bank compares to notice a changed face: its width and the cheeks' brightness.
-pub(crate) fn appearance(frame: &VideoFrame, face: &Face) -> Appearance {
-    let view = RgbView::new(frame);
-    Appearance {
-        face_size: face.bbox[2] - face.bbox[0],
-        brightness: luma(mean_colour(&view, &face.landmarks, &CHEEKS)),
-    }
-}
-
-/// Mean colour at some landmarks.
-fn mean_colour(view: &RgbView<'_>, landmarks: &[[f32; 3]], ids: &[u16]) -> [f32; 3] {
-    let (w, h) = (view.width(), view.height());
-    let mut sum = [0.0f32; 3];
-    for &id in ids {
-        let p = landmarks[id as usize];
-        let c = view.get((p[0].max(0.0) as usize).min(w - 1), (p[1].max(0.0) as usize).min(h - 1));
-        for k in 0..3 {
-            sum[k] += c[k] as f32;
-        }
-    }
-    sum.map(|s| s / ids.len() as f32)
-}
-
-fn luma(c: [f32; 3]) -> f32 {
-    0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
-}
-
-const CHEEKS: [u16; 8] = [205, 425, 50, 280, 187, 411, 36, 266];
 const UPPER_INNER: [u16; 11] = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308];
 const LOWER_INNER: [u16; 11] = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308];
 /// A reference whose inner lips are this far apart (interocular distances) shows its teeth.

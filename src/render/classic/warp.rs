@@ -4,8 +4,8 @@
 //! fixed vertices around the mesh maps onto itself, so the warp meets the untouched frame without a seam.
 //! Also the Delaunay triangulation (Bowyer-Watson) the mesh is built with.
 
-use crate::face::crop::RgbView;
 use crate::frame::{Patch, VideoFrame};
+use crate::render::pixels::Sampler;
 
 type P = [f32; 2];
 
@@ -85,65 +85,6 @@ pub fn delaunay(points: &[P]) -> Vec<[u32; 3]> {
 /// would have put there, its RGB.
 pub trait InteriorShader {
     fn shade(&self, uv: P, warped: [f32; 3]) -> [f32; 3];
-}
-
-/// A packed RGB-like frame's bytes and where its pixels and channels are.
-#[derive(Clone, Copy)]
-struct Packed<'a> {
-    data: &'a [u8],
-    offset: usize,
-    stride: usize,
-    bytes_per_pixel: usize,
-    /// The R, G and B bytes within a pixel.
-    rgb: [usize; 3],
-}
-
-/// Bilinear RGB reads from a frame: direct for packed RGB formats, through [`RgbView`] for YUV.
-pub(crate) struct Sampler<'a> {
-    view: RgbView<'a>,
-    packed: Option<Packed<'a>>,
-    max_x: f32,
-    max_y: f32,
-}
-
-impl<'a> Sampler<'a> {
-    pub(crate) fn new(frame: &'a VideoFrame) -> Self {
-        let view = RgbView::new(frame);
-        let l = frame.layout();
-        let packed = l.format.rgba_offsets().zip(l.format.packed_pixel_size()).map(|((rgb, _), bytes_per_pixel)| {
-            Packed { data: frame.data(), offset: l.offsets[0], stride: l.strides[0], bytes_per_pixel, rgb }
-        });
-        let (max_x, max_y) = ((view.width() - 1) as f32, (view.height() - 1) as f32);
-        Sampler { view, packed, max_x, max_y }
-    }
-
-    #[inline]
-    fn get(&self, x: usize, y: usize) -> [f32; 3] {
-        match self.packed {
-            Some(Packed { data, offset, stride, bytes_per_pixel, rgb }) => {
-                let o = offset + y * stride + x * bytes_per_pixel;
-                rgb.map(|c| data[o + c] as f32)
-            }
-            None => self.view.get(x, y).map(|v| v as f32),
-        }
-    }
-
-    /// The colour at continuous pixel coordinates (pixel centres at integers), clamped to the frame.
-    #[inline]
-    pub(crate) fn bilinear(&self, x: f32, y: f32) -> [f32; 3] {
-        let x = x.clamp(0.0, self.max_x);
-        let y = y.clamp(0.0, self.max_y);
-        let (ix, iy) = (x as usize, y as usize);
-        let (ax, ay) = (x - ix as f32, y - iy as f32);
-        let jx = if (ix as f32) < self.max_x { ix + 1 } else { ix };
-        let jy = if (iy as f32) < self.max_y { iy + 1 } else { iy };
-        let (a, b, c, d) = (self.get(ix, iy), self.get(jx, iy), self.get(ix, jy), self.get(jx, jy));
-        std::array::from_fn(|k| {
-            let top = a[k] + (b[k] - a[k]) * ax;
-            let bot = c[k] + (d[k] - c[k]) * ax;
-            top + (bot - top) * ay
-        })
-    }
 }
 
 /// Warps the frame by the mesh into an RGBA patch over the target's bounding box (clipped to the frame).
