@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "usage: stsa-check --fixtures DIR [--device cuda:0|cpu] [--out report.json]
        [--precisions f32,f16,bf16] [--streams 1,2,4] [--warmup N] [--frames N] [--seconds S]
-       [--profile-frames N] [--quick]
+       [--profile-frames N] [--budget S] [--quick]
   --fixtures DIR       the check's fixtures (the bundle's fixtures/)
   --device             where STSA runs (default cuda:0)
   --out FILE           the report (default report.json)
@@ -25,6 +25,8 @@ const USAGE: &str = "usage: stsa-check --fixtures DIR [--device cuda:0|cpu] [--o
   --frames N           timed frames per stream, at most (default 100)
   --seconds S          a throughput run stops after S seconds (default 8)
   --profile-frames N   frames timed stage by stage (default 20)
+  --budget S           once S seconds have passed, the timing steps left are skipped (default 330, so
+                       that the whole run stays within 6 minutes)
   --quick              one warm-up and one timed frame per stream, one profiled frame (a CPU's check)";
 
 struct Options {
@@ -37,10 +39,15 @@ struct Options {
     frames: usize,
     seconds: f64,
     profile_frames: usize,
+    budget: f64,
+}
+
+fn one<T: std::str::FromStr>(value: &str, what: &str) -> Result<T, String> {
+    value.trim().parse::<T>().map_err(|_| format!("{what}: cannot read `{value}`"))
 }
 
 fn list<T: std::str::FromStr>(value: &str, what: &str) -> Result<Vec<T>, String> {
-    value.split(',').map(|v| v.trim().parse::<T>().map_err(|_| format!("{what}: cannot read `{v}`"))).collect()
+    value.split(',').map(|v| one(v, what)).collect()
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -54,20 +61,22 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         frames: 100,
         seconds: 8.0,
         profile_frames: 20,
+        budget: 330.0,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--fixtures" => o.fixtures = value()?.into(),
-            "--device" => o.device = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--device" => o.device = value()?.parse().map_err(|e: lipsync::Error| e.to_string())?,
             "--out" => o.out = value()?.into(),
             "--precisions" => o.precisions = list(&value()?, "--precisions")?,
             "--streams" => o.streams = list(&value()?, "--streams")?,
-            "--warmup" => o.warmup = list(&value()?, "--warmup")?[0],
-            "--frames" => o.frames = list(&value()?, "--frames")?[0],
-            "--seconds" => o.seconds = list(&value()?, "--seconds")?[0],
-            "--profile-frames" => o.profile_frames = list(&value()?, "--profile-frames")?[0],
+            "--warmup" => o.warmup = one(&value()?, "--warmup")?,
+            "--frames" => o.frames = one(&value()?, "--frames")?,
+            "--seconds" => o.seconds = one(&value()?, "--seconds")?,
+            "--profile-frames" => o.profile_frames = one(&value()?, "--profile-frames")?,
+            "--budget" => o.budget = one(&value()?, "--budget")?,
             "--quick" => (o.warmup, o.frames, o.profile_frames) = (1, 1, 1),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
@@ -134,6 +143,7 @@ fn unsupported(device: ComputeDevice, precision: Precision) -> Option<&'static s
 }
 
 fn run(o: &Options) -> Result<bool, lipsync::Error> {
+    let began = Instant::now();
     let fixtures = Fixtures::open(&o.fixtures)?;
     let scene = fixtures.scene()?;
     let device = o.device.open()?;
@@ -207,7 +217,17 @@ fn run(o: &Options) -> Result<bool, lipsync::Error> {
         );
         report.value["memory_mib"][format!("networks_{precision}")] = json!(mib(models_bytes));
         for &streams in &o.streams {
-            let config = ThroughputConfig { streams, warmup: o.warmup, frames: o.frames, seconds: o.seconds };
+            let left = o.budget - began.elapsed().as_secs_f64();
+            if left <= 0.0 {
+                println!("skipped {precision}, {streams} streams: the time budget ({} s) is spent", o.budget);
+                report.push(
+                    "skipped",
+                    json!({ "precision": precision.name(), "streams": streams, "why": "time budget" }),
+                );
+                continue;
+            }
+            let seconds = o.seconds.min(left);
+            let config = ThroughputConfig { streams, warmup: o.warmup, frames: o.frames, seconds };
             match check::throughput(&scene, o.device, precision, config) {
                 Ok(t) => {
                     println!(
@@ -227,6 +247,12 @@ fn run(o: &Options) -> Result<bool, lipsync::Error> {
                     report.error(&format!("throughput {precision} {streams} streams"), &e);
                 }
             }
+        }
+        if began.elapsed().as_secs_f64() >= o.budget {
+            println!("skipped {precision} stages: the time budget ({} s) is spent", o.budget);
+            report.push("skipped", json!({ "precision": precision.name(), "stages": true, "why": "time budget" }));
+            drop(models);
+            continue;
         }
         match check::stages(&scene, o.device, precision, o.warmup, o.profile_frames) {
             Ok(s) => {
