@@ -1,7 +1,8 @@
 //! What a frame of the `stsa` renderer asks of a CUDA device, counted by `tools/cuda-counter` (a device of
 //! host memory that counts kernel launches, copies and synchronisations instead of running them):
 //! `scripts/count-device-ops.sh` runs it. Once the references are fixed, a 1280x720 frame makes at most
-//! 1,500 device operations, reads back only the face and never waits for the device otherwise.
+//! 1,500 device operations, reads back only the face and never waits for the device otherwise, in every
+//! precision; and every kernel it launches exists in candle's PTX for its dtype.
 
 use lipsync::stsa::check::{Scene, SceneStream};
 use lipsync::stsa::models::{ComputeDevice, Precision};
@@ -26,7 +27,7 @@ fn count(precision: Precision, frames: usize) -> Vec<DeviceOps> {
 #[ignore = "needs tools/cuda-counter preloaded: scripts/count-device-ops.sh"]
 fn a_frame_on_a_gpu() {
     assert!(DeviceOps::read().is_some(), "tools/cuda-counter is not preloaded: run scripts/count-device-ops.sh");
-    for precision in [Precision::F32, Precision::F16] {
+    for precision in Precision::ALL {
         let before = DeviceOps::kernels();
         let frames = count(precision, 8);
         for (k, ops) in frames.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! The GPU bundle on a machine without a GPU (`scripts/gpu-bundle.sh` builds it; `scripts/test.sh` runs
 //! these after it): `run.sh --device cpu --quick` reproduces the CPU parity figures and times a few
-//! frames for 1, 2 and 4 streams, and `run.sh --device cuda` stops at once saying what is missing.
+//! frames for 1, 2 and 4 streams, `run.sh --device cuda` stops at once saying what is missing, and the
+//! bundle's program gets through its whole CUDA path on tools/cuda-counter.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,5 +91,47 @@ fn on_the_cpu_it_reproduces_the_parity_figures_and_times_a_few_frames() {
     for file in ["report.json", "run.log", "machine.txt"] {
         assert!(out.join(file).is_file(), "{file} in $OUT");
     }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+#[ignore = "needs scripts/gpu-bundle.sh first; scripts/test.sh runs it"]
+fn on_a_device_that_counts_the_whole_check_runs_in_every_precision() {
+    // tools/cuda-counter stands in for the GPU: every CUDA call of the bundle's program is answered (a
+    // kernel candle lacks for a dtype is an error, as on a GPU), nothing is computed. So the program must
+    // get through every step in every precision, and its parity must fail.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shell = |script: &str| {
+        let out = Command::new("bash").arg("-c").arg(script).current_dir(root).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let counter = shell("tools/cuda-counter/build.sh");
+    let runtime = shell("source scripts/cuda-env.sh >/dev/null && echo \"$LIPSYNC_CUDA_RUNTIME\"");
+    let out = out_dir("counter");
+    let program = out.join("stsa-check");
+    let unpacked = Command::new("gzip").arg("-dc").arg(bundle().join("stsa-check.gz")).output().unwrap();
+    std::fs::write(&program, unpacked.stdout).unwrap();
+    std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let report = out.join("report.json");
+    let run = Command::new(&program)
+        .args(["--device", "cuda:0", "--warmup", "6", "--frames", "2", "--seconds", "5", "--profile-frames", "1"])
+        .arg("--fixtures")
+        .arg(bundle().join("fixtures"))
+        .arg("--out")
+        .arg(&report)
+        .env("LD_PRELOAD", counter)
+        .env("LD_LIBRARY_PATH", runtime)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "parity fails when nothing is computed: {stdout}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["complete"], true);
+    assert!(report["errors"].as_array().unwrap().is_empty(), "{}", report["errors"]);
+    assert!(report["device_name"].as_str().unwrap().starts_with("cuda_counter"));
+    assert_eq!(report["parity"].as_array().unwrap().len(), 9, "three networks, three precisions");
+    assert_eq!(report["throughput"].as_array().unwrap().len(), 9, "1, 2, 4 streams, three precisions");
+    assert_eq!(report["stages"].as_array().unwrap().len(), 3);
     std::fs::remove_dir_all(&out).unwrap();
 }

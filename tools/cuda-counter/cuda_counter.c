@@ -8,7 +8,8 @@
  * matrix products, device-to-device copies, memsets and random draws are counted, not run, so what the
  * program reads back is meaningless. The host time of a program on it is what driving a GPU costs
  * the host (kernel launches, allocations, the program's own work) with a device that takes no time.
- * What it counts is exact: kernel launches (per kernel name), cuBLAS products, host-to-device and
+ * A kernel must be an entry of the PTX module it is looked up in, as on a GPU, so a kernel candle does
+ * not have for a dtype fails here too. What it counts is exact: kernel launches (per kernel name), cuBLAS products, host-to-device and
  * device-to-host copies with their bytes, device-to-device copies, memsets, explicit
  * synchronisations, allocations and the bytes in use. A device-to-host copy into pageable memory
  * waits for the stream, so it is a synchronisation too (counted as a copy, not under `syncs`).
@@ -21,6 +22,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +31,13 @@ typedef int CUdevice;
 typedef unsigned long long CUdeviceptr;
 typedef void *CUcontext, *CUstream, *CUevent, *CUmodule, *CUfunction;
 
-enum { CUDA_SUCCESS = 0, CUDA_ERROR_INVALID_VALUE = 1, CUDA_ERROR_OUT_OF_MEMORY = 2, CUDA_ERROR_INVALID_DEVICE = 101 };
+enum {
+    CUDA_SUCCESS = 0,
+    CUDA_ERROR_INVALID_VALUE = 1,
+    CUDA_ERROR_OUT_OF_MEMORY = 2,
+    CUDA_ERROR_INVALID_DEVICE = 101,
+    CUDA_ERROR_NOT_FOUND = 500,
+};
 
 /* What the counters hold; `cuda_counter_read` copies them out. */
 struct cuda_counts {
@@ -216,12 +224,30 @@ CUresult cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcon
     return cuMemcpyDtoDAsync_v2(dst, src, n, s);
 }
 
-static int a_module;
-CUresult cuModuleLoadData(CUmodule *m, const void *image) { (void)image; *m = &a_module; return CUDA_SUCCESS; }
-CUresult cuModuleUnload(CUmodule m) { (void)m; return CUDA_SUCCESS; }
+/* A module is a copy of its PTX text (the caller may free its own); a function must be one of its
+ * entries, as the real driver requires. */
+CUresult cuModuleLoadData(CUmodule *m, const void *image) {
+    char *copy = strdup((const char *)image);
+    if (!copy) return CUDA_ERROR_OUT_OF_MEMORY;
+    *m = copy;
+    return CUDA_SUCCESS;
+}
+CUresult cuModuleUnload(CUmodule m) { free(m); return CUDA_SUCCESS; }
+
+static int has_entry(const char *ptx, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = strstr(ptx, ".entry "); p; p = strstr(p + 1, ".entry ")) {
+        const char *q = p + strlen(".entry ");
+        if (strncmp(q, name, n) == 0 && (q[n] == '(' || q[n] == ' ' || q[n] == '\n' || q[n] == '\r')) return 1;
+    }
+    return 0;
+}
 
 CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name) {
-    (void)m;
+    if (!has_entry((const char *)m, name)) {
+        fprintf(stderr, "cuda_counter: no kernel `%s` in the module it was looked up in\n", name);
+        return CUDA_ERROR_NOT_FOUND;
+    }
     pthread_mutex_lock(&kernels_lock);
     size_t i = 0;
     while (i < n_kernels && strcmp(kernel_names[i], name) != 0) i++;
