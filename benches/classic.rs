@@ -1,6 +1,6 @@
 //! The classic renderer's speed on this CPU at 1280x720 (the real talking-head clip scaled up, so the
 //! face is about 500 pixels wide: a close-up, the costliest case): the audio-to-pose stage, render plus
-//! composite per frame (issue 5 target: >= 60 fps, i.e. <= 16.7 ms), and the whole live path with face
+//! composite per frame (target: >= 60 fps, i.e. <= 16.7 ms), and the whole live path with face
 //! tracking (target >= 30 fps, <= 33 ms).
 
 use std::hint::black_box;

@@ -1,5 +1,5 @@
 //! Guidance per frame at 720p: the full STSA sketch, its heatmap, fusing five windows' heatmaps, and
-//! pasting a rendered face back (issue 4 targets sketch + heatmap + smoothing + composite <= 2 ms).
+//! pasting a rendered face back (target: sketch + heatmap + smoothing + composite <= 2 ms).
 
 use std::hint::black_box;
 
