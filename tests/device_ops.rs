@@ -31,20 +31,7 @@ fn a_frame_on_a_gpu() {
         let before = DeviceOps::kernels();
         let frames = count(precision, 8);
         for (k, ops) in frames.iter().enumerate() {
-            eprintln!(
-                "{precision} frame {k}: {} device operations ({} kernels, {} cuBLAS, {} device copies, {} memsets), \
-                 {} uploads ({} B), {} read-backs ({} B), {} syncs",
-                ops.operations(),
-                ops.launches,
-                ops.gemms,
-                ops.dtod,
-                ops.memsets,
-                ops.htod,
-                ops.htod_bytes,
-                ops.dtoh,
-                ops.dtoh_bytes,
-                ops.syncs
-            );
+            eprintln!("{precision} frame {k}: {ops}");
         }
         // The bank enrols over the first five frames (re-encoding the references at frames 0, 1, 3 and 4).
         for ops in &frames[5..] {

@@ -34,6 +34,28 @@ pub struct DeviceOps {
     pub peak_bytes: u64,
 }
 
+/// `1444 device operations (1167 kernels, 269 cuBLAS calls, 7 device copies, 1 memsets), 690 uploads
+/// (402 KiB), 1 read-backs (48 KiB), 0 syncs`.
+impl std::fmt::Display for DeviceOps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} device operations ({} kernels, {} cuBLAS calls, {} device copies, {} memsets), {} uploads ({} KiB), \
+             {} read-backs ({} KiB), {} syncs",
+            self.operations(),
+            self.launches,
+            self.gemms,
+            self.dtod,
+            self.memsets,
+            self.htod,
+            self.htod_bytes / 1024,
+            self.dtoh,
+            self.dtoh_bytes / 1024,
+            self.syncs
+        )
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod counter {
     use std::ffi::{c_char, c_void};
