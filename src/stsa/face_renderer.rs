@@ -10,7 +10,7 @@ use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 use super::layers::{
     BatchNorm, ChannelAffine, R, Spec, Stack, block_diagonal_linear, conv2d_bn, shifted, stacked_conv2d, stacked_linear,
 };
-use super::ops::{Bilinear, ChannelSampler, GridSampler, InstanceNorm, Nearest, pixel_shuffle};
+use super::ops::{Bilinear, ChannelSampler, GridSampler, InstanceNorm, Nearest, corner_aligned, pixel_shuffle};
 use crate::error::Result;
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -309,7 +309,7 @@ fn sibling_encoder(c3: usize, bias: bool, vb: &VarBuilder) -> Result<[ConvBn; 3]
 impl Temporal {
     fn load(vb: VarBuilder) -> Result<Self> {
         let dev = vb.device();
-        let line = |n: usize| -> Vec<f32> { (0..n).map(|i| 2.0 * (i as f32 / (n - 1) as f32) - 1.0).collect() };
+        let line = |n: usize| -> Vec<f32> { (0..n).map(|i| corner_aligned(i, n)).collect() };
         let (h, w) = (128, 128);
         let xs = Tensor::new(line(w).as_slice(), dev)?.reshape((1, 1, 1, w))?.broadcast_as((1, 1, h, w))?;
         let ys = Tensor::new(line(h).as_slice(), dev)?.reshape((1, 1, h, 1))?.broadcast_as((1, 1, h, w))?;

@@ -14,52 +14,56 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
 
-/// Instance norm over planes of a fixed size (per sample and channel over H×W, biased variance, no
-/// affine of its own) followed by an affine: `IN(x)·scale + shift`, `scale` and `shift` broadcast over
-/// `x`. Two passes as PyTorch's: the mean, as a matrix product with a column of 1/(H·W) (which sums in
-/// f32 whatever the dtype), then the centred values divided by their root mean square with candle's
-/// fused RMS norm (which also sums in f32). In half precision no sum of a plane overflows and nothing
-/// is converted.
-pub struct InstanceNorm {
-    /// (H·W, 1): 1/(H·W) each.
+/// Rows of a fixed length normalised to zero mean and unit (biased) variance, two passes as PyTorch's
+/// norms: the mean, as a matrix product with a column of 1/L (which sums in f32 whatever the dtype), then
+/// the centred values divided by their root mean square with candle's fused RMS norm (which also sums in
+/// f32). In half precision no sum overflows and nothing is converted.
+#[derive(Clone)]
+pub struct RowNorm {
+    /// (L, 1): 1/L each.
     mean: Tensor,
-    /// The RMS norm's per-position gain: ones, (H·W,).
+    /// The RMS norm's per-position gain: ones, (L,).
     ones: Tensor,
+    len: usize,
     eps: f32,
 }
 
-impl InstanceNorm {
-    pub fn new(h: usize, w: usize, eps: f32, dtype: DType, device: &Device) -> Result<Self> {
-        let n = h * w;
-        Ok(InstanceNorm {
-            mean: (Tensor::ones((n, 1), dtype, device)? / n as f64)?,
-            ones: Tensor::ones(n, dtype, device)?,
+impl RowNorm {
+    pub fn new(len: usize, eps: f32, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(RowNorm {
+            mean: (Tensor::ones((len, 1), dtype, device)? / len as f64)?,
+            ones: Tensor::ones(len, dtype, device)?,
+            len,
             eps,
         })
     }
 
-    pub fn apply(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        if h * w != self.ones.dim(0)? {
-            return Err(crate::Error::InvalidArgument(format!(
-                "instance norm over {} pixels given a {h}x{w} plane",
-                self.ones.dim(0)?
-            )));
+    /// `rows` (R, L) normalised.
+    pub fn apply(&self, rows: &Tensor) -> Result<Tensor> {
+        let (_, len) = rows.dims2()?;
+        if len != self.len {
+            return Err(crate::Error::InvalidArgument(format!("a norm over {} values given rows of {len}", self.len)));
         }
-        let planes = x.reshape((n * c, h * w))?;
-        let centred = planes.broadcast_sub(&planes.matmul(&self.mean)?)?;
-        let normed = candle_nn::ops::rms_norm(&centred, &self.ones, self.eps)?.reshape((n, c, h, w))?;
-        Ok(normed.broadcast_mul(scale)?.broadcast_add(shift)?)
+        let centred = rows.broadcast_sub(&rows.matmul(&self.mean)?)?;
+        Ok(candle_nn::ops::rms_norm(&centred, &self.ones, self.eps)?)
     }
 }
 
-/// Each row of `x` (N, C, L) normalised to zero mean and unit (biased) variance, in f32: its mean
-/// subtracted, then divided by the root mean square of what is left (candle's fused RMS norm, with
-/// `ones` (L,) as its gain). Returns f32.
-pub fn normalise_rows(x: &Tensor, ones: &Tensor, eps: f32) -> Result<Tensor> {
-    let x = x.to_dtype(DType::F32)?;
-    let centred = x.broadcast_sub(&(x.sum_keepdim(2)? * (1.0 / x.dim(2)? as f64))?)?;
-    Ok(candle_nn::ops::rms_norm(&centred, ones, eps)?)
+/// Instance norm over planes of a fixed size (per sample and channel over H×W, biased variance, no
+/// affine of its own, a [`RowNorm`] of each plane) followed by an affine: `IN(x)·scale + shift`, `scale`
+/// and `shift` broadcast over `x`.
+pub struct InstanceNorm(RowNorm);
+
+impl InstanceNorm {
+    pub fn new(h: usize, w: usize, eps: f32, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(InstanceNorm(RowNorm::new(h * w, eps, dtype, device)?))
+    }
+
+    pub fn apply(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let normed = self.0.apply(&x.reshape((n * c, h * w))?)?.reshape((n, c, h, w))?;
+        Ok(normed.broadcast_mul(scale)?.broadcast_add(shift)?)
+    }
 }
 
 /// `F.interpolate(mode="nearest")` of (N, C, H, W) from one size to another: source index
@@ -257,15 +261,8 @@ impl GridSampler {
     }
 }
 
-/// `F.grid_sample(input, grid)` once: `input` (N, C, H, W), `grid` (N, Ho, Wo, 2) as PyTorch lays it out;
-/// returns (N, C, Ho, Wo) in `input`'s dtype.
-pub fn grid_sample(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
-    let out = GridSampler::new(input)?.sample(&grid.permute((0, 3, 1, 2))?)?;
-    Ok(out.to_dtype(input.dtype())?)
-}
-
 /// The align_corners=True coordinate of pixel `i` of `n`: `2i/(n−1) − 1`.
-fn corner_aligned(i: usize, n: usize) -> f32 {
+pub(crate) fn corner_aligned(i: usize, n: usize) -> f32 {
     2.0 * (i as f32 / (n - 1) as f32) - 1.0
 }
 
@@ -351,16 +348,21 @@ impl ChannelSampler {
     }
 }
 
-/// AdaAT's sampling once (see [`ChannelSampler`]): `feat` (B, C, H, W); `scale`, `angle` (B, C);
-/// `translation` (B, C, 2); returns (B, C, H, W) in `feat`'s dtype.
-pub fn adaat_sample(feat: &Tensor, scale: &Tensor, angle: &Tensor, translation: &Tensor) -> Result<Tensor> {
-    Ok(ChannelSampler::new(feat)?.sample(scale, angle, translation)?.to_dtype(feat.dtype())?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// `F.grid_sample(input, grid)` once: `input` (N, C, H, W), `grid` (N, Ho, Wo, 2) as PyTorch lays it
+    /// out; returns (N, C, Ho, Wo).
+    fn grid_sample(input: &Tensor, grid: &Tensor) -> Result<Tensor> {
+        GridSampler::new(input)?.sample(&grid.permute((0, 3, 1, 2))?)
+    }
+
+    /// AdaAT's sampling once (see [`ChannelSampler`]).
+    fn adaat_sample(feat: &Tensor, scale: &Tensor, angle: &Tensor, translation: &Tensor) -> Result<Tensor> {
+        ChannelSampler::new(feat)?.sample(scale, angle, translation)
+    }
 
     /// [`grid_sample`] as plain loops over the values (the reference the tensor version is tested against).
     fn grid_sample_reference(input: &Tensor, grid: &Tensor) -> Result<Tensor> {

@@ -11,7 +11,7 @@ use candle_core::{D, DType, Module, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
 
 use super::layers::{packed_attention, scaled_rows, stacked_linear};
-use super::ops::normalise_rows;
+use super::ops::RowNorm;
 use crate::error::Result;
 
 /// The architecture's sizes.
@@ -116,33 +116,44 @@ impl ConvLayer {
     }
 }
 
-/// Layer 0's GroupNorm, which has one group per channel: each channel normalised over time, then its
-/// affine. Done with [`normalise_rows`] (the mean, then a fused RMS norm); its gain of ones is kept for
-/// the last sequence length seen.
+/// A value made for one sequence length, kept until another length comes (a stream's windows all have
+/// one length). Shared by the streams that share the network.
+struct ForLength<T>(parking_lot::Mutex<Option<(usize, T)>>);
+
+impl<T: Clone> ForLength<T> {
+    fn new() -> Self {
+        ForLength(parking_lot::Mutex::new(None))
+    }
+
+    fn get(&self, len: usize, make: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mut kept = self.0.lock();
+        match kept.as_ref() {
+            Some((n, value)) if *n == len => Ok(value.clone()),
+            _ => Ok(kept.insert((len, make()?)).1.clone()),
+        }
+    }
+}
+
+/// Layer 0's GroupNorm, which has one group per channel: each channel normalised over time (a
+/// [`RowNorm`] of the sequence's length), then its affine.
 struct ChannelNorm {
     /// (1, C, 1) each.
     weight: Tensor,
     bias: Tensor,
-    ones: parking_lot::Mutex<Option<Tensor>>,
+    norm: ForLength<RowNorm>,
 }
 
 impl ChannelNorm {
     fn load(c: usize, vb: VarBuilder) -> Result<Self> {
         let (weight, bias) = (vb.get(c, "weight")?.reshape((1, c, 1))?, vb.get(c, "bias")?.reshape((1, c, 1))?);
-        Ok(ChannelNorm { weight, bias, ones: Default::default() })
+        Ok(ChannelNorm { weight, bias, norm: ForLength::new() })
     }
 
     /// (B, C, L) -> (B, C, L).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let len = x.dim(2)?;
-        let ones = {
-            let mut cached = self.ones.lock();
-            if cached.as_ref().map(|t| t.dim(0)).transpose()? != Some(len) {
-                *cached = Some(Tensor::ones(len, DType::F32, x.device())?);
-            }
-            cached.clone().expect("set above")
-        };
-        let normed = normalise_rows(x, &ones, 1e-5)?.to_dtype(x.dtype())?;
+        let (b, c, len) = x.dims3()?;
+        let norm = self.norm.get(len, || RowNorm::new(len, 1e-5, x.dtype(), x.device()))?;
+        let normed = norm.apply(&x.reshape((b * c, len))?)?.reshape((b, c, len))?;
         Ok(normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
     }
 }
@@ -161,9 +172,8 @@ struct PositionalConv {
     bias: Tensor,
     groups: usize,
     kernel: usize,
-    /// The unfolding's time indices for the last sequence length seen: `(L, (L·K))` (see
-    /// [`PositionalConv::windows`]).
-    windows: parking_lot::Mutex<Option<(usize, Tensor)>>,
+    /// The unfolding's time indices (L·K,) for the sequence length ([`PositionalConv::windows`]).
+    windows: ForLength<Tensor>,
 }
 
 impl PositionalConv {
@@ -190,28 +200,22 @@ impl PositionalConv {
         let cg = h / groups;
         // (H, cg, K) = (groups, cg_out, cg_in·K), as (groups, cg_in·K, cg_out) for `windows · weight`.
         let weight = weight.reshape((groups, cg, cg * k))?.transpose(1, 2)?.contiguous()?;
-        Ok(PositionalConv { weight, bias: vb.get(h, "bias")?, groups, kernel: k, windows: Default::default() })
+        Ok(PositionalConv { weight, bias: vb.get(h, "bias")?, groups, kernel: k, windows: ForLength::new() })
     }
 
     /// For a sequence of `l` steps padded with one zero step at its end: the time index each of the `l`
     /// outputs reads at each of the K kernel taps (padding K/2 on both sides; taps outside the sequence
     /// read the zero step).
     fn windows(&self, l: usize, device: &candle_core::Device) -> Result<Tensor> {
-        let mut cached = self.windows.lock();
-        if let Some((n, t)) = cached.as_ref()
-            && *n == l
-        {
-            return Ok(t.clone());
-        }
-        let half = self.kernel / 2;
-        let index: Vec<u32> = (0..l)
-            .flat_map(|t| {
-                (0..self.kernel).map(move |j| (t + j).checked_sub(half).filter(|&s| s < l).unwrap_or(l) as u32)
-            })
-            .collect();
-        let t = Tensor::new(index.as_slice(), device)?;
-        *cached = Some((l, t.clone()));
-        Ok(t)
+        self.windows.get(l, || {
+            let half = self.kernel / 2;
+            let index: Vec<u32> = (0..l)
+                .flat_map(|t| {
+                    (0..self.kernel).map(move |j| (t + j).checked_sub(half).filter(|&s| s < l).unwrap_or(l) as u32)
+                })
+                .collect();
+            Ok(Tensor::new(index.as_slice(), device)?)
+        })
     }
 
     /// (B, L, H) -> (B, L, H): the convolution without its last output step (even kernel), then GELU.
