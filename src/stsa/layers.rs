@@ -106,58 +106,74 @@ pub(crate) fn conv_t2d_bn(
     Ok(ConvTranspose2d::new(w, Some(b), config))
 }
 
+/// How layers are merged into one: all reading the same input, or each its own slice of it.
+#[derive(Clone, Copy, PartialEq)]
+enum Inputs {
+    Shared,
+    /// `parts[i]` reads the i-th slice of the input, in order: the merged weight is block-diagonal.
+    Split,
+}
+
+/// The weights (out, in, ...) and biases of layers merged into one layer whose outputs are theirs
+/// concatenated; a bias missing beside others is zeros.
+fn merged(parts: &[(&Tensor, Option<&Tensor>)], inputs: Inputs) -> Result<(Tensor, Option<Tensor>)> {
+    let widths: Vec<usize> = parts.iter().map(|(w, _)| w.dim(1)).collect::<candle_core::Result<_>>()?;
+    let total: usize = widths.iter().sum();
+    let mut start = 0;
+    let mut weights = Vec::with_capacity(parts.len());
+    for ((w, _), &width) in parts.iter().zip(&widths) {
+        weights.push(match inputs {
+            Inputs::Shared => (*w).clone(),
+            Inputs::Split => w.pad_with_zeros(1, start, total - start - width)?,
+        });
+        start += width;
+    }
+    let bias = if parts.iter().any(|(_, b)| b.is_some()) {
+        let biases = parts
+            .iter()
+            .map(|(w, b)| match b {
+                Some(b) => Ok((*b).clone()),
+                None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device()),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Some(Tensor::cat(&biases, 0)?)
+    } else {
+        None
+    };
+    Ok((Tensor::cat(&weights, 0)?, bias))
+}
+
+fn merged_conv2d(parts: &[Conv2d], inputs: Inputs) -> Result<Conv2d> {
+    let (weight, bias) = merged(&parts.iter().map(|c| (c.weight(), c.bias())).collect::<Vec<_>>(), inputs)?;
+    Ok(Conv2d::new(weight, bias, *parts[0].config()))
+}
+
+fn merged_linear(parts: &[&Linear], inputs: Inputs) -> Result<Linear> {
+    let (weight, bias) = merged(&parts.iter().map(|l| (l.weight(), l.bias())).collect::<Vec<_>>(), inputs)?;
+    Ok(Linear::new(weight, bias))
+}
+
 /// Convolutions reading the same input, as one with their outputs stacked on the channel dimension
-/// (same kernel size and configuration; weights (cout, cin, k, k)).
+/// (same kernel size and configuration).
 pub(crate) fn stacked_conv2d(parts: &[Conv2d]) -> Result<Conv2d> {
-    let weights: Vec<&Tensor> = parts.iter().map(|c| c.weight()).collect();
-    let biases: Vec<Tensor> = parts
-        .iter()
-        .map(|c| match c.bias() {
-            Some(b) => Ok(b.clone()),
-            None => Tensor::zeros(c.weight().dim(0)?, c.weight().dtype(), c.weight().device()),
-        })
-        .collect::<candle_core::Result<_>>()?;
-    Ok(Conv2d::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?), *parts[0].config()))
+    merged_conv2d(parts, Inputs::Shared)
 }
 
 /// Convolutions each reading its own slice of the input channels (`parts[i]` the i-th, in order), as one
 /// block-diagonal convolution with their outputs stacked (same kernel size and configuration).
 pub(crate) fn block_diagonal_conv2d(parts: &[Conv2d]) -> Result<Conv2d> {
-    let widths: Vec<usize> = parts.iter().map(|c| c.weight().dim(1)).collect::<candle_core::Result<_>>()?;
-    let total: usize = widths.iter().sum();
-    let mut start = 0;
-    let mut weights = Vec::with_capacity(parts.len());
-    for (c, &w) in parts.iter().zip(&widths) {
-        weights.push(c.weight().pad_with_zeros(1, start, total - start - w)?);
-        start += w;
-    }
-    let biases: Vec<&Tensor> = parts.iter().filter_map(|c| c.bias()).collect();
-    let bias = (biases.len() == parts.len()).then(|| Tensor::cat(&biases, 0)).transpose()?;
-    Ok(Conv2d::new(Tensor::cat(&weights, 0)?, bias, *parts[0].config()))
+    merged_conv2d(parts, Inputs::Split)
 }
 
 /// Linear layers reading the same input, as one with their outputs concatenated.
 pub(crate) fn stacked_linear(parts: &[&Linear]) -> Result<Linear> {
-    let weights: Vec<&Tensor> = parts.iter().map(|l| l.weight()).collect();
-    let biases: Vec<&Tensor> = parts.iter().filter_map(|l| l.bias()).collect();
-    let bias = (biases.len() == parts.len()).then(|| Tensor::cat(&biases, 0)).transpose()?;
-    Ok(Linear::new(Tensor::cat(&weights, 0)?, bias))
+    merged_linear(parts, Inputs::Shared)
 }
 
 /// Linear layers each reading its own slice of the input (`parts[i]` the i-th, in order), as one
 /// block-diagonal layer with their outputs concatenated.
 pub(crate) fn block_diagonal_linear(parts: &[&Linear]) -> Result<Linear> {
-    let widths: Vec<usize> = parts.iter().map(|l| l.weight().dim(1)).collect::<candle_core::Result<_>>()?;
-    let total: usize = widths.iter().sum();
-    let mut start = 0;
-    let mut rows = Vec::with_capacity(parts.len());
-    for (l, &w) in parts.iter().zip(&widths) {
-        rows.push(l.weight().pad_with_zeros(1, start, total - start - w)?);
-        start += w;
-    }
-    let biases: Vec<&Tensor> = parts.iter().filter_map(|l| l.bias()).collect();
-    let bias = (biases.len() == parts.len()).then(|| Tensor::cat(&biases, 0)).transpose()?;
-    Ok(Linear::new(Tensor::cat(&rows, 0)?, bias))
+    merged_linear(parts, Inputs::Split)
 }
 
 /// `t` with `f` applied to its rows `rows` (dimension 0).
