@@ -34,7 +34,7 @@ pub struct DeviceOps {
     pub peak_bytes: u64,
 }
 
-/// `1444 device operations (1167 kernels, 269 cuBLAS calls, 7 device copies, 1 memsets), 690 uploads
+/// `1443 device operations (1165 kernels, 270 cuBLAS calls, 7 device copies, 1 memsets), 689 uploads
 /// (402 KiB), 1 read-backs (48 KiB), 0 syncs`.
 impl std::fmt::Display for DeviceOps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
