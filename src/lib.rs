@@ -30,6 +30,7 @@ pub mod guidance;
 pub mod render;
 pub mod stsa;
 pub mod sync;
+pub mod visemes;
 
 #[cfg(feature = "gst")]
 pub mod cli;
