@@ -45,6 +45,9 @@ pub struct Face {
     pub roi: NormRect,
     /// Whether this frame needed the detector.
     pub detected: bool,
+    /// MediaPipe's own landmarks when `landmarks` are smoothed ([`TrackerConfig::smoothing`]): where the
+    /// face is in this very frame, without the filter's lag.
+    pub raw: Option<Vec<[f32; 3]>>,
 }
 
 pub struct FaceTracker {
@@ -64,7 +67,12 @@ impl Face {
         for p in &landmarks {
             bbox = [bbox[0].min(p[0]), bbox[1].min(p[1]), bbox[2].max(p[0]), bbox[3].max(p[1])];
         }
-        Face { bbox, score, presence, landmarks, roi, detected }
+        Face { bbox, score, presence, landmarks, roi, detected, raw: None }
+    }
+
+    /// The landmarks as tracked in this frame, before any smoothing.
+    pub fn raw_landmarks(&self) -> &[[f32; 3]] {
+        self.raw.as_deref().unwrap_or(&self.landmarks)
     }
 }
 
@@ -140,7 +148,9 @@ impl FaceTracker {
             self.roi = Some(roi_from_landmarks(&mesh.landmarks, size));
             let (w, h) = (size.0 as f32, size.1 as f32);
             let mut landmarks: Vec<[f32; 3]> = mesh.landmarks.iter().map(|p| [p[0] * w, p[1] * h, p[2] * w]).collect();
+            let mut raw = None;
             if let Some(params) = self.config.smoothing {
+                raw = Some(landmarks.clone());
                 let dt = match self.last_pts {
                     Some(prev) if frame.pts > prev => (frame.pts - prev) as f32 / 1e9,
                     _ => 0.04,
@@ -150,7 +160,9 @@ impl FaceTracker {
                 }
             }
             self.last_pts = Some(frame.pts);
-            return Ok(Some(Face::new(landmarks, self.score, mesh.presence, roi, detected)));
+            let mut face = Face::new(landmarks, self.score, mesh.presence, roi, detected);
+            face.raw = raw;
+            return Ok(Some(face));
         }
     }
 }

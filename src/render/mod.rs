@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::face::Face;
 use crate::frame::{Patch, VideoFrame};
 use crate::stsa::models::{ComputeDevice, Precision};
+use crate::visemes::PhonemeFeed;
 
 /// The compute time a renderer's default latency allows for: one frame at 25 fps.
 pub const ONE_FRAME_OF_COMPUTE: u64 = 40_000_000;
@@ -132,6 +133,9 @@ pub struct RendererOptions {
     pub device: ComputeDevice,
     /// `stsa`: its networks' precision.
     pub precision: Precision,
+    /// `classic`: timed phonemes of the speech (from a TTS, a file), which it takes the visemes from
+    /// wherever they have phonemes, instead of hearing them from the audio.
+    pub phonemes: Option<PhonemeFeed>,
 }
 
 impl RendererKind {
@@ -163,7 +167,7 @@ impl RendererKind {
     /// Builds the renderer; `stsa` loads its networks here, and fails naming a missing file.
     pub fn create(self, options: &RendererOptions) -> Result<Box<dyn Renderer>> {
         Ok(match self {
-            RendererKind::Classic => Box::new(Classic::default()),
+            RendererKind::Classic => Box::new(Classic::default().with_phonemes(options.phonemes.clone())),
             RendererKind::Passthrough => Box::new(Passthrough),
             RendererKind::Stsa => {
                 let weights = match options.weights.as_deref() {

@@ -1,27 +1,27 @@
 //! Audio to mouth shape, the first stage of the classic renderer: from the 16 kHz audio around a frame,
-//! how far the jaw drops, how far the lips part beyond it and how much they spread or round.
+//! how far the jaw drops and the lips part (the loudness), and what shape the lips take (the visemes).
 //!
-//! Every 10 ms a 25 ms Hann-windowed slice is analysed (512-point FFT). Its speech level (pre-emphasised,
-//! so the 1-4 kHz region where the mouth's opening shows most in the sound counts most), set against an
-//! adaptive peak and noise floor (so loud and quiet speakers both use the whole range and background noise
-//! keeps the mouth shut), gives the opening. The first formant's frequency (the 200-1000 Hz centroid)
-//! opens the jaw further for open vowels, the spectral centroid spreads (/i/, /e/) or rounds (/o/, /u/)
-//! the lips, and frication (2500-7000 Hz) lowers the jaw with the lips nearly closed (/s/, /f/).
-//! Coarticulation is a Gaussian over the slices around the frame reaching 60 ms ahead (the only
-//! look-ahead the renderer asks for), followed by a critically damped follower.
-
-use std::sync::Arc;
-
-use realfft::{RealFftPlanner, RealToComplex};
+//! Loudness: every 10 ms a 25 ms Hann-windowed slice is analysed (512-point FFT). Its speech level
+//! (pre-emphasised, so the 1-4 kHz region where the mouth's opening shows most in the sound counts most),
+//! set against an adaptive peak and noise floor (so loud and quiet speakers both use the whole range and
+//! background noise keeps the mouth shut), gives the opening. Coarticulation is a Gaussian over the slices
+//! around the frame, followed by a critically damped follower.
+//!
+//! Shape: the [`VisemeEstimator`] classifies every 10 ms slice of the stream (or a [`PhonemeFeed`] says
+//! what was spoken when); the visemes around the frame, weighted by a narrower Gaussian, set how much of the
+//! opening goes to the jaw and to the lips, the spreading or rounding, the lower lip tucked under the upper
+//! teeth for /f v/ and the tongue tip for /th d t n l/. A /p b m/ anywhere in the next 30 ms presses the
+//! lips together: they close fast, ahead of the sound's release, as a speaker's do, and open slower.
 
 use crate::audio::{AudioWindow, SAMPLE_RATE};
+use crate::visemes::estimator::{Probabilities, SLICE_NS, VisemeEstimator};
+use crate::visemes::features::{HOP, LogMel};
+use crate::visemes::{PhonemeFeed, Viseme};
 
-/// The audio window the articulation reads around each frame.
-pub const WINDOW: AudioWindow = AudioWindow { before: 100_000_000, after: 60_000_000 };
+/// The audio window the articulation reads around each frame: the viseme classifier hears 62.5 ms past
+/// the slices it classifies, and the frame's visemes reach 30 ms past its pts.
+pub const WINDOW: AudioWindow = AudioWindow { before: 100_000_000, after: 100_000_000 };
 
-const SLICE: usize = 400; // 25 ms
-const FFT: usize = 512;
-const HOP: usize = 160; // 10 ms
 /// Slices end at most at the window's end: centres from 47.5 ms after the frame back in 10 ms hops.
 const SLICES: usize = 11;
 const LAST_CENTRE_MS: f32 = 47.5;
@@ -32,7 +32,51 @@ const KERNEL_CENTRE_MS: f32 = 50.0;
 const SIGMA_MS: f32 = 30.0;
 /// The pose then goes through two one-pole low-passes (a critically damped follower): a mouth has mass,
 /// so it does not jump from frame to frame with every change of level.
-const FOLLOW: f32 = 0.45;
+const FOLLOW: f32 = 0.5;
+/// The lips' shape follows its visemes through one one-pole stage.
+const SHAPE_FOLLOW: f32 = 0.45;
+/// The visemes' Gaussian: centred 20 ms after the frame's pts (the middle of its display interval), σ =
+/// 15 ms, over the slices from 20 ms before the pts to 30 ms after.
+const VISEME_CENTRE_MS: f32 = 20.0;
+const VISEME_SIGMA_MS: f32 = 15.0;
+const VISEME_FIRST_MS: i64 = -20;
+const VISEME_LAST_MS: i64 = 30;
+/// The lips press together for a /p b m/ in the slices from the pts to 30 ms after it.
+const PRESS_FIRST_MS: i64 = 0;
+const PRESS_LAST_MS: i64 = 30;
+/// Lip pressing follows its target faster when closing than when opening (one-pole coefficients per frame).
+const PRESS_CLOSING: f32 = 0.15;
+const PRESS_OPENING: f32 = 0.5;
+
+/// What each viseme does with the opening the loudness gives: the shares of it the jaw and the lips take,
+/// the spreading (+) or rounding (-), the lower lip tucked under the teeth, the tongue tip shown.
+#[derive(Clone, Copy, Debug, Default)]
+struct Shape {
+    jaw: f32,
+    lips: f32,
+    spread: f32,
+    tuck: f32,
+    tongue: f32,
+}
+
+const fn shape(jaw: f32, lips: f32, spread: f32, tuck: f32, tongue: f32) -> Shape {
+    Shape { jaw, lips, spread, tuck, tongue }
+}
+
+/// Per [`Viseme`], in its order.
+const SHAPES: [Shape; Viseme::COUNT] = [
+    shape(0.3, 0.3, 0.0, 0.0, 0.0),   // silence (what sound there is: breath)
+    shape(0.1, 0.0, 0.0, 0.0, 0.0),   // p b m (and pressed, below)
+    shape(0.35, 0.25, 0.1, 1.0, 0.0), // f v
+    shape(0.6, 0.55, 0.2, 0.0, 1.0),  // th d t n l
+    shape(0.25, 0.5, 0.4, 0.0, 0.0),  // s z sh ch
+    shape(0.8, 0.6, 0.1, 0.0, 0.0),   // k g ng h
+    shape(0.35, 0.3, -0.8, 0.0, 0.0), // r w
+    shape(1.4, 1.3, 0.1, 0.0, 0.0),   // open vowels
+    shape(0.75, 0.75, 0.0, 0.0, 0.0), // schwa
+    shape(0.55, 0.7, 1.0, 0.0, 0.0),  // spread vowels
+    shape(0.6, 0.55, -1.0, 0.0, 0.0), // round vowels
+];
 
 /// Where the mouth should be for one frame, each in 0..=1 except `spread` (-1 rounded .. 1 spread).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -43,32 +87,26 @@ pub struct MouthPose {
     pub lips: f32,
     /// Lip spreading (positive) or rounding (negative).
     pub spread: f32,
+    /// Lips pressed together (/p b m/).
+    pub press: f32,
+    /// Lower lip raised under the upper teeth (/f v/).
+    pub tuck: f32,
+    /// Tongue tip showing behind the teeth (/th d t n l/).
+    pub tongue: f32,
 }
 
 impl MouthPose {
-    pub const CLOSED: MouthPose = MouthPose { jaw: 0.0, lips: 0.0, spread: 0.0 };
+    pub const CLOSED: MouthPose = MouthPose { jaw: 0.0, lips: 0.0, spread: 0.0, press: 0.0, tuck: 0.0, tongue: 0.0 };
+
+    /// A pose with only the jaw, lips and spread set.
+    pub const fn open(jaw: f32, lips: f32, spread: f32) -> MouthPose {
+        MouthPose { jaw, lips, spread, ..MouthPose::CLOSED }
+    }
 
     /// Overall opening, what a viewer reads as "the mouth is open".
     pub fn opening(&self) -> f32 {
         (self.jaw + self.lips) * 0.5
     }
-}
-
-/// Per-slice measurements.
-#[derive(Clone, Copy, Debug, Default)]
-struct Slice {
-    /// Speech level (dBFS).
-    level: f32,
-    /// Band energies: first formant, second formant, frication.
-    f1: f32,
-    f2: f32,
-    high: f32,
-    /// Energy-weighted frequency sum over 200-1000 Hz (over `f1_den`): where the first formant is.
-    f1_num: f32,
-    f1_den: f32,
-    /// Energy-weighted frequency sum and energy over 300-4000 Hz (their ratio is the centroid).
-    centroid_num: f32,
-    centroid_den: f32,
 }
 
 fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
@@ -78,21 +116,20 @@ fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
 
 /// Turns each frame's audio window into a [`MouthPose`]; keeps the level statistics of the stream.
 pub struct Articulator {
-    fft: Arc<dyn RealToComplex<f32>>,
-    hann: Vec<f32>,
-    /// Per FFT bin, the gain of a first-order pre-emphasis (1 - 0.97 z^-1): speech level is measured on
-    /// the 1-4 kHz region where the mouth's opening shows most in the sound.
-    emphasis: Vec<f32>,
-    input: Vec<f32>,
-    spectrum: Vec<realfft::num_complex::Complex<f32>>,
-    scratch: Vec<realfft::num_complex::Complex<f32>>,
+    /// The slices' analysis: their level is the speech level.
+    mel: LogMel,
     /// Running speech peak (dBFS): set by the first sound above the quietest speech level, then jumps up
     /// and decays 6 dB/s.
     peak: Option<f32>,
     /// Running noise floor (dBFS): drops at once, rises 3 dB/s.
     floor: f32,
     last_pts: Option<u64>,
-    smooth: [Option<MouthPose>; 2],
+    /// The follower's two stages of the opening, and the lips' shape.
+    opening: [Option<f32>; 2],
+    shape: Option<Shape>,
+    press: f32,
+    visemes: VisemeEstimator,
+    phonemes: Option<PhonemeFeed>,
 }
 
 impl Default for Articulator {
@@ -108,28 +145,23 @@ impl Articulator {
     const INITIAL_FLOOR: f32 = -90.0;
 
     pub fn new() -> Self {
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FFT);
-        let hann = (0..SLICE).map(|i| (std::f32::consts::PI * (i as f32 + 0.5) / SLICE as f32).sin().powi(2)).collect();
-        let spectrum = fft.make_output_vec();
-        let emphasis = (0..spectrum.len())
-            .map(|k| {
-                let w = std::f32::consts::TAU * k as f32 / FFT as f32;
-                1.0 + 0.97 * 0.97 - 2.0 * 0.97 * w.cos()
-            })
-            .collect();
-        let scratch = fft.make_scratch_vec();
         Articulator {
-            fft,
-            hann,
-            emphasis,
-            input: vec![0.0; FFT],
-            spectrum,
-            scratch,
+            mel: LogMel::new(),
             peak: None,
             floor: Self::INITIAL_FLOOR,
             last_pts: None,
-            smooth: [None; 2],
+            opening: [None; 2],
+            shape: None,
+            press: 0.0,
+            visemes: VisemeEstimator::default(),
+            phonemes: None,
         }
+    }
+
+    /// Takes the visemes from `feed` wherever it has phonemes (the audio's elsewhere).
+    pub fn with_phonemes(mut self, feed: Option<PhonemeFeed>) -> Self {
+        self.phonemes = feed;
+        self
     }
 
     /// Forgets the stream's level statistics.
@@ -138,80 +170,84 @@ impl Articulator {
         self.peak = None;
         self.floor = Self::INITIAL_FLOOR;
         self.last_pts = None;
-        self.smooth = [None; 2];
-    }
-
-    fn analyse(&mut self, audio: &[f32], centre: isize) -> Slice {
-        let start = centre - SLICE as isize / 2;
-        self.input.fill(0.0);
-        for (i, w) in self.hann.iter().enumerate() {
-            let k = start + i as isize;
-            if k >= 0 && (k as usize) < audio.len() {
-                self.input[i] = audio[k as usize] * w;
-            }
-        }
-        self.fft.process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch).expect("fixed sizes");
-        let bin_hz = SAMPLE_RATE as f32 / FFT as f32;
-        let (mut f1, mut f2, mut high, mut cw, mut cs) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
-        let (mut emphasised, mut f1w, mut f1s) = (0.0f32, 0.0f32, 0.0f32);
-        for (k, c) in self.spectrum.iter().enumerate() {
-            let f = k as f32 * bin_hz;
-            let e = c.norm_sqr();
-            if (80.0..7000.0).contains(&f) {
-                emphasised += e * self.emphasis[k];
-            }
-            match f {
-                f if (300.0..900.0).contains(&f) => f1 += e,
-                f if (900.0..2500.0).contains(&f) => f2 += e,
-                f if (2500.0..7000.0).contains(&f) => high += e,
-                _ => {}
-            }
-            if (300.0..4000.0).contains(&f) {
-                cw += e * f;
-                cs += e;
-            }
-            if (200.0..1000.0).contains(&f) {
-                f1w += e * f;
-                f1s += e;
-            }
-        }
-        // Energy to mean-square level of the slice (Parseval with the Hann window's power).
-        let norm = 2.0 / (FFT as f32 * SLICE as f32 * 0.375);
-        let speech = emphasised * norm;
-        Slice {
-            level: 10.0 * (speech + 1e-12).log10(),
-            f1,
-            f2,
-            high,
-            f1_num: f1w,
-            f1_den: f1s,
-            centroid_num: cw,
-            centroid_den: cs,
-        }
+        self.opening = [None; 2];
+        self.shape = None;
+        self.press = 0.0;
+        self.visemes.reset();
     }
 
     /// Opening of one slice: amplitude relative to the peak, compressed (so quiet syllables still show),
     /// gated above the noise floor.
-    fn opening_of(&self, s: &Slice) -> f32 {
+    fn opening_of(&self, level: f32) -> f32 {
         let Some(peak) = self.peak else { return 0.0 };
         let gate = (self.floor + 8.0).max(peak - 40.0);
-        let amplitude = 10f32.powf((s.level - (peak - 4.0)) / 20.0).min(1.0);
-        amplitude.powf(0.8) * smoothstep(gate, gate + 8.0, s.level)
+        let amplitude = 10f32.powf((level - (peak - 4.0)) / 20.0).min(1.0);
+        amplitude.powf(0.8) * smoothstep(gate, gate + 8.0, level)
     }
 
-    /// The pose of an opening and the slices' summed band energies (sums over the whole kernel are far
-    /// steadier than per-slice ratios).
-    fn pose_of(open: f32, s: &Slice) -> MouthPose {
-        let ramp = |v: f32, lo: f32, hi: f32| ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
-        // Open vowels have a high first formant (/a/ ~750 Hz), close ones a low one (/i/, /u/ ~300 Hz).
-        let f1_hz = if s.f1_den > 0.0 { s.f1_num / s.f1_den } else { 0.0 };
-        let vowel_open = ramp(f1_hz, 350.0, 700.0);
-        let fric = ramp(s.high / (s.f1 + s.f2 + s.high + 1e-12), 0.35, 0.75);
-        let centroid = if s.centroid_den > 0.0 { s.centroid_num / s.centroid_den } else { 0.0 };
+    /// The viseme probabilities of slice `n`: the phoneme feed's where it has phonemes, else the
+    /// classifier's (`None` when neither knows the slice yet).
+    fn probabilities(&self, n: i64) -> Option<Probabilities> {
+        let t = n * SLICE_NS;
+        if let Some(v) = self.phonemes.as_ref().filter(|_| t >= 0).and_then(|f| f.viseme_at(t as u64)) {
+            let mut p = [0.0; Viseme::COUNT];
+            p[v.index()] = 1.0;
+            return Some(p);
+        }
+        self.visemes.probabilities(n).copied()
+    }
+
+    /// The frame's viseme mix (the probabilities under the visemes' Gaussian) and its /p b m/ press target.
+    fn visemes_at(&self, pts: u64) -> (Probabilities, f32) {
+        let ms = |n: i64| (n * SLICE_NS - pts as i64) as f32 * 1e-6;
+        let slice = |ms: i64| (pts as i64 + ms * 1_000_000).div_euclid(SLICE_NS);
+        let (mut mix, mut total) = ([0.0f32; Viseme::COUNT], 0.0f32);
+        for n in slice(VISEME_FIRST_MS)..=slice(VISEME_LAST_MS) {
+            let Some(p) = self.probabilities(n) else { continue };
+            let d = ms(n) - VISEME_CENTRE_MS;
+            let w = (-(d * d) / (2.0 * VISEME_SIGMA_MS * VISEME_SIGMA_MS)).exp();
+            for (m, p) in mix.iter_mut().zip(&p) {
+                *m += w * p;
+            }
+            total += w;
+        }
+        let bilabial = (slice(PRESS_FIRST_MS)..=slice(PRESS_LAST_MS))
+            .filter_map(|n| self.probabilities(n))
+            .map(|p| p[Viseme::Bilabial.index()])
+            .fold(0.0f32, f32::max);
+        if total == 0.0 {
+            mix[Viseme::Mid.index()] = 1.0;
+        } else {
+            mix.iter_mut().for_each(|m| *m /= total);
+        }
+        (mix, smoothstep(0.2, 0.5, bilabial))
+    }
+
+    /// The shape of a viseme mix: each viseme's shape weighted by its probability.
+    fn shape_of(mix: &Probabilities) -> Shape {
+        let mut s = Shape::default();
+        for (p, shape) in mix.iter().zip(&SHAPES) {
+            s.jaw += p * shape.jaw;
+            s.lips += p * shape.lips;
+            s.spread += p * shape.spread;
+            s.tuck += p * shape.tuck;
+            s.tongue += p * shape.tongue;
+        }
+        s
+    }
+
+    /// The pose of an opening given the lips' shape.
+    fn pose_of(open: f32, s: &Shape) -> MouthPose {
+        let shown = (open * 3.0).min(1.0);
+        // Speech opens the mouth more than its loudness alone says: quieter syllables still articulate.
+        let open = open.powf(0.75);
         MouthPose {
-            jaw: open * (0.7 + 0.3 * vowel_open) * (1.0 - 0.5 * fric),
-            lips: open * (0.7 - 0.5 * fric),
-            spread: ((centroid - 1400.0) / 900.0).clamp(-1.0, 1.0) * (open * 2.0).min(1.0),
+            jaw: open * s.jaw,
+            lips: open * s.lips,
+            spread: s.spread.clamp(-1.0, 1.0) * (open * 4.0).min(1.0),
+            press: 0.0,
+            tuck: s.tuck * shown,
+            tongue: s.tongue * shown,
         }
     }
 
@@ -224,50 +260,67 @@ impl Articulator {
             return MouthPose::CLOSED;
         }
         let hop_ms = HOP as f32 * 1000.0 / SAMPLE_RATE as f32;
-        let slices: Vec<(f32, Slice)> = (0..SLICES)
+        let slices: Vec<(f32, f32)> = (0..SLICES)
             .map(|k| {
                 let ms = LAST_CENTRE_MS - k as f32 * hop_ms;
                 let d = ms - KERNEL_CENTRE_MS;
                 let w = (-(d * d) / (2.0 * SIGMA_MS * SIGMA_MS)).exp();
-                (w, self.analyse(audio, frame_at + (ms * SAMPLE_RATE as f32 / 1000.0).round() as isize))
+                let centre = frame_at + (ms * SAMPLE_RATE as f32 / 1000.0).round() as isize;
+                (w, self.mel.analyse(audio, centre).level)
             })
             .collect();
         // Level statistics follow the slice nearest the kernel's centre.
         let dt = self.last_pts.map_or(0.04, |p| pts.saturating_sub(p) as f32 * 1e-9).min(1.0);
         self.last_pts = Some(pts);
-        let now = slices[1].1.level;
+        let now = slices[1].1;
         self.peak = match self.peak {
             // Never within 25 dB of the noise floor: pauses do not turn noise into speech.
             Some(p) => Some(now.max(p - 6.0 * dt).max(self.floor + 25.0).max(Self::MIN_PEAK)),
             None => (now > Self::MIN_PEAK).then_some(now),
         };
         self.floor = now.min(self.floor + 3.0 * dt).max(-100.0);
-        let (mut open, mut total, mut bands) = (0.0, 0.0, Slice::default());
-        for (w, s) in &slices {
-            open += w * self.opening_of(s);
+        let (mut open, mut total) = (0.0, 0.0);
+        for &(w, level) in &slices {
+            open += w * self.opening_of(level);
             total += w;
-            bands.f1 += w * s.f1;
-            bands.f2 += w * s.f2;
-            bands.high += w * s.high;
-            bands.f1_num += w * s.f1_num;
-            bands.f1_den += w * s.f1_den;
-            bands.centroid_num += w * s.centroid_num;
-            bands.centroid_den += w * s.centroid_den;
         }
-        let raw = Self::pose_of(open / total, &bands);
-        let k = FOLLOW;
-        let step = |prev: Option<MouthPose>, x: MouthPose| match prev {
-            Some(p) if dt < 0.2 => MouthPose {
-                jaw: x.jaw + (p.jaw - x.jaw) * k,
-                lips: x.lips + (p.lips - x.lips) * k,
-                spread: x.spread + (p.spread - x.spread) * k,
-            },
+        self.visemes.update(pts as i64 - WINDOW.before as i64, audio);
+        let (mix, press) = self.visemes_at(pts);
+        // The opening goes through the critically damped follower (the loudness kernel leads by its lag);
+        // the shape, whose visemes are already centred on the frame, through one light stage.
+        let follow = |prev: Option<f32>, x: f32, k: f32| match prev {
+            Some(p) if dt < 0.2 => x + (p - x) * k,
             _ => x,
         };
-        let a = step(self.smooth[0], raw);
-        let b = step(self.smooth[1], a);
-        self.smooth = [Some(a), Some(b)];
-        b
+        let a = follow(self.opening[0], open / total, FOLLOW);
+        let b = follow(self.opening[1], a, FOLLOW);
+        self.opening = [Some(a), Some(b)];
+        let target = Self::shape_of(&mix);
+        let shape = match self.shape {
+            Some(p) if dt < 0.2 => Shape {
+                jaw: follow(Some(p.jaw), target.jaw, SHAPE_FOLLOW),
+                lips: follow(Some(p.lips), target.lips, SHAPE_FOLLOW),
+                spread: follow(Some(p.spread), target.spread, SHAPE_FOLLOW),
+                tuck: follow(Some(p.tuck), target.tuck, SHAPE_FOLLOW),
+                tongue: follow(Some(p.tongue), target.tongue, SHAPE_FOLLOW),
+            },
+            _ => target,
+        };
+        self.shape = Some(shape);
+        let b = Self::pose_of(b, &shape);
+        // The press follows on its own, fast to close and slower to open, and overrides the opening.
+        let rate = if press > self.press { PRESS_CLOSING } else { PRESS_OPENING };
+        self.press = if dt < 0.2 { press + (self.press - press) * rate } else { press };
+        let press = self.press;
+        let free = 1.0 - press;
+        MouthPose {
+            jaw: b.jaw * (1.0 - 0.9 * press),
+            lips: b.lips * free,
+            tuck: b.tuck * free,
+            tongue: b.tongue * free,
+            press,
+            ..b
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! `renderer=classic`, the default: real lip-sync with no trained weights, on the CPU, in real time. Per
 //! frame, on the engine's render thread:
 //!
-//! 1. [`articulation`]: the audio window around the frame (100 ms back, 60 ms ahead) becomes a
-//!    [`MouthPose`] (jaw drop, lip parting, spread or rounding), with coarticulation smoothing and
-//!    silence closing the mouth.
+//! 1. [`articulation`]: the audio window around the frame (100 ms back, 100 ms ahead) becomes a
+//!    [`MouthPose`]: the jaw drop and lip parting from the loudness, the lips' shape (spread or rounded,
+//!    pressed for /p b m/, the lower lip under the teeth for /f v/, the tongue tip) from the visemes
+//!    heard in the audio or given as timed phonemes; coarticulation smoothing; silence closes the mouth.
 //! 2. The [`ReferenceBank`] learns the person live: its most closed frame is the neutral face the mouth
 //!    is rebuilt from (until enrolment ends, the most closed frame so far), its most open one lends its
 //!    teeth and tongue. A lasting change of face or lighting re-enrols.
@@ -29,6 +30,7 @@ use crate::guidance::references::{BankConfig, ReferenceBank, lip_openness};
 use crate::render::pixels::{CHEEKS, appearance, luma, mean_colour, snapshot};
 use crate::render::{RenderJob, Rendered, Renderer};
 use crate::sync::mouth_opening;
+use crate::visemes::PhonemeFeed;
 use mouth::{Interior, OpenMouth};
 use shape::{Affine, OUTER_LIP, Rig};
 
@@ -78,6 +80,12 @@ impl Classic {
             neutral: None,
             open_mouth: None,
         }
+    }
+
+    /// Takes the visemes from `feed` wherever it has phonemes ([`Articulator::with_phonemes`]).
+    pub fn with_phonemes(mut self, feed: Option<PhonemeFeed>) -> Self {
+        self.articulator = self.articulator.with_phonemes(feed);
+        self
     }
 
     /// Feeds the bank and picks the neutral face: the bank's most closed reference once enrolled, the
@@ -133,7 +141,7 @@ impl Classic {
     pub fn pose(&mut self, job: &RenderJob<'_>) -> MouthPose {
         let p = self.articulator.pose(job.frame.pts, job.audio, job.audio_missing);
         let k = self.config.expressiveness;
-        MouthPose { jaw: (p.jaw * k).min(1.5), lips: (p.lips * k).min(1.5), spread: p.spread }
+        MouthPose { jaw: (p.jaw * k).min(1.5), lips: (p.lips * k).min(1.5), ..p }
     }
 
     /// Renders the lower face of `frame` for `pose`, the neutral placed on the head as the landmarks say
@@ -145,19 +153,30 @@ impl Classic {
 
     fn render_with_head(&self, frame: &VideoFrame, face: &Face, head: &Affine, pose: &MouthPose) -> Option<Patch> {
         let rig = &self.neutral.as_ref()?.rig;
-        let t = rig.targets(&face.landmarks, head, pose);
+        // The head is placed from the smoothed landmarks (steady); the pixels are taken where they are in
+        // this frame (the smoothing lags a moving mouth, and the lips would be sampled off their edges).
+        let t = rig.targets(face.raw_landmarks(), head, pose);
         let view = RgbView::new(frame);
         let lip = mean_colour(&view, &face.landmarks, &OUTER_LIP);
         let skin = luma(mean_colour(&view, &face.landmarks, &CHEEKS));
         let shader = Interior {
             lip,
             luma: skin,
-            teeth: Interior::teeth_share(t.gap, t.scale),
+            // Lower lip under the upper teeth (/f v/): the teeth fill what shows of the opening.
+            teeth: Interior::teeth_share(t.gap, t.scale).max(pose.tuck.min(1.0)) * (1.0 - pose.press.min(1.0)),
+            tongue: pose.tongue.min(1.0),
+            // Lips pressed, or an opening of a few pixels: the line where the lips meet.
+            contact: pose.press.max(1.0 - smoothstep(0.03 * t.scale, 0.06 * t.scale, t.gap)),
             feather: [1.5 / t.width.max(1.0), 1.5 / t.gap.max(1.0)],
             reference: self.open_mouth.as_ref().and_then(|(_, m)| m.as_ref()),
         };
         warp::warp(frame, &t.source, &t.target, &rig.triangles, &rig.interior, &rig.mouth_uv, &shader)
     }
+}
+
+fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
+    let t = ((x - lo) / (hi - lo)).clamp(0.0, 1.0);
+    t * t * (3.0 - 2.0 * t)
 }
 
 impl Default for Classic {
@@ -175,7 +194,7 @@ impl Renderer for Classic {
         articulation::WINDOW
     }
 
-    /// The 60 ms look-ahead plus 20 ms to render. The face is tracked while the frame waits for its
+    /// The 100 ms look-ahead plus 20 ms to render: 120 ms. The face is tracked while the frame waits for its
     /// look-ahead (the engine's tracking thread), so only the render counts: 6.7 ms for a 500-pixel face
     /// in 1280x720 on this 2-core CPU, composite included (`cargo bench --bench classic`).
     fn recommended_latency(&self) -> u64 {

@@ -83,6 +83,10 @@ pub struct Interior<'a> {
     pub luma: f32,
     /// Fraction of the opening the upper teeth cover (from the top).
     pub teeth: f32,
+    /// How much of the tongue's tip shows behind the upper teeth (0..1).
+    pub tongue: f32,
+    /// How far the lips are in contact (0..1): the opening is then the dark line between them.
+    pub contact: f32,
     /// Width of the soft edge, as fractions of the opening's width and height (about 1.5 pixels).
     pub feather: [f32; 2],
     pub reference: Option<&'a OpenMouth>,
@@ -112,9 +116,30 @@ impl Interior<'_> {
         for (o, e) in rgb.iter_mut().zip(enamel) {
             *o += (e - *o) * teeth;
         }
+        // Lower teeth, with the jaw, where the opening is wide: a narrower band above the lower lip.
+        let lower = (self.teeth * 0.5).min(0.2);
+        let lower_teeth = smoothstep(0.3, 0.55, centre) * smoothstep(1.0 - lower - 0.02, 1.0 - lower + 0.05, v) * 0.85;
+        let enamel_low = enamel.map(|c| c * 0.85);
+        for (o, e) in rgb.iter_mut().zip(enamel_low) {
+            *o += (e - *o) * lower_teeth;
+        }
         // Shadow just inside the lips.
         let rim = smoothstep(0.0, 0.15, v.min(1.0 - v)) * smoothstep(0.0, 0.15, centre);
         rgb.map(|c| c * (0.75 + 0.25 * rim))
+    }
+
+    /// The tongue's tip over `rgb`: a rounded shape in the lips' hue just under the upper teeth's edge.
+    fn tongue_tip(&self, u: f32, v: f32, rgb: [f32; 3]) -> [f32; 3] {
+        if self.tongue <= 0.0 {
+            return rgb;
+        }
+        let light = (self.luma / 170.0).clamp(0.3, 1.2);
+        let (du, dv) = ((u - 0.5) / 0.2, (v - (self.teeth + 0.12)) / 0.22);
+        let inside = 1.0 - smoothstep(0.7, 1.0, (du * du + dv * dv).sqrt());
+        let shade = 0.8 + 0.2 * (1.0 - dv.abs().min(1.0));
+        let flesh: [f32; 3] = std::array::from_fn(|k| (self.lip[k] * 0.8 + [40.0, 10.0, 14.0][k] * light) * shade);
+        let a = inside * self.tongue * 0.9;
+        std::array::from_fn(|k| rgb[k] + (flesh[k] - rgb[k]) * a)
     }
 }
 
@@ -130,6 +155,9 @@ impl InteriorShader for Interior<'_> {
             }
             None => self.synthetic(u, v),
         };
+        let inside = self.tongue_tip(u, v, inside);
+        let line = self.lip.map(|c| c * 0.4);
+        let inside: [f32; 3] = std::array::from_fn(|k| inside[k] + (line[k] - inside[k]) * self.contact);
         // Anti-aliased lip edge: the last `feather` of the opening fades into the warped lips.
         let edge = (v.min(1.0 - v) / self.feather[1]).min(u.min(1.0 - u) / self.feather[0]);
         let a = smoothstep(0.0, 1.0, edge);
@@ -147,7 +175,15 @@ mod tests {
 
     #[test]
     fn synthetic_mouth_is_dark_with_teeth_on_top() {
-        let m = Interior { lip: [170.0, 90.0, 90.0], luma: 150.0, teeth: 0.3, feather: [0.01; 2], reference: None };
+        let m = Interior {
+            lip: [170.0, 90.0, 90.0],
+            luma: 150.0,
+            teeth: 0.3,
+            tongue: 0.0,
+            contact: 0.0,
+            feather: [0.01; 2],
+            reference: None,
+        };
         let teeth = m.shade([0.5, 0.1], [0.0; 3]);
         let cavity = m.shade([0.5, 0.5], [0.0; 3]);
         let corner = m.shade([0.05, 0.2], [0.0; 3]);
@@ -171,7 +207,15 @@ mod tests {
             lower: vec![[2.0, 10.0], [10.0, 15.0], [18.0, 10.0]],
             luma: 100.0,
         };
-        let m = Interior { lip: [0.0; 3], luma: 100.0, teeth: 0.0, feather: [0.01; 2], reference: Some(&r) };
+        let m = Interior {
+            lip: [0.0; 3],
+            luma: 100.0,
+            teeth: 0.0,
+            tongue: 0.0,
+            contact: 0.0,
+            feather: [0.01; 2],
+            reference: Some(&r),
+        };
         assert!(m.shade([0.5, 0.15], [0.0; 3])[0] > 200.0, "teeth near the top");
         assert!(m.shade([0.5, 0.8], [0.0; 3])[0] < 20.0, "dark below");
         assert_eq!(along(&r.upper, 0.25), [6.0, 7.5]);

@@ -48,7 +48,8 @@ const INNER_TO_OUTER: [(u16, u16); 18] = [
     (324, 375),
 ];
 /// How far towards the outer contour the lips' inner edge is sampled from.
-const LIP_BAND_PULL: f32 = 0.25;
+const LIP_BAND_PULL: f32 = 0.4;
+const PRESS_PULL: f32 = 0.3;
 /// The lower face oval, ear to ear under the chin.
 const LOWER_OVAL: [u16; 19] =
     [93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323];
@@ -58,10 +59,22 @@ const NOSE_TIP: usize = 1;
 const EYES: (usize, usize) = (33, 263);
 
 /// How far each part moves at full pose, in interocular distances.
-const JAW_MAX: f32 = 0.065;
-const UPPER_LIP_MAX: f32 = 0.035;
-const LOWER_LIP_MAX: f32 = 0.07;
-const SPREAD_MAX: f32 = 0.05;
+const JAW_MAX: f32 = 0.11;
+const UPPER_LIP_MAX: f32 = 0.045;
+const LOWER_LIP_MAX: f32 = 0.1;
+/// Mouth width change at full spreading and at full rounding (shares of the width).
+const SPREAD_MAX: f32 = 0.13;
+const ROUND_MAX: f32 = 0.2;
+/// Rounding also narrows the opening between the inner lips further (share of the inner width).
+const ROUND_INNER: f32 = 0.25;
+/// How far pressed lips squeeze towards each other, and rounded lips push out (outer contour, face units).
+const PRESS_MAX: f32 = 0.03;
+const POUT_MAX: f32 = 0.012;
+/// How far the lower lip rises under the upper teeth for /f v/ (inner and outer edges), and the upper lip
+/// lifts to show them.
+const TUCK_INNER: f32 = 0.04;
+const TUCK_OUTER: f32 = 0.022;
+const TUCK_UPPER: f32 = 0.01;
 
 type P = [f32; 2];
 
@@ -175,6 +188,8 @@ pub struct Rig {
     pub interior: Vec<bool>,
     /// Per vertex: (u across the mouth, v from upper to lower inner lip) for inner-lip vertices.
     pub mouth_uv: Vec<P>,
+    /// The mesh vertices of each pair of inner-lip points that meet when the mouth closes.
+    seam: Vec<(usize, usize)>,
 }
 
 /// Source and target positions of the warp mesh's vertices for one frame.
@@ -219,14 +234,14 @@ impl Rig {
             triangles: Vec::new(),
             interior: Vec::new(),
             mouth_uv: Vec::new(),
+            seam: Vec::new(),
         };
         // Lower-face landmarks (from just under the nose tip), thinned where points crowd together.
         let cut = nose + 0.25 * (upper - nose);
         let mut chosen: Vec<(u16, P)> = Vec::new();
         let lip =
             |id: u16| is_in(&INNER_LIP, id) || is_in(&UPPER_LIP, id) || is_in(&LOWER_LIP, id) || is_in(&CORNERS, id);
-        let open_layout =
-            |rig: &Rig, id: usize| rig.axes.to_face(rig.displaced(id, &MouthPose { jaw: 1.0, lips: 1.0, spread: 0.0 }));
+        let open_layout = |rig: &Rig, id: usize| rig.axes.to_face(rig.displaced(id, &MouthPose::open(1.0, 1.0, 0.0)));
         // The lips are the band between the outer and inner contours: the mesh's other points inside the
         // outer contour are left out, so each lip moves as one piece.
         let outer: Vec<P> = OUTER_LIP.iter().map(|&id| face[id as usize]).collect();
@@ -289,6 +304,10 @@ impl Rig {
             })
             .collect();
         let (left, right) = (open_layout(&rig, 78), open_layout(&rig, 308));
+        let vertex_of = |rig: &Rig, id: u16| {
+            rig.vertices.iter().position(|v| matches!(v, Vertex::Landmark { id: i, .. } if *i == id))
+        };
+        rig.seam = INNER_PAIRS.iter().filter_map(|&(u, l)| Some((vertex_of(&rig, u)?, vertex_of(&rig, l)?))).collect();
         rig.mouth_uv = rig
             .vertices
             .iter()
@@ -327,18 +346,31 @@ impl Rig {
         };
         let mut down = pose.jaw * JAW_MAX * with_jaw * lateral;
         let mut x = f[0];
-        if is_in(&UPPER_LIP, id16) || is_in(&LOWER_LIP, id16) || is_in(&CORNERS, id16) {
-            if is_in(&UPPER_LIP, id16) {
+        let (upper, lower) = (is_in(&UPPER_LIP, id16), is_in(&LOWER_LIP, id16));
+        if upper || lower || is_in(&CORNERS, id16) {
+            let inner = is_in(&INNER_LIP, id16);
+            let round = (-pose.spread).max(0.0);
+            if upper {
                 down -= pose.lips * UPPER_LIP_MAX * profile;
-            } else if is_in(&LOWER_LIP, id16) {
+                down -= pose.tuck * TUCK_UPPER * profile;
+                // Pressed lips squeeze together; rounded ones push out (the outer contour shows it).
+                if !inner {
+                    down += (pose.press * PRESS_MAX - round * POUT_MAX) * profile;
+                }
+            } else if lower {
+                // Pressed lips stay together over a jaw that is not quite shut.
+                down -= pose.press * pose.jaw * JAW_MAX * with_jaw * lateral;
                 down += pose.lips * LOWER_LIP_MAX * profile;
+                // Rounding also pushes the lips apart a little at the centre.
+                down += round * 0.02 * profile;
+                down -= pose.tuck * if inner { TUCK_INNER } else { TUCK_OUTER } * profile;
+                if !inner {
+                    down -= (pose.press * PRESS_MAX - round * POUT_MAX) * profile;
+                }
             }
-            // Rounding also pushes the lips apart a little at the centre.
-            let round = (-pose.spread).max(0.0) * profile;
-            if is_in(&LOWER_LIP, id16) {
-                down += round * 0.02;
-            }
-            x = self.mouth[0] + dx * (1.0 + SPREAD_MAX * pose.spread);
+            let width = if pose.spread >= 0.0 { SPREAD_MAX * pose.spread } else { ROUND_MAX * pose.spread };
+            let narrow = if inner { 1.0 - ROUND_INNER * round } else { 1.0 };
+            x = self.mouth[0] + dx * (1.0 + width) * narrow;
         }
         self.axes.to_pixels([x, f[1] + down])
     }
@@ -364,11 +396,12 @@ impl Rig {
                     let t = head.apply(self.displaced(id as usize, pose));
                     target.push([s[0] + weight * (t[0] - s[0]), s[1] + weight * (t[1] - s[1])]);
                     // FaceMesh's inner-lip points sit a little inside an open mouth: the lips are
-                    // sampled from a band pulled towards the outer contour, so no teeth come with them.
+                    // sampled from a band pulled towards the outer contour, so no teeth come with them
+                    // (further for pressed lips, which must show no trace of an opening).
                     let s = match outer {
                         Some(o) => {
-                            let o = xy(o as usize);
-                            [s[0] + LIP_BAND_PULL * (o[0] - s[0]), s[1] + LIP_BAND_PULL * (o[1] - s[1])]
+                            let (o, pull) = (xy(o as usize), LIP_BAND_PULL + PRESS_PULL * pose.press.min(1.0));
+                            [s[0] + pull * (o[0] - s[0]), s[1] + pull * (o[1] - s[1])]
                         }
                         None => s,
                     };
@@ -390,7 +423,17 @@ impl Rig {
             let (a, b) = (head.apply(self.displaced(78, pose)), head.apply(self.displaced(308, pose)));
             (a[0] - b[0]).hypot(a[1] - b[1])
         };
-        Targets { source, target, scale, gap, width }
+        // Pressed lips meet along their whole length, whatever is left of the jaw's drop.
+        let press = smoothstep(0.2, 0.8, pose.press);
+        if press > 0.0 {
+            for &(u, l) in &self.seam {
+                let (a, b) = (target[u], target[l]);
+                let mid = [(a[0] + b[0]) * 0.5, (a[1] + b[1]) * 0.5];
+                target[u] = [a[0] + (mid[0] - a[0]) * press, a[1] + (mid[1] - a[1]) * press];
+                target[l] = [b[0] + (mid[0] - b[0]) * press, b[1] + (mid[1] - b[1]) * press];
+            }
+        }
+        Targets { source, target, scale, gap: gap * (1.0 - press), width }
     }
 }
 
