@@ -13,6 +13,7 @@ use lipsync::face::models::ModelSource;
 use lipsync::face::{FaceTracker, TrackerConfig};
 use lipsync::render::classic::{Articulator, Classic};
 use lipsync::render::{RenderJob, Rendered, Renderer};
+use lipsync::visemes::VisemeEstimator;
 use lipsync::{PixelFormat, VideoFrame, io};
 
 /// The clip frame enlarged to 720x720 in the middle of a 1280x720 frame, nearest neighbour.
@@ -57,6 +58,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             k = (k + 1) % audio.len();
             black_box(articulator.pose(k as u64 * 40_000_000, &audio[k], 0))
+        })
+    });
+
+    // The viseme estimator alone, as the articulator runs it: the slices a frame's window adds (four at
+    // 25 fps), analysed and classified.
+    let mut estimator = VisemeEstimator::default();
+    let mut k = 0usize;
+    g.bench_function("visemes_per_frame", |b| {
+        b.iter(|| {
+            k = (k + 1) % audio.len();
+            estimator.update(k as i64 * 40_000_000 - window.before as i64, &audio[k]);
+            black_box(estimator.newest())
         })
     });
 

@@ -11,6 +11,7 @@ use crate::audio::ns_to_samples;
 use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
 use crate::error::{Error, Result};
 use crate::io::{self, FPS, Mp4Writer};
+use crate::visemes::{PhonemeFeed, PhonemeTrack};
 
 #[derive(Args, Debug)]
 pub struct DubArgs {
@@ -23,6 +24,12 @@ pub struct DubArgs {
     /// The MP4 file to write.
     #[arg(short, long)]
     output: PathBuf,
+    /// The speech's timed phonemes, when they are known (a TTS spoke them): the classic renderer then
+    /// shapes the lips from them instead of hearing the visemes. A festival segment file
+    /// (`utt.save.segs`) or a JSON array of {"phoneme": "p", "start": 0.12, "end": 0.2}, seconds from the
+    /// audio's start; phonemes in ARPAbet, eSpeak NG or IPA (README, "Visemes").
+    #[arg(long)]
+    phonemes: Option<PathBuf>,
     #[command(flatten)]
     renderer: RendererArgs,
     #[command(flatten)]
@@ -56,7 +63,11 @@ pub fn run(args: &DubArgs) -> Result<()> {
         audio.len() as f64 / crate::audio::SAMPLE_RATE as f64
     );
     let config = EngineConfig { mode: Mode::Offline, tracking: args.tracking.config(), ..Default::default() };
-    let (mut engine, mut producer) = Engine::<usize>::new(args.renderer.create()?, config)?;
+    let phonemes = match &args.phonemes {
+        Some(path) => Some(PhonemeFeed::from_track(&PhonemeTrack::load(path)?, 0)),
+        None => None,
+    };
+    let (mut engine, mut producer) = Engine::<usize>::new(args.renderer.create_with(phonemes)?, config)?;
     let writer = Mp4Writer::create(&args.output, face.frames[0].layout(), FPS as i32)?;
     for (i, chunk) in audio.chunks(crate::audio::SAMPLE_RATE as usize).enumerate() {
         writer.push_audio(chunk, i as u64 * 1_000_000_000)?;

@@ -1,5 +1,7 @@
 //! `lipsync measure`: how well a video's mouth follows its own audio. The face is tracked on every frame
-//! and the mouth opening cross-correlated with the speech loudness (see [`crate::sync`]).
+//! and the mouth opening cross-correlated with the speech loudness; given the speech's timed phonemes
+//! (`--phonemes`), also whether the lips close, open, spread and round when they should (see
+//! [`crate::sync`]).
 
 use std::path::PathBuf;
 
@@ -10,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::face::models::ModelSource;
 use crate::face::{FaceTracker, TrackerConfig};
 use crate::io;
-use crate::sync::measure;
+use crate::sync::{measure, viseme_scores};
+use crate::visemes::PhonemeTrack;
 
 #[derive(Args, Debug)]
 pub struct MeasureArgs {
@@ -19,11 +22,16 @@ pub struct MeasureArgs {
     /// Take the audio from this file instead of the video's own track.
     #[arg(long)]
     audio: Option<PathBuf>,
+    /// The speech's timed phonemes (a festival segment file or JSON, see `lipsync dub --phonemes`): also
+    /// score the lip shapes against them.
+    #[arg(long)]
+    phonemes: Option<PathBuf>,
     /// Largest offset searched, in frames either way.
     #[arg(long, default_value_t = 10)]
     max_lag: i32,
     /// Print JSON: {"frames", "faces", "offset_frames", "correlation", "jitter", "jitter_smoothed",
-    /// "mean_opening"}.
+    /// "mean_opening"} and, with --phonemes, "closures", "closure_hit_rate", "round_spread_auc",
+    /// "open_closed_auc".
     #[arg(long)]
     json: bool,
     /// The mediapipe 0.10.21 wheel or a folder with its face .tflite files.
@@ -32,6 +40,7 @@ pub struct MeasureArgs {
 }
 
 pub fn run(args: &MeasureArgs) -> Result<()> {
+    let track = args.phonemes.as_deref().map(PhonemeTrack::load).transpose()?;
     let audio = io::decode_audio(args.audio.as_ref().unwrap_or(&args.video))?;
     let frames = (audio.len() as u64 * io::FPS as u64).div_ceil(crate::audio::SAMPLE_RATE as u64) as usize;
     let video = io::decode_video(&args.video, frames.max(1))?;
@@ -44,12 +53,22 @@ pub fn run(args: &MeasureArgs) -> Result<()> {
     }
     let mean = report.opening.iter().sum::<f32>() / report.opening.len().max(1) as f32;
     let e = report.estimate;
+    let scores = track.as_ref().map(|t| viseme_scores(&report.opening, &report.width, io::FPS as f32, t));
+    let json = |j: Option<f32>| j.map_or("null".to_string(), |j| format!("{j}"));
     if args.json {
-        let json = |j: Option<f32>| j.map_or("null".to_string(), |j| format!("{j}"));
         let (jitter, smoothed) = (json(report.jitter), json(report.jitter_smoothed));
+        let visemes = scores.map_or(String::new(), |s| {
+            format!(
+                ", \"closures\": {}, \"closure_hit_rate\": {}, \"round_spread_auc\": {}, \"open_closed_auc\": {}",
+                s.closures,
+                json(s.closure_hit_rate),
+                json(s.round_spread_auc),
+                json(s.open_closed_auc)
+            )
+        });
         println!(
             "{{\"frames\": {}, \"faces\": {}, \"offset_frames\": {}, \"correlation\": {}, \"jitter\": {jitter}, \
-             \"jitter_smoothed\": {smoothed}, \"mean_opening\": {mean}}}",
+             \"jitter_smoothed\": {smoothed}, \"mean_opening\": {mean}{visemes}}}",
             report.frames, report.faces, e.offset_frames, e.correlation
         );
     } else {
@@ -66,6 +85,17 @@ pub fn run(args: &MeasureArgs) -> Result<()> {
             report.jitter.map_or("n/a".into(), |j| format!("{j:.5}")),
             report.jitter_smoothed.map_or("n/a".into(), |j| format!("{j:.5}")),
         );
+        if let Some(s) = scores {
+            let f = |v: Option<f32>| v.map_or("n/a".into(), |v| format!("{v:.3}"));
+            println!(
+                "visemes: lips closed for {} of {} /p b m/ (hit rate {}); round/spread AUC {}; open/closed AUC {}",
+                s.closure_hit_rate.map_or(0, |r| (r * s.closures as f32).round() as usize),
+                s.closures,
+                f(s.closure_hit_rate),
+                f(s.round_spread_auc),
+                f(s.open_closed_auc)
+            );
+        }
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::engine::{Fallback, StatsSnapshot};
 use crate::render::{RendererKind, RendererOptions};
 use crate::stsa::models::{ComputeDevice, Precision};
+use crate::visemes::PhonemeFeed;
 
 #[derive(Parser, Debug)]
 #[command(name = "lipsync", version, about = "Real-time streaming lip-sync", long_about = None)]
@@ -92,7 +93,13 @@ impl RendererArgs {
 
     /// Builds the renderer (STSA loads its networks here).
     pub fn create(&self) -> crate::Result<Box<dyn crate::render::Renderer>> {
-        let options = RendererOptions { weights: self.weights.clone(), device: self.device, precision: self.precision };
+        self.create_with(None)
+    }
+
+    /// Builds the renderer, the classic one taking its visemes from `phonemes` where it has them.
+    pub fn create_with(&self, phonemes: Option<PhonemeFeed>) -> crate::Result<Box<dyn crate::render::Renderer>> {
+        let options =
+            RendererOptions { weights: self.weights.clone(), device: self.device, precision: self.precision, phonemes };
         RendererKind::from(self.renderer).create(&options)
     }
 }

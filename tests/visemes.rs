@@ -1,0 +1,159 @@
+//! The default renderer's visemes, judged on speech from a voice the viseme classifier was never trained on
+//! (festival's `cmu_us_slt_arctic_hts`, an HTS voice; the classifier learned from eSpeak NG and festival's
+//! diphone voices). The speech is synthesised here with its phone times; `lipsync dub` re-renders the
+//! photo and the talking clip; the output is tracked and scored with `lipsync::sync::viseme_scores`:
+//! the lips must meet for /p b m/, spread for /i e/ more than for /u o/, and open for open vowels, from
+//! the audio alone and, tighter, with the phonemes given (`--phonemes`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::Device;
+use lipsync::face::models::ModelSource;
+use lipsync::face::{FaceTracker, TrackerConfig};
+use lipsync::io::{decode_audio, decode_video};
+use lipsync::sync::{VisemeScores, measure, viseme_scores};
+use lipsync::visemes::estimator::SLICE_NS;
+use lipsync::visemes::{PhonemeTrack, Viseme, VisemeEstimator};
+
+/// Sentences for the held-out voice, rich in closures, rounded and spread vowels.
+const TEXT: &str = "Bob keeps a map of the moon by the pool. Please put the blue boots back. \
+    Maybe my team will beat them. We hope to move the boat soon. Peter bought me some cheap peas. \
+    You should see the big bee by the tree. Pam made a pumpkin pie for Tom.";
+
+fn media(name: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "../shared/media", name].iter().collect()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lipsync-visemes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// The held-out voice speaking [`TEXT`]: a 16 kHz WAV and its festival segment file.
+fn held_out_speech() -> (PathBuf, PathBuf) {
+    let (wav, segs, script) = (tmp("slt.wav"), tmp("slt.segs"), tmp("slt.scm"));
+    std::fs::write(
+        &script,
+        format!(
+            "(voice_cmu_us_slt_arctic_hts)\n(set! utt (utt.synth (Utterance Text \"{TEXT}\")))\n\
+             (utt.wave.resample utt 16000)\n(utt.save.wave utt \"{}\" 'riff)\n(utt.save.segs utt \"{}\")\n",
+            wav.display(),
+            segs.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("festival").arg("-b").arg(&script).output().expect(
+        "festival is needed to synthesise the held-out voice: scripts/setup.sh installs festival and \
+         festvox-us-slt-hts",
+    );
+    assert!(out.status.success() && wav.exists(), "festival failed: {}", String::from_utf8_lossy(&out.stderr));
+    (wav, segs)
+}
+
+fn dub(face: &Path, audio: &Path, phonemes: Option<&Path>, out: &Path) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lipsync"));
+    cmd.args(["dub", "--face"]).arg(face).arg("--audio").arg(audio).arg("-o").arg(out);
+    if let Some(p) = phonemes {
+        cmd.arg("--phonemes").arg(p);
+    }
+    let status = cmd.output().unwrap();
+    assert!(status.status.success(), "dub failed: {}", String::from_utf8_lossy(&status.stderr));
+}
+
+/// What a dub must reach (`None`: not held to a figure).
+struct Floor {
+    closure: Option<f32>,
+    round_spread: Option<f32>,
+    open_closed: Option<f32>,
+}
+
+/// The figures the renderer is held to today, a little under those measured (README, "Visemes", lists
+/// them with the goals they fall short of: closure 0.8 from the audio and 0.95 with the phonemes,
+/// round/spread 0.75 and 0.9). On the photo the tracker reads the drawn closed lips as 0.055 apart (its
+/// own open mouth is 0.11), so its closures are not scored.
+fn floor(face: &str, phonemes: bool) -> Floor {
+    match (face, phonemes) {
+        ("photo", false) => Floor { closure: None, round_spread: Some(0.55), open_closed: Some(0.85) },
+        ("photo", true) => Floor { closure: None, round_spread: Some(0.9), open_closed: Some(0.9) },
+        (_, false) => Floor { closure: Some(0.65), round_spread: Some(0.45), open_closed: Some(0.9) },
+        (_, true) => Floor { closure: Some(0.45), round_spread: Some(0.88), open_closed: Some(0.85) },
+    }
+}
+
+fn scores(video: &Path, track: &PhonemeTrack) -> (VisemeScores, i32, f32) {
+    let audio = decode_audio(video).unwrap();
+    let frames = decode_video(video, 10_000).unwrap().frames;
+    let config = TrackerConfig { smoothing: None, ..Default::default() };
+    let mut tracker = FaceTracker::new(&ModelSource::default_location(), &Device::Cpu, config).unwrap();
+    let report = measure(&frames, &audio, &mut tracker, 10).unwrap();
+    assert_eq!(report.faces, report.frames, "a face in every frame");
+    let e = report.estimate;
+    (viseme_scores(&report.opening, &report.width, 25.0, track), e.offset_frames, e.correlation)
+}
+
+#[test]
+fn the_classifier_hears_the_visemes_of_an_unseen_voice() {
+    let (wav, segs) = held_out_speech();
+    let audio = decode_audio(&wav).unwrap();
+    let track = PhonemeTrack::load(&segs).unwrap();
+    // The estimator fed as the renderer feeds it: windows of 100 ms back and 100 ms ahead, every 40 ms.
+    let mut estimator = VisemeEstimator::default();
+    let (mut right, mut total) = (0usize, 0usize);
+    let mut confusion = [[0usize; Viseme::COUNT]; Viseme::COUNT];
+    for k in 0..(audio.len() / 640) as i64 {
+        let (start, end) = (k * 640 - 1600, k * 640 + 1600);
+        let window: Vec<f32> =
+            (start..end).map(|i| if i >= 0 { audio.get(i as usize).copied().unwrap_or(0.0) } else { 0.0 }).collect();
+        estimator.update(start * 62_500, &window);
+        for n in k * 4 - 4..k * 4 {
+            let Some(p) = estimator.probabilities(n) else { continue };
+            let guess = (0..Viseme::COUNT).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+            let truth = track.viseme_at((n * SLICE_NS) as f64 * 1e-9).index();
+            confusion[truth][guess] += 1;
+            total += 1;
+            right += (guess == truth) as usize;
+        }
+    }
+    let accuracy = right as f32 / total as f32;
+    let recall = |v: Viseme| {
+        let row = confusion[v.index()];
+        row[v.index()] as f32 / row.iter().sum::<usize>().max(1) as f32
+    };
+    let per: Vec<String> = Viseme::ALL.iter().map(|&v| format!("{v} {:.2}", recall(v))).collect();
+    eprintln!("unseen voice: frame accuracy {accuracy:.3} over {total} slices ({})", per.join(", "));
+    assert!(total > 1000 && accuracy > 0.5, "frame accuracy {accuracy}");
+    assert!(recall(Viseme::Silence) > 0.8 && recall(Viseme::Bilabial) > 0.25, "{per:?}");
+}
+
+#[test]
+fn dubbed_lips_close_spread_round_and_open_for_an_unseen_voice() {
+    let (wav, segs) = held_out_speech();
+    let track = PhonemeTrack::load(&segs).unwrap();
+    let mut failures = Vec::new();
+    for (face_name, face) in [("photo", media("astronaut.png")), ("clip", media("speakerine.mp4"))] {
+        for (mode, phonemes) in [("audio", None), ("phonemes", Some(segs.as_path()))] {
+            let out = tmp(&format!("{face_name}-{mode}.mp4"));
+            dub(&face, &wav, phonemes, &out);
+            let (s, offset, correlation) = scores(&out, &track);
+            eprintln!(
+                "{face_name}, visemes from the {mode}: {} /p b m/, closure hit rate {:.3}, round/spread AUC {:.3}, \
+                 open/closed AUC {:.3}; offset {offset} frames, correlation {correlation:.3}",
+                s.closures,
+                s.closure_hit_rate.unwrap(),
+                s.round_spread_auc.unwrap(),
+                s.open_closed_auc.unwrap()
+            );
+            let least = floor(face_name, phonemes.is_some());
+            let below = |v: Option<f32>, least: Option<f32>| least.is_some_and(|l| v.unwrap() < l);
+            if below(s.closure_hit_rate, least.closure)
+                || below(s.round_spread_auc, least.round_spread)
+                || below(s.open_closed_auc, least.open_closed)
+            {
+                failures.push(format!("{face_name} ({mode}): {s:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+}
