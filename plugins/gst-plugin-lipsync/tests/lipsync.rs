@@ -110,6 +110,17 @@ fn messages(bus: &gst::Bus, kind: gst::MessageType) -> Vec<gst::Message> {
     std::iter::from_fn(|| bus.pop_filtered(&[kind])).collect()
 }
 
+/// A `lipsync/phoneme` event: `phoneme` spoken from `start_ms` for `ms`.
+fn phoneme_event(phoneme: &str, start_ms: u64, ms: u64) -> gst::Event {
+    gst::event::CustomDownstream::new(
+        gst::Structure::builder("lipsync/phoneme")
+            .field("phoneme", phoneme)
+            .field("start", gst::ClockTime::from_mseconds(start_ms))
+            .field("duration", gst::ClockTime::from_mseconds(ms))
+            .build(),
+    )
+}
+
 #[test]
 fn every_frame_comes_out_once_in_order_with_its_pts() {
     let mut s = setup(&[], true, false);
@@ -148,7 +159,7 @@ fn latency_query_is_the_property_plus_upstream() {
 fn default_latency_follows_the_renderer_until_the_user_sets_it() {
     init();
     let e = gst::ElementFactory::make("lipsync").build().unwrap();
-    assert_eq!(e.property::<u64>("latency"), 80 * MS, "classic: 60 ms look-ahead and 20 ms to render");
+    assert_eq!(e.property::<u64>("latency"), 120 * MS, "classic: 100 ms look-ahead and 20 ms to render");
     e.set_property_from_str("renderer", "passthrough");
     assert_eq!(e.property::<u64>("latency"), 40 * MS, "passthrough: one frame of compute");
     e.set_property("simulate-lookahead", 205 * MS);
@@ -477,12 +488,25 @@ fn classic_frames(audio: &[f32]) -> (Vec<Vec<u8>>, gst::Element) {
 /// Runs `element` over `n` frames of the astronaut photo with `audio` (16 kHz), not live; returns the
 /// output frames.
 fn astronaut_frames(element: gst::Element, audio: &[f32], n: u64) -> (Vec<Vec<u8>>, gst::Element) {
+    astronaut_frames_with(element, audio, n, Vec::new())
+}
+
+/// [`astronaut_frames`], with `events` sent on the audio pad before the audio.
+fn astronaut_frames_with(
+    element: gst::Element,
+    audio: &[f32],
+    n: u64,
+    events: Vec<gst::Event>,
+) -> (Vec<Vec<u8>>, gst::Element) {
     let mut h = Harness::with_element(&element, Some("video_sink"), Some("src"));
     h.set_live(false);
     h.set_src_caps(video_caps("RGB", 512, 512));
     let mut a = Harness::with_element(&element, Some("audio_sink"), None);
     a.set_live(false);
     a.set_src_caps(audio_caps());
+    for ev in events {
+        assert!(a.push_event(ev));
+    }
     let bytes: Vec<u8> = audio.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut b = gst::Buffer::from_mut_slice(bytes);
     b.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
@@ -504,13 +528,13 @@ fn pixels_apart(a: &[u8], b: &[u8]) -> usize {
     a.chunks(3).zip(b.chunks(3)).filter(|(p, q)| p.iter().zip(*q).any(|(x, y)| x.abs_diff(*y) > 24)).count()
 }
 
-#[test]
-fn the_default_renderer_moves_the_mouth_with_the_voice() {
-    // A voice-like sound: harmonics of 120 Hz with a vowel's formants, in 4 Hz syllables.
-    let voice: Vec<f32> = (0..16_000)
+/// One second of a voice-like sound: harmonics of 120 Hz with a vowel's formants, in 4 Hz syllables or
+/// held.
+fn voice(syllables: bool) -> Vec<f32> {
+    (0..16_000)
         .map(|i| {
             let t = i as f32 / 16_000.0;
-            let syllable = (std::f32::consts::PI * 4.0 * t).sin().abs();
+            let syllable = if syllables { (std::f32::consts::PI * 4.0 * t).sin().abs() } else { 1.0 };
             let tone: f32 = (1..30)
                 .map(|k| {
                     let f = 120.0 * k as f32;
@@ -520,8 +544,12 @@ fn the_default_renderer_moves_the_mouth_with_the_voice() {
                 .sum();
             0.1 * syllable * tone
         })
-        .collect();
-    let (speaking, element) = classic_frames(&voice);
+        .collect()
+}
+
+#[test]
+fn the_default_renderer_moves_the_mouth_with_the_voice() {
+    let (speaking, element) = classic_frames(&voice(true));
     assert_eq!(counter(&element, "frames-rendered"), 12);
     assert_eq!(counter(&element, "frames-no-face"), 0);
     let (silent, _) = classic_frames(&vec![0.0; 16_000]);
@@ -635,5 +663,143 @@ fn stsa_renders_a_face_through_the_element() {
         assert!(changed > 1000, "the face is redrawn: {changed} pixels");
         // The top rows (sky above the head) are never touched.
         assert_eq!(frame[..512 * 3 * 40], face[..512 * 3 * 40]);
+    }
+}
+
+#[test]
+fn phoneme_events_leave_the_stream_as_it_was() {
+    let mut s = setup(&[], true, false);
+    let size = (W * H * 4) as usize;
+    // ARPAbet with stress, eSpeak NG and IPA spellings, a pause.
+    let phonemes = ["p", "AA1", "s", "pau", "a#", "\u{0283}", "m", "ey2"];
+    for k in 0..20u64 {
+        let a = s.audio.as_mut().unwrap();
+        assert!(a.push_event(phoneme_event(phonemes[k as usize % phonemes.len()], k * 40, 40)));
+        a.push(audio_buffer(k * 40, 40, 0.1)).unwrap();
+        if k == 3 {
+            assert!(s.video.push_event(phoneme_event("p", 0, 40)), "ignored on the video pad");
+        }
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
+    s.video.push_event(gst::event::Eos::new());
+    let out = pull_all(&mut s.video);
+    let pts: Vec<u64> = out.iter().map(|b| b.pts().unwrap().nseconds()).collect();
+    assert_eq!(pts, (0..20).map(|k| k * FRAME).collect::<Vec<_>>());
+    assert_eq!(counter(&s.element, "frames-rendered"), 20);
+    let warnings = messages(&s.bus, gst::MessageType::Warning);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let custom = std::iter::from_fn(|| s.video.try_pull_event())
+        .filter(|e| e.type_() == gst::EventType::CustomDownstream)
+        .count();
+    assert_eq!(custom, 0, "the element consumes its phoneme events");
+}
+
+#[test]
+fn malformed_phoneme_events_warn_and_the_stream_goes_on() {
+    let mut s = setup(&[], true, false);
+    let size = (W * H * 4) as usize;
+    let bad = [
+        (phoneme_event("qq", 0, 40), "qq"),
+        (
+            gst::event::CustomDownstream::new(
+                gst::Structure::builder("lipsync/phoneme")
+                    .field("phoneme", "p")
+                    .field("duration", gst::ClockTime::from_mseconds(40))
+                    .build(),
+            ),
+            "no `start` field",
+        ),
+        (
+            gst::event::CustomDownstream::new(
+                gst::Structure::builder("lipsync/phoneme")
+                    .field("phoneme", "p")
+                    .field("start", "soon")
+                    .field("duration", gst::ClockTime::from_mseconds(40))
+                    .build(),
+            ),
+            "`start` is a gchararray",
+        ),
+        (
+            gst::event::CustomDownstream::new(
+                gst::Structure::builder("lipsync/phoneme")
+                    .field("phoneme", 3i32)
+                    .field("start", gst::ClockTime::ZERO)
+                    .field("duration", gst::ClockTime::from_mseconds(40))
+                    .build(),
+            ),
+            "`phoneme` is a gint",
+        ),
+        (
+            gst::event::CustomDownstream::new(
+                gst::Structure::builder("lipsync/phoneme")
+                    .field("phoneme", "p")
+                    .field("start", gst::ClockTime::MAX)
+                    .field("duration", gst::ClockTime::from_mseconds(40))
+                    .build(),
+            ),
+            "overflows",
+        ),
+    ];
+    let expected: Vec<&str> = bad.iter().map(|(_, what)| *what).collect();
+    for (k, (ev, _)) in bad.into_iter().enumerate() {
+        let a = s.audio.as_mut().unwrap();
+        assert!(a.push_event(ev), "a malformed event is dropped, not refused");
+        a.push(audio_buffer(k as u64 * 40, 40, 0.1)).unwrap();
+        s.video.push(video_buffer(k as u64, size)).unwrap();
+    }
+    for k in expected.len() as u64..10 {
+        s.audio.as_mut().unwrap().push(audio_buffer(k * 40, 40, 0.1)).unwrap();
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
+    s.video.push_event(gst::event::Eos::new());
+    let pts: Vec<u64> = pull_all(&mut s.video).iter().map(|b| b.pts().unwrap().nseconds() / FRAME).collect();
+    assert_eq!(pts, (0..10).collect::<Vec<_>>());
+    let warnings: Vec<String> = messages(&s.bus, gst::MessageType::Warning)
+        .iter()
+        .map(|m| {
+            let gst::MessageView::Warning(w) = m.view() else { unreachable!() };
+            format!("{} {:?}", w.error(), w.debug())
+        })
+        .collect();
+    assert_eq!(warnings.len(), expected.len(), "{warnings:#?}");
+    for (warning, what) in warnings.iter().zip(&expected) {
+        assert!(warning.contains(what) && warning.contains("lipsync/phoneme"), "{what:?} in {warning}");
+    }
+    assert!(warnings[0].contains("ARPAbet"), "the warning says what to send: {}", warnings[0]);
+}
+
+#[test]
+fn phonemes_shape_the_mouth_of_the_classic_renderer() {
+    // A held vowel: the audio alone keeps the mouth open alike on every frame.
+    let voice = voice(false);
+    // `aa` throughout, but for running time 240..320 ms (frames 6 and 7): `p` in one run, `aa` in the
+    // other. With `base_ms`, the audio's segment starts at that running time: its timestamps, the
+    // phonemes' included, are that much earlier than the video's for the same instant.
+    let run = |middle: &str, base_ms: u64| {
+        let mut events = Vec::new();
+        if base_ms > 0 {
+            let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            segment.set_base(gst::ClockTime::from_mseconds(base_ms));
+            events.push(gst::event::Segment::new(&segment));
+        }
+        let at = |ms: u64| ms - base_ms;
+        events.push(phoneme_event("aa", 0, at(240)));
+        events.push(phoneme_event(middle, at(240), 80));
+        events.push(phoneme_event("aa", at(320), 680));
+        let element = gst::ElementFactory::make("lipsync").property_from_str("renderer", "classic").build().unwrap();
+        let (frames, element) = astronaut_frames_with(element, &voice, 12, events);
+        assert_eq!(counter(&element, "frames-rendered"), 12);
+        assert_eq!(counter(&element, "frames-no-face"), 0);
+        frames
+    };
+    init();
+    for base_ms in [0, 200] {
+        let (closed, open) = (run("p", base_ms), run("aa", base_ms));
+        let apart: Vec<usize> = closed.iter().zip(&open).map(|(a, b)| pixels_apart(a, b)).collect();
+        eprintln!("audio segment base {base_ms} ms: pixels apart, p vs aa at 240..320 ms: {apart:?}");
+        assert!(apart[..6].iter().all(|&n| n == 0), "frames before the phoneme are the same: {apart:?}");
+        assert!(apart[6] > 300 && apart[7] > 300, "the lips close for the p: {apart:?}");
     }
 }

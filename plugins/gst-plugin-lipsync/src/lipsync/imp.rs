@@ -4,6 +4,9 @@
 //! audio ring and video buffers into the engine (mapped, not copied), lets the engine start renders and
 //! collect results, and pushes the frames the engine releases, in order, with their input timestamps.
 //!
+//! Timed phonemes: `lipsync/phoneme` events on the audio pad go into a [`PhonemeFeed`] on the running-time
+//! timeline of the frames, which the renderer reads on its own thread.
+//!
 //! Timing: the element's latency is the Aggregator's `latency` property (default: the renderer's
 //! recommendation); the base class adds it to upstream's in the latency query and, in live pipelines, wakes
 //! `aggregate(timeout=true)` at `next_time + latency` = the deadline of the oldest frame inside, which then
@@ -24,6 +27,7 @@ use lipsync::engine::{EngineEvent, Stats, StatsSnapshot};
 use lipsync::face::models::ModelSource;
 use lipsync::render::Simulated;
 use lipsync::stsa::models::ComputeDevice;
+use lipsync::visemes::PhonemeFeed;
 use lipsync::{
     AudioProducer, Engine, EngineConfig, FrameLayout, OutputFrame, RendererKind, RendererOptions, TrackingConfig,
     VideoFrame,
@@ -46,6 +50,10 @@ const DEFAULT_PRECISION: &str = "f32";
 const MAX_IN_FLIGHT: usize = 2;
 /// Audio is handed to the ring in pieces of at most this many samples.
 const AUDIO_CHUNK: usize = 4096;
+/// Name of the custom downstream event that carries one timed phoneme on the audio pad.
+const PHONEME_EVENT: &str = "lipsync/phoneme";
+/// Phonemes that ended this long before the last frame sent are forgotten.
+const PHONEME_HISTORY: gst::ClockTime = gst::ClockTime::from_seconds(5);
 
 const VIDEO_FORMATS: [gst_video::VideoFormat; 6] = [
     gst_video::VideoFormat::Rgb,
@@ -118,6 +126,9 @@ pub struct LipSync {
     state: Mutex<State>,
     /// Counters of the current (or last) stream; kept after stop so the properties stay readable.
     stats: Mutex<Arc<Stats>>,
+    /// Timed phonemes from the audio pad's `lipsync/phoneme` events, in running time; every renderer the
+    /// element creates reads this one feed.
+    phonemes: PhonemeFeed,
 }
 
 fn video_caps() -> gst::Caps {
@@ -137,11 +148,12 @@ fn layout_from_info(info: &gst_video::VideoInfo) -> Result<FrameLayout, lipsync:
 }
 
 impl Settings {
-    fn renderer(&self) -> Result<Box<dyn lipsync::Renderer>, lipsync::Error> {
+    fn renderer(&self, phonemes: &PhonemeFeed) -> Result<Box<dyn lipsync::Renderer>, lipsync::Error> {
         let options = RendererOptions {
             weights: self.weights.as_ref().map(PathBuf::from),
             device: self.device.parse()?,
             precision: self.precision.parse()?,
+            phonemes: Some(phonemes.clone()),
         };
         let inner = RendererKind::from(self.renderer).create(&options)?;
         Ok(Simulated::wrap(inner, Duration::from_nanos(self.simulate_delay), self.simulate_lookahead))
@@ -281,6 +293,71 @@ impl LipSync {
         }
     }
 
+    /// A `lipsync/phoneme` event from the audio pad: into the feed in running time, or dropped with a
+    /// warning saying what was wrong.
+    fn handle_phoneme(&self, pad: &gst_base::AggregatorPad, s: &gst::StructureRef) {
+        let segment = pad.segment();
+        let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
+            gst::debug!(CAT, imp = self, "{PHONEME_EVENT} before a time segment on the audio pad, dropped");
+            return;
+        };
+        let (phoneme, start, end) = match Self::parse_phoneme(s) {
+            Ok(p) => p,
+            Err(reason) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Dropping a {} event: {}", PHONEME_EVENT, reason),
+                    [
+                        "Send {} with `phoneme` (string: ARPAbet, eSpeak NG or IPA), `start` (guint64 / GstClockTime ns, a timestamp in the audio_sink segment like a buffer PTS) and `duration` (guint64 / GstClockTime ns); got {}",
+                        PHONEME_EVENT,
+                        s
+                    ]
+                );
+                return;
+            }
+        };
+        // Like a buffer: the part outside the segment is cut off, none of it inside is dropped.
+        let running = segment
+            .clip(start, end)
+            .and_then(|(start, end)| Some((segment.to_running_time(start?)?, segment.to_running_time(end?)?)));
+        let Some((rt_start, rt_end)) = running else {
+            gst::debug!(CAT, imp = self, "phoneme {phoneme:?} at {start}..{end} outside the audio segment, dropped");
+            return;
+        };
+        if let Err(e) = self.phonemes.push(&phoneme, rt_start.nseconds(), rt_end.nseconds()) {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                ("Dropping a {} event: {}", PHONEME_EVENT, e),
+                ["Phonemes are ARPAbet (aa, p, sh, pau; stress digits ignored), eSpeak NG mnemonics or IPA"]
+            );
+            return;
+        }
+        gst::trace!(CAT, imp = self, "phoneme {phoneme:?} at running time {rt_start}..{rt_end}");
+    }
+
+    /// The phoneme, start and end (start plus duration) of a `lipsync/phoneme` structure.
+    fn parse_phoneme(s: &gst::StructureRef) -> Result<(String, gst::ClockTime, gst::ClockTime), String> {
+        // Why field `name` is not `what`.
+        let wrong = |name: &str, what: &str| match s.value(name) {
+            Err(_) => format!("no `{name}` field"),
+            Ok(v) => format!("`{name}` is a {} ({}), not {what}", v.type_(), v.serialize().unwrap_or_default()),
+        };
+        let phoneme = s.get::<&str>("phoneme").map_err(|_| wrong("phoneme", "a string"))?.to_owned();
+        let time = |name: &str| match s.get::<Option<gst::ClockTime>>(name) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(format!("`{name}` is GST_CLOCK_TIME_NONE")),
+            Err(_) => Err(wrong(name, "a guint64 (GstClockTime) in ns")),
+        };
+        let start = time("start")?;
+        let duration = time("duration")?;
+        let end = start
+            .checked_add(duration)
+            .ok_or_else(|| format!("phoneme {phoneme:?}: start {start} plus duration {duration} overflows"))?;
+        Ok((phoneme, start, end))
+    }
+
     fn output_buffer(out: OutputFrame<gst::Buffer>) -> gst::Buffer {
         match out.image {
             None => out.payload,
@@ -388,6 +465,7 @@ impl ObjectSubclass for LipSync {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
             stats: Mutex::new(Arc::default()),
+            phonemes: PhonemeFeed::new(),
         }
     }
 }
@@ -621,7 +699,8 @@ impl AggregatorImpl for LipSync {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings();
-        let renderer = settings.renderer().map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["{}", e]))?;
+        let renderer =
+            settings.renderer(&self.phonemes).map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["{}", e]))?;
         let config = EngineConfig {
             latency: Some(self.own_latency()),
             fallback: settings.fallback.into(),
@@ -666,6 +745,7 @@ impl AggregatorImpl for LipSync {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.state.lock().stream = None;
+        self.phonemes.clear();
         gst::debug!(CAT, imp = self, "stopped");
         Ok(())
     }
@@ -676,6 +756,7 @@ impl AggregatorImpl for LipSync {
             stream.last_video_rt = None;
             stream.next_stats_at = None;
         }
+        self.phonemes.clear();
         self.parent_flush()
     }
 
@@ -746,7 +827,22 @@ impl AggregatorImpl for LipSync {
                         stream.engine.flush_audio();
                     }
                 }
+                if !is_video {
+                    self.phonemes.clear();
+                }
                 self.parent_sink_event(pad, event)
+            }
+            EventView::CustomDownstream(c) if c.structure().is_some_and(|s| s.has_name(PHONEME_EVENT)) => {
+                if is_video {
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "ignoring {PHONEME_EVENT} on the video pad (it belongs on audio_sink)"
+                    );
+                } else if let Some(s) = c.structure() {
+                    self.handle_phoneme(pad, s);
+                }
+                true
             }
             EventView::Segment(s) if is_video => {
                 if let Ok(segment) = s.segment().clone().downcast::<gst::ClockTime>() {
@@ -890,6 +986,12 @@ impl AggregatorImpl for LipSync {
             }
             (stream.engine.take_events(), eos, post_stats)
         };
+        if let Some(last) = outputs.last() {
+            let pts = gst::ClockTime::from_nseconds(last.frame.pts);
+            if let Some(t) = pts.checked_sub(PHONEME_HISTORY) {
+                self.phonemes.forget_before(t.nseconds());
+            }
+        }
         self.post_events(events);
         self.push_outputs(outputs)?;
         if post_stats {
