@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check of the workspace after installing what a fresh Debian 12 machine lacks: formatting and
-# lints, every test, the benchmarks and examples compiling, and the `cuda` feature without a GPU (its
+# lints, every test, the benchmarks and examples compiling, the viseme training tool's determinism, and the `cuda` feature without a GPU (its
 # lints, the device operations a frame makes on tools/cuda-counter, the GPU bundle built and run on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,13 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The benchmarks and examples must keep compiling; the benchmarks run with `cargo bench`.
 cargo test --workspace --benches --no-run --quiet
 cargo build --workspace --examples --quiet
+# The viseme classifier's training tool runs and is deterministic (a tenth of the data, twice).
+visemes_dir="$(mktemp -d)"
+for run in a b; do
+  target/debug/examples/train_visemes --quick --out "$visemes_dir/$run.safetensors" >"$visemes_dir/$run.log"
+done
+cmp "$visemes_dir/a.safetensors" "$visemes_dir/b.safetensors" || { echo "train_visemes is not deterministic" >&2; exit 1; }
+rm -rf "$visemes_dir"
 # The `cuda` feature: CUDA 13.0 from PyPI, kernels to PTX, no GPU (scripts/cuda-env.sh).
 scripts/check-cuda.sh --quiet
 scripts/count-device-ops.sh
