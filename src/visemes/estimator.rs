@@ -162,10 +162,10 @@ mod tests {
         }
         assert!(seen.windows(2).all(|w| w[1] >= w[0]) && *seen.last().unwrap() > 150, "{seen:?}");
         // The estimator's features match the whole recording's from its first slice on.
-        let n = 120i64;
+        let n = e.newest().unwrap() - 5;
         let f = e.feature(n);
         assert!(f.iter().zip(&whole[n as usize]).all(|(a, b)| (a - b).abs() < 1e-4), "slice {n}");
-        let p = e.probabilities(n).expect("slice 120 kept");
+        let p = e.probabilities(n).expect("a recent slice is kept");
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     }
 

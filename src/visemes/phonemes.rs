@@ -1,8 +1,9 @@
 //! Phonemes and the visemes they show as, and timed phoneme tracks (what a TTS says it spoke, when).
 //!
 //! Three spellings are understood, tried in this order: ARPAbet as festival and CMUdict write it (`aa`,
-//! `AH0`, `hh`, `pau`; stress digits ignored), eSpeak NG's phoneme mnemonics (`a#`, `I`, `u:`, `tS`, `_:`)
-//! and IPA (`ʃ`, `aɪ`, `ə`; stress and length marks ignored).
+//! `AH0`, `hh`, `pau`; stress digits ignored, any case), eSpeak NG's phoneme mnemonics (`a#`, `I`, `u:`,
+//! `tS`, `_:`) and IPA (`ʃ`, `aɪ`, `ə`; stress and length marks ignored). Where two read a symbol
+//! differently the first wins: eSpeak NG's `N` (/ŋ/) is ARPAbet's /n/ (write `ng`).
 
 use std::fmt;
 use std::path::Path;
@@ -318,7 +319,7 @@ mod tests {
             ("dh", "D", "ð", Viseme::Dental),
             ("SH", "S", "ʃ", Viseme::Sibilant),
             ("ch", "tS", "tʃ", Viseme::Sibilant),
-            ("ng", "N", "ŋ", Viseme::Velar),
+            ("ng", "N#", "ŋ", Viseme::Velar),
             ("w", "w", "w", Viseme::Glide),
             ("AA1", "A:", "ɑː", Viseme::Open),
             ("ax", "@", "ə", Viseme::Mid),
@@ -334,6 +335,8 @@ mod tests {
             }
         }
         assert_eq!(Viseme::of_phoneme("qq"), None);
+        // ARPAbet is tried first: eSpeak NG's `N` (its /ŋ/) reads as ARPAbet's /n/.
+        assert_eq!(Viseme::of_phoneme("N"), Some(Viseme::Dental));
         for (i, v) in Viseme::ALL.iter().enumerate() {
             assert_eq!(v.index(), i);
             assert_eq!(Viseme::from_index(i), Some(*v));
@@ -357,7 +360,7 @@ mod tests {
     #[test]
     fn bad_tracks_say_what_is_wrong() {
         let err = |s: &str| PhonemeTrack::parse(s).unwrap_err().to_string();
-        assert!(err(r#"[{"phoneme": "zz", "start": 0, "end": 1}]"#).contains("unknown phoneme \"zz\""));
+        assert!(err(r#"[{"phoneme": "qq", "start": 0, "end": 1}]"#).contains("unknown phoneme \"qq\""));
         assert!(err(r#"[{"phoneme": "p", "start": 1, "end": 0.5}]"#).contains("not an interval"));
         assert!(err(r#"[{"phoneme": "p", "end": 0.5}]"#).contains("no \"start\""));
         assert!(err("0.1 100 p\n").contains("no `#` line"));
