@@ -15,7 +15,7 @@ cargo build --workspace --examples --quiet
 # The viseme classifier's training tool runs and is deterministic (a tenth of the data, twice).
 visemes_dir="$(mktemp -d)"
 for run in a b; do
-  target/debug/examples/train_visemes --quick --out "$visemes_dir/$run.safetensors" >"$visemes_dir/$run.log"
+  cargo run --quiet --example train_visemes -- --quick --out "$visemes_dir/$run.safetensors" >"$visemes_dir/$run.log"
 done
 cmp "$visemes_dir/a.safetensors" "$visemes_dir/b.safetensors" || { echo "train_visemes is not deterministic" >&2; exit 1; }
 rm -rf "$visemes_dir"
