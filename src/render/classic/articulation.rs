@@ -13,6 +13,7 @@
 //! teeth for /f v/ and the tongue tip for /th d t n l/. A /p b m/ anywhere in the next 30 ms presses the
 //! lips together: they close fast, ahead of the sound's release, as a speaker's do, and open slower.
 
+use super::smoothstep;
 use crate::audio::{AudioWindow, SAMPLE_RATE};
 use crate::visemes::estimator::{Probabilities, SLICE_NS, VisemeEstimator};
 use crate::visemes::features::{HOP, LogMel};
@@ -107,11 +108,6 @@ impl MouthPose {
     pub fn opening(&self) -> f32 {
         (self.jaw + self.lips) * 0.5
     }
-}
-
-fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
-    let t = ((x - lo) / (hi - lo)).clamp(0.0, 1.0);
-    t * t * (3.0 - 2.0 * t)
 }
 
 /// Turns each frame's audio window into a [`MouthPose`]; keeps the level statistics of the stream.

@@ -174,7 +174,8 @@ impl Classic {
     }
 }
 
-fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
+/// Hermite interpolation from 0 at `lo` to 1 at `hi`: the classic renderer's soft thresholds and edges.
+pub(crate) fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
     let t = ((x - lo) / (hi - lo)).clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
 }

@@ -5,14 +5,10 @@
 //! Coordinates are (u, v): u across the mouth (0 left corner, 1 right), v down the opening (0 upper lip,
 //! 1 lower lip).
 
+use super::smoothstep;
 use super::warp::InteriorShader;
 
 type P = [f32; 2];
-
-fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
-    let t = ((x - lo) / (hi - lo)).clamp(0.0, 1.0);
-    t * t * (3.0 - 2.0 * t)
-}
 
 /// An open mouth seen in a reference: its crop and inner-lip contour in the crop's pixels.
 #[derive(Clone, Debug)]

@@ -10,6 +10,7 @@
 //! moves in a live video is replaced, not doubled.
 
 use super::articulation::MouthPose;
+use super::smoothstep;
 
 /// Upper lip (outer then inner), without the corners.
 const UPPER_LIP: [u16; 18] = [185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415];
@@ -84,11 +85,6 @@ fn sub(a: P, b: P) -> P {
 fn dot(a: P, b: P) -> f32 {
     a[0] * b[0] + a[1] * b[1]
 }
-fn smoothstep(lo: f32, hi: f32, x: f32) -> f32 {
-    let t = ((x - lo) / (hi - lo)).clamp(0.0, 1.0);
-    t * t * (3.0 - 2.0 * t)
-}
-
 /// A 2x3 affine map.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Affine(pub [[f32; 3]; 2]);
