@@ -56,15 +56,19 @@ pub fn estimate_offset(loudness: &[f32], mouth_opening: &[f32], max_lag: i32) ->
 /// How open a mouth is: the inner-lip gap (landmarks 13-14) over the distance between the outer eye
 /// corners (33-263), so it does not depend on the face's size in the picture. Points are (x, y) or (x, y, z).
 pub fn mouth_opening<const N: usize>(landmarks: &[[f32; N]]) -> f32 {
+    across_eyes(landmarks, 13, 14)
+}
+
+/// The distance between landmarks `a` and `b` over the distance between the outer eye corners.
+fn across_eyes<const N: usize>(landmarks: &[[f32; N]], a: usize, b: usize) -> f32 {
     let d = |a: usize, b: usize| (landmarks[a][0] - landmarks[b][0]).hypot(landmarks[a][1] - landmarks[b][1]);
-    d(13, 14) / d(33, 263).max(1e-3)
+    d(a, b) / d(33, 263).max(1e-3)
 }
 
 /// How wide a mouth is: corner to corner (landmarks 61-291) over the distance between the outer eye
 /// corners.
 pub fn mouth_width<const N: usize>(landmarks: &[[f32; N]]) -> f32 {
-    let d = |a: usize, b: usize| (landmarks[a][0] - landmarks[b][0]).hypot(landmarks[a][1] - landmarks[b][1]);
-    d(61, 291) / d(33, 263).max(1e-3)
+    across_eyes(landmarks, 61, 291)
 }
 
 /// What [`measure`] found in a video.

@@ -5,6 +5,8 @@
 //! the lips must meet for /p b m/, spread for /i e/ more than for /u o/, and open for open vowels, from
 //! the audio alone and, tighter, with the phonemes given (`--phonemes`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,10 +22,6 @@ use lipsync::visemes::{PhonemeTrack, Viseme, VisemeEstimator};
 const TEXT: &str = "Bob keeps a map of the moon by the pool. Please put the blue boots back. \
     Maybe my team will beat them. We hope to move the boat soon. Peter bought me some cheap peas. \
     You should see the big bee by the tree. Pam made a pumpkin pie for Tom.";
-
-fn media(name: &str) -> PathBuf {
-    [env!("CARGO_MANIFEST_DIR"), "../shared/media", name].iter().collect()
-}
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lipsync-visemes-{}", std::process::id()));
@@ -132,7 +130,9 @@ fn dubbed_lips_close_spread_round_and_open_for_an_unseen_voice() {
     let (wav, segs) = held_out_speech();
     let track = PhonemeTrack::load(&segs).unwrap();
     let mut failures = Vec::new();
-    for (face_name, face) in [("photo", media("astronaut.png")), ("clip", media("speakerine.mp4"))] {
+    for (face_name, face) in
+        [("photo", common::shared("media/astronaut.png")), ("clip", common::shared("media/speakerine.mp4"))]
+    {
         for (mode, phonemes) in [("audio", None), ("phonemes", Some(segs.as_path()))] {
             let out = tmp(&format!("{face_name}-{mode}.mp4"));
             dub(&face, &wav, phonemes, &out);

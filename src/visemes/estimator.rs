@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use super::features::{FEATURES, HOP, LevelReference, LogMel, SILENT, SLICE};
-use super::model::{CONTEXT, INPUTS, VisemeModel};
+use super::model::{CONTEXT, INPUTS, Scratch, VisemeModel};
 use super::phonemes::Viseme;
 use crate::audio::NS_PER_SAMPLE;
 
@@ -32,6 +32,7 @@ pub struct VisemeEstimator {
     classified: VecDeque<Probabilities>,
     first_classified: i64,
     input: Box<[f32; INPUTS]>,
+    scratch: Scratch,
 }
 
 impl Default for VisemeEstimator {
@@ -51,6 +52,7 @@ impl VisemeEstimator {
             classified: VecDeque::with_capacity(KEEP + 16),
             first_classified: 0,
             input: Box::new([0.0; INPUTS]),
+            scratch: Scratch::default(),
         }
     }
 
@@ -89,7 +91,7 @@ impl VisemeEstimator {
                 let f = *self.feature(n + o as i64);
                 self.input[k * FEATURES..(k + 1) * FEATURES].copy_from_slice(&f);
             }
-            self.classified.push_back(self.model.probabilities(&self.input));
+            self.classified.push_back(self.model.probabilities(&self.input, &mut self.scratch));
         }
         while self.features.len() > KEEP {
             self.features.pop_front();

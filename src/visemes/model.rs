@@ -27,6 +27,10 @@ struct Dense {
     bias: Vec<f32>,
 }
 
+/// Activations of [`VisemeModel::probabilities`], kept by the caller from one call to the next.
+#[derive(Debug, Default)]
+pub struct Scratch([Vec<f32>; 2]);
+
 /// The classifier's weights.
 pub struct VisemeModel {
     mean: Vec<f32>,
@@ -79,26 +83,24 @@ impl VisemeModel {
     }
 
     /// The probability of each viseme given the classifier's input (the [`CONTEXT`] slices' features,
-    /// in order).
-    pub fn probabilities(&self, input: &[f32; INPUTS]) -> [f32; Viseme::COUNT] {
-        let mut x: Vec<f32> =
-            input.iter().zip(self.mean.iter().zip(&self.scale)).map(|(v, (m, s))| (v - m) * s).collect();
+    /// in order). `scratch` holds the layers' activations between calls, so a stream allocates nothing.
+    pub fn probabilities(&self, input: &[f32; INPUTS], scratch: &mut Scratch) -> [f32; Viseme::COUNT] {
+        let [x, y] = &mut scratch.0;
+        x.clear();
+        x.extend(input.iter().zip(self.mean.iter().zip(&self.scale)).map(|(v, (m, s))| (v - m) * s));
         for (i, layer) in self.layers.iter().enumerate() {
             let last = i + 1 == self.layers.len();
-            x = layer
-                .weight
-                .chunks_exact(layer.inputs)
-                .zip(&layer.bias)
-                .map(|(row, b)| {
-                    let y = row.iter().zip(&x).map(|(w, v)| w * v).sum::<f32>() + b;
-                    if last { y } else { y.max(0.0) }
-                })
-                .collect();
+            y.clear();
+            y.extend(layer.weight.chunks_exact(layer.inputs).zip(&layer.bias).map(|(row, b)| {
+                let v = row.iter().zip(x.iter()).map(|(w, v)| w * v).sum::<f32>() + b;
+                if last { v } else { v.max(0.0) }
+            }));
+            std::mem::swap(x, y);
         }
         let max = x.iter().copied().fold(f32::MIN, f32::max);
         let mut p = [0.0f32; Viseme::COUNT];
         let mut sum = 0.0;
-        for (p, l) in p.iter_mut().zip(&x) {
+        for (p, l) in p.iter_mut().zip(x.iter()) {
             *p = (l - max).exp();
             sum += *p;
         }

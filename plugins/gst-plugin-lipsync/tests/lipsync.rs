@@ -112,13 +112,16 @@ fn messages(bus: &gst::Bus, kind: gst::MessageType) -> Vec<gst::Message> {
 
 /// A `lipsync/phoneme` event: `phoneme` spoken from `start_ms` for `ms`.
 fn phoneme_event(phoneme: &str, start_ms: u64, ms: u64) -> gst::Event {
-    gst::event::CustomDownstream::new(
-        gst::Structure::builder("lipsync/phoneme")
-            .field("phoneme", phoneme)
+    phoneme_event_of(|b| {
+        b.field("phoneme", phoneme)
             .field("start", gst::ClockTime::from_mseconds(start_ms))
             .field("duration", gst::ClockTime::from_mseconds(ms))
-            .build(),
-    )
+    })
+}
+
+/// A `lipsync/phoneme` event with the fields `fields` sets (malformed ones too).
+fn phoneme_event_of(fields: impl FnOnce(gst::structure::Builder) -> gst::structure::Builder) -> gst::Event {
+    gst::event::CustomDownstream::new(fields(gst::Structure::builder("lipsync/phoneme")).build())
 }
 
 #[test]
@@ -702,42 +705,29 @@ fn malformed_phoneme_events_warn_and_the_stream_goes_on() {
     let bad = [
         (phoneme_event("qq", 0, 40), "qq"),
         (
-            gst::event::CustomDownstream::new(
-                gst::Structure::builder("lipsync/phoneme")
-                    .field("phoneme", "p")
-                    .field("duration", gst::ClockTime::from_mseconds(40))
-                    .build(),
-            ),
+            phoneme_event_of(|b| b.field("phoneme", "p").field("duration", gst::ClockTime::from_mseconds(40))),
             "no `start` field",
         ),
         (
-            gst::event::CustomDownstream::new(
-                gst::Structure::builder("lipsync/phoneme")
-                    .field("phoneme", "p")
-                    .field("start", "soon")
-                    .field("duration", gst::ClockTime::from_mseconds(40))
-                    .build(),
-            ),
+            phoneme_event_of(|b| {
+                b.field("phoneme", "p").field("start", "soon").field("duration", gst::ClockTime::from_mseconds(40))
+            }),
             "`start` is a gchararray",
         ),
         (
-            gst::event::CustomDownstream::new(
-                gst::Structure::builder("lipsync/phoneme")
-                    .field("phoneme", 3i32)
+            phoneme_event_of(|b| {
+                b.field("phoneme", 3i32)
                     .field("start", gst::ClockTime::ZERO)
                     .field("duration", gst::ClockTime::from_mseconds(40))
-                    .build(),
-            ),
+            }),
             "`phoneme` is a gint",
         ),
         (
-            gst::event::CustomDownstream::new(
-                gst::Structure::builder("lipsync/phoneme")
-                    .field("phoneme", "p")
+            phoneme_event_of(|b| {
+                b.field("phoneme", "p")
                     .field("start", gst::ClockTime::MAX)
                     .field("duration", gst::ClockTime::from_mseconds(40))
-                    .build(),
-            ),
+            }),
             "overflows",
         ),
     ];

@@ -23,7 +23,7 @@ use crate::visemes::{PhonemeFeed, Viseme};
 /// the slices it classifies, and the frame's visemes reach 30 ms past its pts.
 pub const WINDOW: AudioWindow = AudioWindow { before: 100_000_000, after: 100_000_000 };
 
-/// Slices end at most at the window's end: centres from 47.5 ms after the frame back in 10 ms hops.
+/// The loudness slices: centres from 47.5 ms after the frame back in 10 ms hops.
 const SLICES: usize = 11;
 const LAST_CENTRE_MS: f32 = 47.5;
 /// Coarticulation: a Gaussian over the slices, centred 30 ms after the frame's pts (the display interval
@@ -58,6 +58,20 @@ struct Shape {
     spread: f32,
     tuck: f32,
     tongue: f32,
+}
+
+impl Shape {
+    /// This shape moved `k` of the way to `other`.
+    fn lerp(&self, other: &Shape, k: f32) -> Shape {
+        let at = |a: f32, b: f32| a + (b - a) * k;
+        Shape {
+            jaw: at(self.jaw, other.jaw),
+            lips: at(self.lips, other.lips),
+            spread: at(self.spread, other.spread),
+            tuck: at(self.tuck, other.tuck),
+            tongue: at(self.tongue, other.tongue),
+        }
+    }
 }
 
 const fn shape(jaw: f32, lips: f32, spread: f32, tuck: f32, tongue: f32) -> Shape {
@@ -256,15 +270,13 @@ impl Articulator {
             return MouthPose::CLOSED;
         }
         let hop_ms = HOP as f32 * 1000.0 / SAMPLE_RATE as f32;
-        let slices: Vec<(f32, f32)> = (0..SLICES)
-            .map(|k| {
-                let ms = LAST_CENTRE_MS - k as f32 * hop_ms;
-                let d = ms - KERNEL_CENTRE_MS;
-                let w = (-(d * d) / (2.0 * SIGMA_MS * SIGMA_MS)).exp();
-                let centre = frame_at + (ms * SAMPLE_RATE as f32 / 1000.0).round() as isize;
-                (w, self.mel.analyse(audio, centre).level)
-            })
-            .collect();
+        let slices: [(f32, f32); SLICES] = std::array::from_fn(|k| {
+            let ms = LAST_CENTRE_MS - k as f32 * hop_ms;
+            let d = ms - KERNEL_CENTRE_MS;
+            let w = (-(d * d) / (2.0 * SIGMA_MS * SIGMA_MS)).exp();
+            let centre = frame_at + (ms * SAMPLE_RATE as f32 / 1000.0).round() as isize;
+            (w, self.mel.analyse(audio, centre).level)
+        });
         // Level statistics follow the slice nearest the kernel's centre.
         let dt = self.last_pts.map_or(0.04, |p| pts.saturating_sub(p) as f32 * 1e-9).min(1.0);
         self.last_pts = Some(pts);
@@ -284,22 +296,16 @@ impl Articulator {
         let (mix, press) = self.visemes_at(pts);
         // The opening goes through the critically damped follower (the loudness kernel leads by its lag);
         // the shape, whose visemes are already centred on the frame, through one light stage.
-        let follow = |prev: Option<f32>, x: f32, k: f32| match prev {
-            Some(p) if dt < 0.2 => x + (p - x) * k,
+        let follow = |prev: Option<f32>, x: f32| match prev {
+            Some(p) if dt < 0.2 => x + (p - x) * FOLLOW,
             _ => x,
         };
-        let a = follow(self.opening[0], open / total, FOLLOW);
-        let b = follow(self.opening[1], a, FOLLOW);
+        let a = follow(self.opening[0], open / total);
+        let b = follow(self.opening[1], a);
         self.opening = [Some(a), Some(b)];
         let target = Self::shape_of(&mix);
         let shape = match self.shape {
-            Some(p) if dt < 0.2 => Shape {
-                jaw: follow(Some(p.jaw), target.jaw, SHAPE_FOLLOW),
-                lips: follow(Some(p.lips), target.lips, SHAPE_FOLLOW),
-                spread: follow(Some(p.spread), target.spread, SHAPE_FOLLOW),
-                tuck: follow(Some(p.tuck), target.tuck, SHAPE_FOLLOW),
-                tongue: follow(Some(p.tongue), target.tongue, SHAPE_FOLLOW),
-            },
+            Some(p) if dt < 0.2 => target.lerp(&p, SHAPE_FOLLOW),
             _ => target,
         };
         self.shape = Some(shape);

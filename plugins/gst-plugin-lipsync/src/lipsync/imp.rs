@@ -339,7 +339,7 @@ impl LipSync {
 
     /// The phoneme, start and end (start plus duration) of a `lipsync/phoneme` structure.
     fn parse_phoneme(s: &gst::StructureRef) -> Result<(String, gst::ClockTime, gst::ClockTime), String> {
-        // Why field `name` is not `what`.
+        // The reason a field `name` that should be `what` is refused: missing, or of another type.
         let wrong = |name: &str, what: &str| match s.value(name) {
             Err(_) => format!("no `{name}` field"),
             Ok(v) => format!("`{name}` is a {} ({}), not {what}", v.type_(), v.serialize().unwrap_or_default()),
