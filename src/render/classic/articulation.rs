@@ -35,7 +35,7 @@ const SIGMA_MS: f32 = 30.0;
 /// so it does not jump from frame to frame with every change of level.
 const FOLLOW: f32 = 0.5;
 /// The lips' shape follows its visemes through one one-pole stage.
-const SHAPE_FOLLOW: f32 = 0.45;
+const SHAPE_FOLLOW: f32 = 0.5;
 /// The visemes' Gaussian: centred 20 ms after the frame's pts (the middle of its display interval), σ =
 /// 15 ms, over the slices from 20 ms before the pts to 30 ms after.
 const VISEME_CENTRE_MS: f32 = 20.0;
@@ -87,7 +87,7 @@ const SHAPES: [Shape; Viseme::COUNT] = [
     shape(0.25, 0.5, 0.4, 0.0, 0.0),  // s z sh ch
     shape(0.8, 0.6, 0.1, 0.0, 0.0),   // k g ng h
     shape(0.35, 0.3, -0.8, 0.0, 0.0), // r w
-    shape(1.4, 1.3, 0.1, 0.0, 0.0),   // open vowels
+    shape(1.4, 2.1, 0.1, 0.0, 0.0),   // open vowels
     shape(0.75, 0.75, 0.0, 0.0, 0.0), // schwa
     shape(0.55, 0.7, 1.0, 0.0, 0.0),  // spread vowels
     shape(0.6, 0.55, -1.0, 0.0, 0.0), // round vowels

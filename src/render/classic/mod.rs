@@ -11,7 +11,8 @@
 //! 3. [`shape`]: the neutral mouth is mapped onto the current head, moved to the pose and blended over the
 //!    frame's own lower face.
 //! 4. [`warp`]: a piecewise-affine warp of the lower face to those targets, with the mouth interior drawn
-//!    by [`mouth`]; the fixed ring around the warp mesh makes the patch meet the frame without a seam.
+//!    by [`mouth`], and the dark line where closed lips meet drawn over them; the fixed ring around the
+//!    warp mesh makes the patch meet the frame without a seam.
 
 pub mod articulation;
 pub mod mouth;
@@ -68,6 +69,11 @@ pub struct Classic {
 
 const UPPER_INNER: [u16; 11] = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308];
 const LOWER_INNER: [u16; 11] = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308];
+/// The line where closed lips meet: its width (interocular distances), its shade (share of the lips'
+/// colour), and the opening (interocular distances) at which it has given way to the drawn interior.
+const SEAM_WIDTH: f32 = 0.012;
+const SEAM_SHADE: f32 = 0.5;
+const SEAM_OPEN: f32 = 0.02;
 /// A reference whose inner lips are this far apart (interocular distances) shows its teeth.
 const OPEN_REFERENCE: f32 = 0.08;
 
@@ -170,7 +176,12 @@ impl Classic {
             feather: [1.5 / t.width.max(1.0), 1.5 / t.gap.max(1.0)],
             reference: self.open_mouth.as_ref().and_then(|(_, m)| m.as_ref()),
         };
-        warp::warp(frame, &t.source, &t.target, &rig.triangles, &rig.interior, &rig.mouth_uv, &shader)
+        let mut patch = warp::warp(frame, &t.source, &t.target, &rig.triangles, &rig.interior, &rig.mouth_uv, &shader)?;
+        // Lips that meet (pressed, or closed by the pose) show the dark line between them.
+        let closed = smoothstep(0.2, 0.8, pose.press).max(1.0 - smoothstep(0.0, SEAM_OPEN * t.scale, t.gap));
+        let width = SEAM_WIDTH * t.scale;
+        mouth::draw_seam(&mut patch, &t.seam, width, lip.map(|c| c * SEAM_SHADE), closed);
+        Some(patch)
     }
 }
 

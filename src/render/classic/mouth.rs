@@ -7,6 +7,7 @@
 
 use super::smoothstep;
 use super::warp::InteriorShader;
+use crate::frame::Patch;
 
 type P = [f32; 2];
 
@@ -161,6 +162,50 @@ impl InteriorShader for Interior<'_> {
     }
 }
 
+/// Darkens the line where closed lips meet, `line` in frame pixels (corner to corner), over `patch`: a
+/// soft stroke `width` pixels wide in `colour`, at opacity `strength`, thinning towards the corners.
+/// Without it, lips merged by the warp are one smooth band, which neither a viewer nor a face tracker
+/// reads as a closed mouth.
+pub fn draw_seam(patch: &mut Patch, line: &[P], width: f32, colour: [f32; 3], strength: f32) {
+    if strength <= 0.0 || line.len() < 2 {
+        return;
+    }
+    let half = (width * 0.5).max(0.5);
+    let (x0, x1) = line.iter().fold((f32::MAX, f32::MIN), |(a, b), p| (a.min(p[0]), b.max(p[0])));
+    let (y0, y1) = line.iter().fold((f32::MAX, f32::MIN), |(a, b), p| (a.min(p[1]), b.max(p[1])));
+    let reach = half + 1.0;
+    let (w, h) = (patch.width as i32, patch.height as i32);
+    let cols = ((x0 - reach).floor() as i32 - patch.x).max(0)..((x1 + reach).ceil() as i32 - patch.x + 1).min(w);
+    let rows = ((y0 - reach).floor() as i32 - patch.y).max(0)..((y1 + reach).ceil() as i32 - patch.y + 1).min(h);
+    let span = (x1 - x0).max(1.0);
+    for py in rows {
+        for px in cols.clone() {
+            let o = (py as usize * patch.width as usize + px as usize) * 4;
+            if patch.rgba[o + 3] == 0 {
+                continue;
+            }
+            let q = [(px + patch.x) as f32 + 0.5, (py + patch.y) as f32 + 0.5];
+            let d = line.windows(2).map(|s| distance_to_segment(q, s[0], s[1])).fold(f32::MAX, f32::min);
+            // Full width across the middle, a third of it at the corners.
+            let centre = 1.0 - (2.0 * (q[0] - x0) / span - 1.0).abs();
+            let half_here = half * (0.35 + 0.65 * smoothstep(0.0, 0.4, centre));
+            let a = strength * (1.0 - smoothstep(half_here - 0.5, half_here + 0.5, d));
+            if a > 0.0 {
+                for (p, &shade) in patch.rgba[o..o + 3].iter_mut().zip(&colour) {
+                    let c = *p as f32;
+                    *p = (c + (shade.min(c) - c) * a + 0.5) as u8;
+                }
+            }
+        }
+    }
+}
+
+fn distance_to_segment(p: P, a: P, b: P) -> f32 {
+    let (ab, ap) = ([b[0] - a[0], b[1] - a[1]], [p[0] - a[0], p[1] - a[1]]);
+    let t = ((ap[0] * ab[0] + ap[1] * ab[1]) / (ab[0] * ab[0] + ab[1] * ab[1]).max(1e-9)).clamp(0.0, 1.0);
+    (ap[0] - t * ab[0]).hypot(ap[1] - t * ab[1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +234,29 @@ mod tests {
         assert!(luma(corner) < luma(teeth) * 0.5, "{corner:?}");
         assert_eq!(Interior::teeth_share(100.0, 100.0), 0.08);
         assert_eq!(Interior::teeth_share(2.0, 100.0), 0.5);
+    }
+
+    #[test]
+    fn the_seam_darkens_a_thin_line_where_the_lips_meet() {
+        let lip = [180u8, 100, 100, 255];
+        let patch = Patch { x: 10, y: 20, width: 40, height: 20, rgba: lip.repeat(800) };
+        let at = |p: &Patch, x: usize, y: usize| p.rgba[((y - 20) * 40 + x - 10) * 4];
+        let line = [[12.0, 30.0], [30.0, 30.0], [48.0, 30.0]];
+        let mut drawn = patch.clone();
+        draw_seam(&mut drawn, &line, 2.0, [80.0, 40.0, 40.0], 1.0);
+        assert_eq!(at(&drawn, 30, 30), 80, "the line at full shade in the middle");
+        assert_eq!(at(&drawn, 30, 33), 180, "the lips a few pixels away untouched");
+        assert!(at(&drawn, 12, 30) > 80 && at(&drawn, 12, 30) < 180, "thinner at the corners");
+        let mut faint = patch.clone();
+        draw_seam(&mut faint, &line, 2.0, [80.0, 40.0, 40.0], 0.5);
+        assert_eq!(at(&faint, 30, 30), 130, "half strength, half way");
+        let mut none = patch.clone();
+        draw_seam(&mut none, &line, 2.0, [80.0, 40.0, 40.0], 0.0);
+        assert_eq!(none.rgba, patch.rgba);
+        // Pixels the warp did not cover stay transparent and unchanged.
+        let mut holes = Patch { rgba: [0u8; 4].repeat(800), ..patch };
+        draw_seam(&mut holes, &line, 2.0, [80.0, 40.0, 40.0], 1.0);
+        assert!(holes.rgba.iter().all(|&c| c == 0));
     }
 
     #[test]

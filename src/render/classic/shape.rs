@@ -198,6 +198,9 @@ pub struct Targets {
     pub gap: f32,
     /// The target mouth width, corner to corner (pixels).
     pub width: f32,
+    /// Where the lips meet when they close, corner to corner through the middle of each inner-lip pair
+    /// (pixels).
+    pub seam: Vec<P>,
 }
 
 fn is_in(set: &[u16], id: u16) -> bool {
@@ -429,7 +432,19 @@ impl Rig {
                 target[l] = [b[0] + (mid[0] - b[0]) * press, b[1] + (mid[1] - b[1]) * press];
             }
         }
-        Targets { source, target, scale, gap: gap * (1.0 - press), width }
+        let corner = |id: u16| {
+            let v = self.vertices.iter().position(|v| matches!(v, Vertex::Landmark { id: i, .. } if *i == id));
+            v.map(|v| target[v])
+        };
+        let seam = corner(78)
+            .into_iter()
+            .chain(self.seam.iter().map(|&(u, l)| {
+                let (a, b) = (target[u], target[l]);
+                [(a[0] + b[0]) * 0.5, (a[1] + b[1]) * 0.5]
+            }))
+            .chain(corner(308))
+            .collect();
+        Targets { source, target, scale, gap: gap * (1.0 - press), width, seam }
     }
 }
 
