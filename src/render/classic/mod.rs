@@ -70,10 +70,12 @@ pub struct Classic {
 const UPPER_INNER: [u16; 11] = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308];
 const LOWER_INNER: [u16; 11] = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308];
 /// The line where closed lips meet: its width (interocular distances), its shade (share of the lips'
-/// colour), and the opening (interocular distances) at which it has given way to the drawn interior.
+/// colour), the opening (interocular distances) at which it has given way to the drawn interior, and its
+/// strength for lips at rest (pressed lips: 1).
 const SEAM_WIDTH: f32 = 0.012;
 const SEAM_SHADE: f32 = 0.5;
 const SEAM_OPEN: f32 = 0.02;
+const SEAM_AT_REST: f32 = 0.6;
 /// A reference whose inner lips are this far apart (interocular distances) shows its teeth.
 const OPEN_REFERENCE: f32 = 0.08;
 
@@ -177,8 +179,9 @@ impl Classic {
             reference: self.open_mouth.as_ref().and_then(|(_, m)| m.as_ref()),
         };
         let mut patch = warp::warp(frame, &t.source, &t.target, &rig.triangles, &rig.interior, &rig.mouth_uv, &shader)?;
-        // Lips that meet (pressed, or closed by the pose) show the dark line between them.
-        let closed = smoothstep(0.2, 0.8, pose.press).max(1.0 - smoothstep(0.0, SEAM_OPEN * t.scale, t.gap));
+        // Lips that meet show the dark line between them: pressed lips a deep one, lips at rest a lighter one.
+        let resting = SEAM_AT_REST * (1.0 - smoothstep(0.0, SEAM_OPEN * t.scale, t.gap));
+        let closed = smoothstep(0.2, 0.8, pose.press).max(resting);
         let width = SEAM_WIDTH * t.scale;
         mouth::draw_seam(&mut patch, &t.seam, width, lip.map(|c| c * SEAM_SHADE), closed);
         Some(patch)
