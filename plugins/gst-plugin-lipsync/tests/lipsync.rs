@@ -579,8 +579,9 @@ fn missing_face_models_stop_the_element_with_a_clear_error() {
         .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error, gst::MessageType::Eos])
         .expect("a message");
     let gst::MessageView::Error(e) = msg.view() else { panic!("expected an error, got {msg:?}") };
-    let text = format!("{} {:?}", e.error(), e.debug());
-    assert!(text.contains("/nonexistent/mediapipe.whl"), "the error names the file: {text}");
+    // The message itself (what an application shows), not only the debug string.
+    let text = e.error().message().to_string();
+    assert!(text.contains("/nonexistent/mediapipe.whl"), "the error names the file: {text} ({:?})", e.debug());
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
@@ -607,8 +608,8 @@ fn stsa_without_weights_refuses_to_start_naming_the_file() {
         .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
         .expect("an error message");
     let gst::MessageView::Error(e) = msg.view() else { unreachable!() };
-    let text = format!("{} {:?}", e.error(), e.debug());
-    assert!(text.contains("heatmap_weight.pth") && text.contains("models/README.md"), "{text}");
+    let text = e.error().message().to_string();
+    assert!(text.contains("heatmap_weight.pth") && text.contains("models/README.md"), "{text} ({:?})", e.debug());
     pipeline.set_state(gst::State::Null).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -699,8 +699,7 @@ impl AggregatorImpl for LipSync {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings();
-        let renderer =
-            settings.renderer(&self.phonemes).map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["{}", e]))?;
+        let renderer = settings.renderer(&self.phonemes).map_err(|e| start_error(&e))?;
         let config = EngineConfig {
             latency: Some(self.own_latency()),
             fallback: settings.fallback.into(),
@@ -716,8 +715,7 @@ impl AggregatorImpl for LipSync {
             }),
             ..Default::default()
         };
-        let (engine, audio) =
-            Engine::new(renderer, config).map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["{}", e]))?;
+        let (engine, audio) = Engine::new(renderer, config).map_err(|e| start_error(&e))?;
         if engine.latency() < engine.window().after {
             gst::element_imp_warning!(
                 self,
@@ -1008,4 +1006,15 @@ impl AggregatorImpl for LipSync {
 
 fn lipsync_span(timeout: bool) -> tracing::span::EnteredSpan {
     tracing::trace_span!("lipsync_aggregate", timeout).entered()
+}
+
+/// The error message for a stream that cannot start: `e`'s text is the message the application shows
+/// (GStreamer's message, not only its debug string), in the domain that says what failed.
+fn start_error(e: &lipsync::Error) -> gst::ErrorMessage {
+    match e {
+        lipsync::Error::Io { .. } => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)),
+        lipsync::Error::Model(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
+        lipsync::Error::InvalidArgument(_) => gst::error_msg!(gst::LibraryError::Settings, ("{}", e)),
+        _ => gst::error_msg!(gst::CoreError::Failed, ("{}", e)),
+    }
 }
