@@ -196,3 +196,20 @@ fn dub_with_stsa_without_weights_fails_naming_what_to_get() {
     let stderr = dub_stsa(&["--weights".as_ref(), empty.as_os_str()]);
     assert!(stderr.contains("heatmap_weight.pth"), "{stderr}");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // As `lipsync weights inspect FILE --keys | head -1` does once head has its line: the pipe is closed
+    // before the first line is written.
+    let mut child = lipsync()
+        .args(["weights", "inspect", "--keys"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/face/astronaut.golden.safetensors"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", out.status);
+}

@@ -7,32 +7,32 @@ use crate::error::{Error, Result};
 pub fn run() -> Result<()> {
     #[cfg(feature = "cpal")]
     {
-        println!("Audio inputs (use with --audio mic:NAME):");
+        say!("Audio inputs (use with --audio mic:NAME):");
         match crate::audio::capture::input_devices() {
-            Ok(devs) if devs.is_empty() => println!("  none found"),
+            Ok(devs) if devs.is_empty() => say!("  none found"),
             Ok(devs) => {
                 for d in devs {
                     let mark = if d.is_default { " (default)" } else { "" };
-                    println!("  {}{mark}  [{}; {}]  {}", d.name, d.host, d.id, d.default_config);
+                    say!("  {}{mark}  [{}; {}]  {}", d.name, d.host, d.id, d.default_config);
                 }
             }
-            Err(e) => println!("  cannot list: {e}"),
+            Err(e) => say!("  cannot list: {e}"),
         }
     }
     crate::io::init()?;
-    println!("Cameras (use with --camera PATH):");
+    say!("Cameras (use with --camera PATH):");
     let monitor = gst::DeviceMonitor::new();
     monitor.add_filter(Some("Video/Source"), None);
     monitor.start().map_err(|e| Error::Media(format!("cannot list cameras: {e}")))?;
     let devices = monitor.devices();
     monitor.stop();
     if devices.is_empty() {
-        println!("  none found");
+        say!("  none found");
     }
     for d in devices {
         let path =
             d.properties().and_then(|p| ["api.v4l2.path", "device.path"].iter().find_map(|k| p.get::<String>(*k).ok()));
-        println!("  {}  {}", d.display_name(), path.unwrap_or_default());
+        say!("  {}  {}", d.display_name(), path.unwrap_or_default());
     }
     Ok(())
 }

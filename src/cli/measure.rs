@@ -66,13 +66,16 @@ pub fn run(args: &MeasureArgs) -> Result<()> {
                 json(s.open_closed_auc)
             )
         });
-        println!(
+        say!(
             "{{\"frames\": {}, \"faces\": {}, \"offset_frames\": {}, \"correlation\": {}, \"jitter\": {jitter}, \
              \"jitter_smoothed\": {smoothed}, \"mean_opening\": {mean}{visemes}}}",
-            report.frames, report.faces, e.offset_frames, e.correlation
+            report.frames,
+            report.faces,
+            e.offset_frames,
+            e.correlation
         );
     } else {
-        println!(
+        say!(
             "{}: {} frames, face in {}; mouth {} the audio by {} frame(s) ({} ms), correlation {:.3}; mouth jitter {} \
              (One-Euro smoothed {}); mean opening {mean:.3}",
             args.video.display(),
@@ -87,7 +90,7 @@ pub fn run(args: &MeasureArgs) -> Result<()> {
         );
         if let Some(s) = scores {
             let f = |v: Option<f32>| v.map_or("n/a".into(), |v| format!("{v:.3}"));
-            println!(
+            say!(
                 "visemes: lips closed for {} of {} /p b m/ (hit rate {}); round/spread AUC {}; open/closed AUC {}",
                 s.closure_hit_rate.map_or(0, |r| (r * s.closures as f32).round() as usize),
                 s.closures,

@@ -1,6 +1,14 @@
 //! The `lipsync` command line tool (feature `gst`): `dub` (files), `live` (camera, microphone or RTP in;
 //! virtual camera, file or window out) and `devices`. Both run the same engine as the element.
 
+/// Prints a line to standard output, as `println!` does, except that a reader that has gone away (`lipsync
+/// weights inspect x.pth | head -1`) ends the command quietly instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 mod devices;
 mod dub;
 mod landmarks;
@@ -199,5 +207,19 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes one line of `say!`: a closed pipe exits with success (the reader has what it wanted), any other
+/// failure to write exits with an error.
+pub(crate) fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
     }
 }

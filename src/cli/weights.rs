@@ -52,7 +52,7 @@ pub fn run(args: &WeightsArgs) -> Result<()> {
             let tensors = weights::load_checkpoint(file)?;
             candle_core::safetensors::save(&tensors, output)
                 .map_err(|e| Error::Model(format!("{}: cannot write: {e}", output.display())))?;
-            println!("wrote {} tensors to {}", tensors.len(), output.display());
+            say!("wrote {} tensors to {}", tensors.len(), output.display());
             Ok(())
         }
     }
@@ -61,12 +61,12 @@ pub fn run(args: &WeightsArgs) -> Result<()> {
 fn inspect(file: &std::path::Path, list: bool) -> Result<()> {
     let tensors = weights::load_checkpoint(file)?;
     let params: usize = tensors.values().map(|t| t.elem_count()).sum();
-    println!("{}: {} tensors, {} values", file.display(), tensors.len(), params);
+    say!("{}: {} tensors, {} values", file.display(), tensors.len(), params);
     if list {
         let mut names: Vec<_> = tensors.iter().collect();
         names.sort_by(|a, b| a.0.cmp(b.0));
         for (k, t) in names {
-            println!("  {k}\t{:?}\t{:?}", t.dims(), t.dtype());
+            say!("  {k}\t{:?}\t{:?}", t.dims(), t.dtype());
         }
     }
     let mut best: Option<(&str, usize)> = None;
@@ -77,7 +77,7 @@ fn inspect(file: &std::path::Path, list: bool) -> Result<()> {
             None => tensors.clone(),
         };
         let r = weights::check(&t, &expected);
-        println!(
+        say!(
             "{name}: needs {} tensors; {} missing, {} mis-shaped, {} not used",
             expected.len(),
             r.missing.len(),
@@ -85,10 +85,10 @@ fn inspect(file: &std::path::Path, list: bool) -> Result<()> {
             r.unexpected.len()
         );
         for k in r.missing.iter().take(8) {
-            println!("  missing {k}");
+            say!("  missing {k}");
         }
         for (k, want, got) in r.misshaped.iter().take(8) {
-            println!("  mis-shaped {k}: {got:?}, want {want:?}");
+            say!("  mis-shaped {k}: {got:?}, want {want:?}");
         }
         let bad = r.missing.len() + r.misshaped.len();
         if best.is_none_or(|(_, b)| bad < b) {
@@ -96,8 +96,8 @@ fn inspect(file: &std::path::Path, list: bool) -> Result<()> {
         }
     }
     match best {
-        Some((name, 0)) => println!("fits: {name}"),
-        _ => println!("fits no network completely"),
+        Some((name, 0)) => say!("fits: {name}"),
+        _ => say!("fits no network completely"),
     }
     Ok(())
 }
