@@ -302,6 +302,41 @@ fn video_without_timestamps_is_an_error() {
 }
 
 #[test]
+fn audio_without_timestamps_is_dropped_with_one_warning() {
+    init();
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=10 ! video/x-raw,width=64,height=48 ! lipsync name=l renderer=passthrough ! \
+         fakesink appsrc name=audio format=time ! l.audio_sink",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline.by_name("audio").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    src.set_caps(Some(&audio_caps()));
+    for k in 0..20 {
+        let mut b = audio_buffer(k * 20, 20, 0.1);
+        b.get_mut().unwrap().set_pts(gst::ClockTime::NONE);
+        src.push_buffer(b).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut warnings = Vec::new();
+    loop {
+        let msg = bus
+            .timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Warning, gst::MessageType::Eos])
+            .expect("the stream ends");
+        match msg.view() {
+            gst::MessageView::Warning(w) => warnings.push(w.error().message().to_string()),
+            _ => break,
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(warnings.len(), 1, "one warning for 20 untimed buffers: {warnings:?}");
+    assert!(warnings[0].contains("timestamp"), "{}", warnings[0]);
+}
+
+#[test]
 fn renders_that_miss_the_deadline_go_out_as_the_fallback() {
     let mut s = setup(&[("latency", &(50 * MS)), ("simulate-delay", &(150 * MS))], true, true);
     s.video.use_systemclock();

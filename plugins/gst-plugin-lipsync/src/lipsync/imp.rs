@@ -112,6 +112,9 @@ struct Stream {
     /// Scratch space for converting audio bytes to samples.
     samples: Vec<f32>,
     next_stats_at: Option<u64>,
+    /// Audio samples dropped since the stream's audio lost its timing (no timestamp to start from): the
+    /// warning is posted once when the dropping starts, not once per buffer.
+    untimed_samples: u64,
 }
 
 #[derive(Default)]
@@ -214,13 +217,25 @@ impl LipSync {
         let mut pts = rt;
         for chunk in stream.samples.chunks(AUDIO_CHUNK) {
             if let Err(e) = stream.audio.push(pts.take(), chunk) {
-                gst::element_imp_warning!(
-                    self,
-                    gst::StreamError::Format,
-                    ("Dropping audio: {}", e),
-                    ["The first audio buffer needs a timestamp; later ones may continue by sample count"]
-                );
+                if stream.untimed_samples == 0 {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Format,
+                        ("Dropping audio until a buffer with a timestamp arrives: {}", e),
+                        ["The first audio buffer needs a timestamp; later ones may continue by sample count"]
+                    );
+                }
+                stream.untimed_samples += stream.samples.len() as u64;
                 return;
+            }
+            if stream.untimed_samples > 0 {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "audio timed again after {} samples dropped without a timestamp",
+                    stream.untimed_samples
+                );
+                stream.untimed_samples = 0;
             }
             stream.engine.drain_audio();
         }
@@ -735,8 +750,15 @@ impl AggregatorImpl for LipSync {
             );
         }
         *self.stats.lock() = engine.stats().clone();
-        self.state.lock().stream =
-            Some(Stream { engine, audio, layout: None, last_video_rt: None, samples: Vec::new(), next_stats_at: None });
+        self.state.lock().stream = Some(Stream {
+            engine,
+            audio,
+            layout: None,
+            last_video_rt: None,
+            samples: Vec::new(),
+            next_stats_at: None,
+            untimed_samples: 0,
+        });
         gst::debug!(CAT, imp = self, "started");
         Ok(())
     }
