@@ -213,3 +213,42 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", out.status);
 }
+
+#[test]
+fn dubs_writing_one_file_leave_it_whole_and_a_killed_dub_leaves_none() {
+    let dub = |out: &Path| {
+        lipsync()
+            .args(["dub", "--face"])
+            .arg(media("astronaut.png"))
+            .arg("--audio")
+            .arg(media("speech_16k.wav"))
+            .arg("-o")
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Two at once onto the same name: each writes its own part, the last rename wins, the file is whole.
+    let shared = tmp("shared.mp4");
+    let (mut a, mut b) = (dub(&shared), dub(&shared));
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let video = lipsync::io::decode_video(&shared, usize::MAX).expect("a readable MP4");
+    let speech = lipsync::io::decode_audio(&media("speech_16k.wav")).unwrap();
+    assert_eq!(video.frames.len(), (speech.len() * 25).div_ceil(16_000));
+    let audio = lipsync::io::decode_audio(&shared).unwrap();
+    assert!(audio.len().abs_diff(speech.len()) < 1600, "{} samples of {}", audio.len(), speech.len());
+    // Killed while writing: nothing under the target's name.
+    let target = tmp("killed.mp4");
+    let dir = target.parent().unwrap().to_owned();
+    let mut c = dub(&target);
+    let writing =
+        || std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".killed."));
+    let start = std::time::Instant::now();
+    while !writing() && c.try_wait().unwrap().is_none() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    c.kill().unwrap();
+    c.wait().unwrap();
+    assert!(!target.exists(), "a killed dub left {}", target.display());
+}

@@ -10,7 +10,7 @@ use super::{RendererArgs, TrackingArgs, print_summary};
 use crate::audio::ns_to_samples;
 use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
 use crate::error::{Error, Result};
-use crate::io::{self, FPS, Mp4Writer};
+use crate::io::{self, FPS, Mp4Writer, PendingFile};
 use crate::visemes::{PhonemeFeed, PhonemeTrack};
 
 #[derive(Args, Debug)]
@@ -68,7 +68,9 @@ pub fn run(args: &DubArgs) -> Result<()> {
         None => None,
     };
     let (mut engine, mut producer) = Engine::<usize>::new(args.renderer.create_with(phonemes)?, config)?;
-    let writer = Mp4Writer::create(&args.output, face.frames[0].layout(), FPS as i32)?;
+    // Written beside the target and renamed onto it once whole (see `PendingFile`).
+    let output = PendingFile::new(&args.output)?;
+    let writer = Mp4Writer::create(output.path(), face.frames[0].layout(), FPS as i32)?;
     for (i, chunk) in audio.chunks(crate::audio::SAMPLE_RATE as usize).enumerate() {
         writer.push_audio(chunk, i as u64 * 1_000_000_000)?;
     }
@@ -125,6 +127,7 @@ pub fn run(args: &DubArgs) -> Result<()> {
     if stats.frames_in as usize != n_frames {
         return Err(Error::Media(format!("wrote {} of {n_frames} frames", stats.frames_in)));
     }
+    output.commit()?;
     print_summary(&stats, started.elapsed(), Some(&args.output));
     Ok(())
 }

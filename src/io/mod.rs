@@ -5,6 +5,7 @@
 mod decode;
 pub mod encode;
 mod live;
+mod pending;
 mod rtp;
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use gst::prelude::*;
 pub use decode::{DecodedVideo, FPS, decode_audio, decode_video, is_image};
 pub use encode::{Mp4Writer, OutputSpec, VideoOutput, write_png};
 pub use live::{LiveClock, VideoInput};
+pub use pending::PendingFile;
 pub use rtp::{RtpAudioReceiver, RtpCodec, RtpSource};
 
 use crate::error::{Error, Result};
