@@ -210,7 +210,7 @@ impl Renderer for Classic {
     }
 
     /// The 100 ms look-ahead plus 20 ms to render: 120 ms. The face is tracked while the frame waits for its
-    /// look-ahead (the engine's tracking thread), so only the render counts: 11.5 ms for a 500-pixel face
+    /// look-ahead (the engine's tracking thread), so only the render counts: 9.1 ms for a 500-pixel face
     /// in 1280x720 on this 2-core CPU, composite included (`cargo bench --bench classic`).
     fn recommended_latency(&self) -> u64 {
         articulation::WINDOW.after + 20_000_000
