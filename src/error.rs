@@ -49,6 +49,10 @@ pub enum Error {
     /// A command line or configuration value that cannot be used.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// The command was stopped by a signal (SIGINT, SIGTERM) and ended early, saying what it kept.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// `Result` with the crate's [`Error`].

@@ -252,3 +252,39 @@ fn dubs_writing_one_file_leave_it_whole_and_a_killed_dub_leaves_none() {
     c.wait().unwrap();
     assert!(!target.exists(), "a killed dub left {}", target.display());
 }
+
+#[test]
+fn a_dub_stopped_by_sigterm_completes_its_file_and_says_so() {
+    let target = tmp("stopped.mp4");
+    let dir = target.parent().unwrap().to_owned();
+    let child = lipsync()
+        .args(["dub", "--face"])
+        .arg(media("speakerine.mp4"))
+        .arg("--audio")
+        .arg(media("education_9s_16k.wav"))
+        .arg("-o")
+        .arg(&target)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it is writing, and a little into the rendering.
+    let writing =
+        || std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".stopped."));
+    let start = std::time::Instant::now();
+    while !writing() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an interrupted dub fails: {stderr}");
+    assert!(stderr.contains("interrupted: wrote the first"), "{stderr}");
+    let frames = lipsync::io::decode_video(&target, usize::MAX).expect("a complete, readable MP4").frames.len();
+    assert!(frames >= 1 && frames < 225, "{frames} frames of 225");
+    // As long in sound as in picture.
+    let audio = lipsync::io::decode_audio(&target).unwrap().len();
+    assert!(audio.abs_diff(frames * 640) <= 1280, "{audio} samples for {frames} frames");
+}

@@ -1,6 +1,8 @@
 //! `lipsync dub`: a face (photo or video) and an audio file in, an MP4 out, through the offline engine.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -71,9 +73,6 @@ pub fn run(args: &DubArgs) -> Result<()> {
     // Written beside the target and renamed onto it once whole (see `PendingFile`).
     let output = PendingFile::new(&args.output)?;
     let writer = Mp4Writer::create(output.path(), face.frames[0].layout(), FPS as i32)?;
-    for (i, chunk) in audio.chunks(crate::audio::SAMPLE_RATE as usize).enumerate() {
-        writer.push_audio(chunk, i as u64 * 1_000_000_000)?;
-    }
 
     let bar = ProgressBar::new(n_frames as u64);
     bar.set_style(
@@ -81,7 +80,17 @@ pub fn run(args: &DubArgs) -> Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
+    // The audio goes into the file with the frames, up to the end of each: a dub stopped early is as long
+    // in sound as in picture (an MP4 player, and GStreamer's demuxer, may skip a track far shorter than
+    // the other).
+    let audio_written = std::cell::Cell::new(0usize);
+    let samples_per_frame = crate::audio::SAMPLE_RATE as usize / FPS as usize;
     let write = |out: OutputFrame<usize>| -> Result<()> {
+        let (from, to) = (audio_written.get(), ((out.payload + 1) * samples_per_frame).min(audio.len()));
+        if to > from {
+            writer.push_audio(&audio[from..to], crate::audio::samples_to_ns(from as u64))?;
+            audio_written.set(to);
+        }
         writer.push_frame(&out.frame, out.image, FRAME_NS)?;
         bar.inc(1);
         Ok(())
@@ -98,7 +107,19 @@ pub fn run(args: &DubArgs) -> Result<()> {
         }
         Ok(())
     };
+    // SIGINT (Ctrl-C) and SIGTERM stop the dub early: the frames rendered so far are written, the file is
+    // completed and kept, and the command says so and fails.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, interrupted.clone())
+            .map_err(|e| Error::InvalidArgument(format!("cannot handle signal {signal}: {e}")))?;
+    }
+    let mut pushed = n_frames;
     for k in 0..n_frames {
+        if interrupted.load(Ordering::SeqCst) {
+            pushed = k;
+            break;
+        }
         let pts = k as u64 * FRAME_NS;
         // Audio up to this frame's window end, and one frame more so the worker never starves.
         feed(&mut engine, (ns_to_samples(window.end(pts) + FRAME_NS) as usize).min(audio.len()))?;
@@ -115,7 +136,9 @@ pub fn run(args: &DubArgs) -> Result<()> {
         }
         report(&mut engine);
     }
-    feed(&mut engine, audio.len())?;
+    if pushed == n_frames {
+        feed(&mut engine, audio.len())?;
+    }
     engine.audio_eos();
     for out in engine.finish(None) {
         write(out)?;
@@ -124,10 +147,17 @@ pub fn run(args: &DubArgs) -> Result<()> {
     bar.finish_and_clear();
     writer.finish()?;
     let stats = engine.stats().snapshot();
-    if stats.frames_in as usize != n_frames {
+    if stats.frames_in as usize != pushed {
         return Err(Error::Media(format!("wrote {} of {n_frames} frames", stats.frames_in)));
     }
     output.commit()?;
+    if pushed < n_frames {
+        print_summary(&stats, started.elapsed(), Some(&args.output));
+        return Err(Error::Interrupted(format!(
+            "wrote the first {pushed} of {n_frames} frames to {} (the audio is whole)",
+            args.output.display()
+        )));
+    }
     print_summary(&stats, started.elapsed(), Some(&args.output));
     Ok(())
 }

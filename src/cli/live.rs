@@ -116,10 +116,12 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     let input = VideoInput::open(&args.camera, &clock)?;
     eprintln!("video: {}; renderer {kind}, latency {} ms; Ctrl-C stops", args.camera, latency / 1_000_000);
 
-    // Ctrl-C ends the session cleanly (the output file is completed).
+    // Ctrl-C (SIGINT) and SIGTERM end the session cleanly (the output file is completed).
     let interrupted = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())
-        .map_err(|e| Error::InvalidArgument(format!("cannot handle Ctrl-C: {e}")))?;
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, interrupted.clone())
+            .map_err(|e| Error::InvalidArgument(format!("cannot handle signal {signal}: {e}")))?;
+    }
 
     let started = Instant::now();
     let stop_at = args.duration.map(|s| Duration::from_secs_f64(s.max(0.0)));
