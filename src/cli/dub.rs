@@ -108,10 +108,11 @@ pub fn run(args: &DubArgs) -> Result<()> {
         Ok(())
     };
     // SIGINT (Ctrl-C) and SIGTERM stop the dub early: the frames rendered so far are written, the file is
-    // completed and kept, and the command says so and fails.
+    // completed and kept, and the command says so and fails. A second signal ends it at once.
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, interrupted.clone())
+        signal_hook::flag::register_conditional_shutdown(signal, 1, interrupted.clone())
+            .and_then(|_| signal_hook::flag::register(signal, interrupted.clone()))
             .map_err(|e| Error::InvalidArgument(format!("cannot handle signal {signal}: {e}")))?;
     }
     let mut pushed = n_frames;
@@ -154,7 +155,7 @@ pub fn run(args: &DubArgs) -> Result<()> {
     if pushed < n_frames {
         print_summary(&stats, started.elapsed(), Some(&args.output));
         return Err(Error::Interrupted(format!(
-            "wrote the first {pushed} of {n_frames} frames to {} (the audio is whole)",
+            "wrote the first {pushed} of {n_frames} frames, with their audio, to {}",
             args.output.display()
         )));
     }
