@@ -17,6 +17,13 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// `lipsync dub --face FACE --audio AUDIO -o OUT`.
+fn dub(face: &Path, audio: &Path, out: &Path) -> Command {
+    let mut cmd = lipsync();
+    cmd.args(["dub", "--face"]).arg(face).arg("--audio").arg(audio).arg("-o").arg(out);
+    cmd
+}
+
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("lipsync runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -27,15 +34,7 @@ fn run_ok(cmd: &mut Command) -> String {
 #[test]
 fn dub_a_photo_makes_a_video_as_long_as_the_audio() {
     let out = tmp("photo.mp4");
-    let log = run_ok(
-        lipsync()
-            .args(["dub", "--face"])
-            .arg(media("astronaut.png"))
-            .arg("--audio")
-            .arg(media("speech_16k.wav"))
-            .arg("-o")
-            .arg(&out),
-    );
+    let log = run_ok(&mut dub(&media("astronaut.png"), &media("speech_16k.wav"), &out));
     assert!(log.contains("156 frames"), "{log}");
     // The output decodes: 6.23 s of speech -> 156 frames at 25 fps, and the audio is the speech.
     let video = lipsync::io::decode_video(&out, usize::MAX).unwrap();
@@ -52,15 +51,7 @@ fn dub_a_photo_makes_a_video_as_long_as_the_audio() {
 #[test]
 fn dub_a_video_keeps_its_frames_and_stops_with_the_audio() {
     let out = tmp("video.mp4");
-    run_ok(
-        lipsync()
-            .args(["dub", "--face"])
-            .arg(media("speakerine.mp4"))
-            .arg("--audio")
-            .arg(media("speech_16k.wav"))
-            .arg("-o")
-            .arg(&out),
-    );
+    run_ok(&mut dub(&media("speakerine.mp4"), &media("speech_16k.wav"), &out));
     let video = lipsync::io::decode_video(&out, usize::MAX).unwrap();
     assert_eq!(video.frames.len(), 156, "9 s of face, 6.23 s of audio");
     assert_eq!((video.width, video.height), (256, 256));
@@ -216,14 +207,8 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
 
 #[test]
 fn dubs_writing_one_file_leave_it_whole_and_a_killed_dub_leaves_none() {
-    let dub = |out: &Path| {
-        lipsync()
-            .args(["dub", "--face"])
-            .arg(media("astronaut.png"))
-            .arg("--audio")
-            .arg(media("speech_16k.wav"))
-            .arg("-o")
-            .arg(out)
+    let spawn = |out: &Path| {
+        dub(&media("astronaut.png"), &media("speech_16k.wav"), out)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -231,7 +216,7 @@ fn dubs_writing_one_file_leave_it_whole_and_a_killed_dub_leaves_none() {
     };
     // Two at once onto the same name: each writes its own part, the last rename wins, the file is whole.
     let shared = tmp("shared.mp4");
-    let (mut a, mut b) = (dub(&shared), dub(&shared));
+    let (mut a, mut b) = (spawn(&shared), spawn(&shared));
     assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
     let video = lipsync::io::decode_video(&shared, usize::MAX).expect("a readable MP4");
     let speech = lipsync::io::decode_audio(&media("speech_16k.wav")).unwrap();
@@ -241,7 +226,7 @@ fn dubs_writing_one_file_leave_it_whole_and_a_killed_dub_leaves_none() {
     // Killed while writing: nothing under the target's name.
     let target = tmp("killed.mp4");
     let dir = target.parent().unwrap().to_owned();
-    let mut c = dub(&target);
+    let mut c = spawn(&target);
     let writing =
         || std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".killed."));
     let start = std::time::Instant::now();
@@ -257,13 +242,7 @@ fn dubs_writing_one_file_leave_it_whole_and_a_killed_dub_leaves_none() {
 fn a_dub_stopped_by_sigterm_completes_its_file_and_says_so() {
     let target = tmp("stopped.mp4");
     let dir = target.parent().unwrap().to_owned();
-    let child = lipsync()
-        .args(["dub", "--face"])
-        .arg(media("speakerine.mp4"))
-        .arg("--audio")
-        .arg(media("education_9s_16k.wav"))
-        .arg("-o")
-        .arg(&target)
+    let child = dub(&media("speakerine.mp4"), &media("education_9s_16k.wav"), &target)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

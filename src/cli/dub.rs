@@ -152,14 +152,13 @@ pub fn run(args: &DubArgs) -> Result<()> {
         return Err(Error::Media(format!("wrote {} of {n_frames} frames", stats.frames_in)));
     }
     output.commit()?;
+    print_summary(&stats, started.elapsed(), Some(&args.output));
     if pushed < n_frames {
-        print_summary(&stats, started.elapsed(), Some(&args.output));
         return Err(Error::Interrupted(format!(
             "wrote the first {pushed} of {n_frames} frames, with their audio, to {}",
             args.output.display()
         )));
     }
-    print_summary(&stats, started.elapsed(), Some(&args.output));
     Ok(())
 }
 

@@ -106,6 +106,15 @@ fn pull_all(h: &mut Harness) -> Vec<gst::Buffer> {
     out
 }
 
+/// Ends both streams (EOS on the audio and video pads) and pulls every output buffer.
+fn end_and_pull_all(s: &mut Setup) -> Vec<gst::Buffer> {
+    if let Some(a) = s.audio.as_mut() {
+        a.push_event(gst::event::Eos::new());
+    }
+    s.video.push_event(gst::event::Eos::new());
+    pull_all(&mut s.video)
+}
+
 fn messages(bus: &gst::Bus, kind: gst::MessageType) -> Vec<gst::Message> {
     std::iter::from_fn(|| bus.pop_filtered(&[kind])).collect()
 }
@@ -132,9 +141,7 @@ fn every_frame_comes_out_once_in_order_with_its_pts() {
         s.audio.as_mut().unwrap().push(audio_buffer(k * 40, 40, 0.1)).unwrap();
         s.video.push(video_buffer(k, size)).unwrap();
     }
-    s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
-    s.video.push_event(gst::event::Eos::new());
-    let out = pull_all(&mut s.video);
+    let out = end_and_pull_all(&mut s);
     let pts: Vec<u64> = out.iter().map(|b| b.pts().unwrap().nseconds()).collect();
     assert_eq!(pts, (0..20).map(|k| k * FRAME).collect::<Vec<_>>());
     // Passthrough: the very input buffers, not copies.
@@ -474,9 +481,7 @@ fn qos_skips_rendering_frames_already_too_late() {
         s.audio.as_mut().unwrap().push(audio_buffer(k * 40, 40, 0.1)).unwrap();
         s.video.push(video_buffer(k, size)).unwrap();
     }
-    s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
-    s.video.push_event(gst::event::Eos::new());
-    assert_eq!(pull_all(&mut s.video).len(), 10, "skipped frames still go out");
+    assert_eq!(end_and_pull_all(&mut s).len(), 10, "skipped frames still go out");
     assert_eq!(counter(&s.element, "frames-late"), 5);
     assert_eq!(counter(&s.element, "frames-rendered"), 5);
 }
@@ -720,9 +725,7 @@ fn phoneme_events_leave_the_stream_as_it_was() {
         }
         s.video.push(video_buffer(k, size)).unwrap();
     }
-    s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
-    s.video.push_event(gst::event::Eos::new());
-    let out = pull_all(&mut s.video);
+    let out = end_and_pull_all(&mut s);
     let pts: Vec<u64> = out.iter().map(|b| b.pts().unwrap().nseconds()).collect();
     assert_eq!(pts, (0..20).map(|k| k * FRAME).collect::<Vec<_>>());
     assert_eq!(counter(&s.element, "frames-rendered"), 20);
@@ -778,9 +781,7 @@ fn malformed_phoneme_events_warn_and_the_stream_goes_on() {
         s.audio.as_mut().unwrap().push(audio_buffer(k * 40, 40, 0.1)).unwrap();
         s.video.push(video_buffer(k, size)).unwrap();
     }
-    s.audio.as_mut().unwrap().push_event(gst::event::Eos::new());
-    s.video.push_event(gst::event::Eos::new());
-    let pts: Vec<u64> = pull_all(&mut s.video).iter().map(|b| b.pts().unwrap().nseconds() / FRAME).collect();
+    let pts: Vec<u64> = end_and_pull_all(&mut s).iter().map(|b| b.pts().unwrap().nseconds() / FRAME).collect();
     assert_eq!(pts, (0..10).collect::<Vec<_>>());
     let warnings: Vec<String> = messages(&s.bus, gst::MessageType::Warning)
         .iter()

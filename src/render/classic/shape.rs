@@ -82,6 +82,9 @@ type P = [f32; 2];
 fn sub(a: P, b: P) -> P {
     [a[0] - b[0], a[1] - b[1]]
 }
+fn midpoint(a: P, b: P) -> P {
+    [(a[0] + b[0]) * 0.5, (a[1] + b[1]) * 0.5]
+}
 fn dot(a: P, b: P) -> f32 {
     a[0] * b[0] + a[1] * b[1]
 }
@@ -184,8 +187,10 @@ pub struct Rig {
     pub interior: Vec<bool>,
     /// Per vertex: (u across the mouth, v from upper to lower inner lip) for inner-lip vertices.
     pub mouth_uv: Vec<P>,
-    /// The mesh vertices of each pair of inner-lip points that meet when the mouth closes.
+    /// The mesh vertices of each pair of inner-lip points that meet when the mouth closes, left to right,
+    /// and of the inner mouth corners (78, 308) at either end.
     seam: Vec<(usize, usize)>,
+    seam_ends: [Option<usize>; 2],
 }
 
 /// Source and target positions of the warp mesh's vertices for one frame.
@@ -212,8 +217,7 @@ impl Rig {
     pub fn new(landmarks: &[[f32; 3]]) -> Rig {
         let mut neutral: Vec<P> = landmarks.iter().map(|p| [p[0], p[1]]).collect();
         for &(u, l) in &INNER_PAIRS {
-            let (a, b) = (neutral[u as usize], neutral[l as usize]);
-            let mid = [(a[0] + b[0]) * 0.5, (a[1] + b[1]) * 0.5];
+            let mid = midpoint(neutral[u as usize], neutral[l as usize]);
             neutral[u as usize] = mid;
             neutral[l as usize] = mid;
         }
@@ -234,6 +238,7 @@ impl Rig {
             interior: Vec::new(),
             mouth_uv: Vec::new(),
             seam: Vec::new(),
+            seam_ends: [None; 2],
         };
         // Lower-face landmarks (from just under the nose tip), thinned where points crowd together.
         let cut = nose + 0.25 * (upper - nose);
@@ -307,6 +312,7 @@ impl Rig {
             rig.vertices.iter().position(|v| matches!(v, Vertex::Landmark { id: i, .. } if *i == id))
         };
         rig.seam = INNER_PAIRS.iter().filter_map(|&(u, l)| Some((vertex_of(&rig, u)?, vertex_of(&rig, l)?))).collect();
+        rig.seam_ends = [vertex_of(&rig, 78), vertex_of(&rig, 308)];
         rig.mouth_uv = rig
             .vertices
             .iter()
@@ -427,22 +433,16 @@ impl Rig {
         if press > 0.0 {
             for &(u, l) in &self.seam {
                 let (a, b) = (target[u], target[l]);
-                let mid = [(a[0] + b[0]) * 0.5, (a[1] + b[1]) * 0.5];
+                let mid = midpoint(a, b);
                 target[u] = [a[0] + (mid[0] - a[0]) * press, a[1] + (mid[1] - a[1]) * press];
                 target[l] = [b[0] + (mid[0] - b[0]) * press, b[1] + (mid[1] - b[1]) * press];
             }
         }
-        let corner = |id: u16| {
-            let v = self.vertices.iter().position(|v| matches!(v, Vertex::Landmark { id: i, .. } if *i == id));
-            v.map(|v| target[v])
-        };
-        let seam = corner(78)
+        let [left, right] = self.seam_ends.map(|v| v.map(|v| target[v]));
+        let seam = left
             .into_iter()
-            .chain(self.seam.iter().map(|&(u, l)| {
-                let (a, b) = (target[u], target[l]);
-                [(a[0] + b[0]) * 0.5, (a[1] + b[1]) * 0.5]
-            }))
-            .chain(corner(308))
+            .chain(self.seam.iter().map(|&(u, l)| midpoint(target[u], target[l])))
+            .chain(right)
             .collect();
         Targets { source, target, scale, gap: gap * (1.0 - press), width, seam }
     }
