@@ -255,7 +255,8 @@ fn a_dub_stopped_by_sigterm_completes_its_file_and_says_so() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    // The shell's own `kill` (procps' /bin/kill may be missing on a minimal machine).
+    let killed = Command::new("sh").arg("-c").arg(format!("kill -TERM {}", child.id())).status().unwrap();
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
