@@ -4,6 +4,8 @@
 //! lip-sync tests use [`measure`]; given the speech's timed phonemes, [`viseme_scores`] says whether the
 //! mouth takes the shapes they call for.
 
+use std::borrow::Borrow;
+
 use crate::audio::envelope::frame_loudness;
 use crate::error::Result;
 use crate::face::FaceTracker;
@@ -90,20 +92,26 @@ pub struct SyncReport {
 }
 
 /// Tracks the face in `frames` (25 fps, the first at the start of `audio`, 16 kHz) and relates the mouth
-/// opening to the loudness, searching offsets up to `max_lag` frames either way.
-pub fn measure(frames: &[VideoFrame], audio: &[f32], tracker: &mut FaceTracker, max_lag: i32) -> Result<SyncReport> {
+/// opening to the loudness, searching offsets up to `max_lag` frames either way. The frames are taken one
+/// at a time (a decoder's, or a slice's with `frames.iter().map(Ok)`), as far as the audio goes.
+pub fn measure<F: Borrow<VideoFrame>>(
+    frames: impl IntoIterator<Item = Result<F>>,
+    audio: &[f32],
+    tracker: &mut FaceTracker,
+    max_lag: i32,
+) -> Result<SyncReport> {
     let loudness = frame_loudness(audio, 25.0);
-    let n = frames.len().min(loudness.len());
-    let (mut opening, mut width, mut tracks) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
+    let (mut opening, mut width, mut tracks) = (Vec::new(), Vec::new(), Vec::new());
     let mut last = (0.0, 0.0);
-    for frame in &frames[..n] {
-        if let Some(face) = tracker.track(frame)? {
+    for frame in frames.into_iter().take(loudness.len()) {
+        if let Some(face) = tracker.track(frame?.borrow())? {
             last = (mouth_opening(&face.landmarks), mouth_width(&face.landmarks));
             tracks.push(face.landmarks);
         }
         opening.push(last.0);
         width.push(last.1);
     }
+    let n = opening.len();
     Ok(SyncReport {
         estimate: estimate_offset(&loudness[..n], &opening, max_lag),
         frames: n,

@@ -44,7 +44,7 @@ fn dub(face: &Path, audio: &Path, out: &Path) {
 fn measure_file(video: &Path) -> SyncReport {
     let audio = decode_audio(video).unwrap();
     let frames = decode_video(video, 10_000).unwrap().frames;
-    measure(&frames, &audio, &mut tracker(), 10).unwrap()
+    measure(frames.iter().map(Ok), &audio, &mut tracker(), 10).unwrap()
 }
 
 fn write_silence(path: &Path, seconds: usize) {
@@ -103,7 +103,7 @@ fn the_dubbed_mouth_trembles_no_more_than_the_original() {
     // The input over the same frames, against the same audio (only its jitter matters here).
     let audio = decode_audio(&media("speech_16k.wav")).unwrap();
     let frames = decode_video(&media("speakerine.mp4"), dubbed.frames).unwrap().frames;
-    let original = measure(&frames, &audio, &mut tracker(), 10).unwrap();
+    let original = measure(frames.iter().map(Ok), &audio, &mut tracker(), 10).unwrap();
     let (o, d) = (original.jitter_smoothed.unwrap(), dubbed.jitter_smoothed.unwrap());
     eprintln!(
         "mouth jitter over {} frames: original {o:.5} (raw {:.5}), dubbed {d:.5} (raw {:.5})",
@@ -127,8 +127,8 @@ fn silence_keeps_the_mouth_closed() {
         let frames = decode_video(&out, 10_000).unwrap().frames;
         let input = decode_video(&face, frames.len()).unwrap().frames;
         let silent_audio = vec![0.0; 16_000 * 3];
-        let dubbed = measure(&frames, &silent_audio, &mut tracker(), 0).unwrap();
-        let original = measure(&input, &silent_audio, &mut tracker(), 0).unwrap();
+        let dubbed = measure(frames.iter().map(Ok), &silent_audio, &mut tracker(), 0).unwrap();
+        let original = measure(input.iter().map(Ok), &silent_audio, &mut tracker(), 0).unwrap();
         let max = |v: &[f32]| v.iter().copied().fold(0.0f32, f32::max);
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
         eprintln!(

@@ -86,7 +86,7 @@ fn scores(video: &Path, track: &PhonemeTrack) -> (VisemeScores, i32, f32) {
     let frames = decode_video(video, 10_000).unwrap().frames;
     let config = TrackerConfig { smoothing: None, ..Default::default() };
     let mut tracker = FaceTracker::new(&ModelSource::default_location(), &Device::Cpu, config).unwrap();
-    let report = measure(&frames, &audio, &mut tracker, 10).unwrap();
+    let report = measure(frames.iter().map(Ok), &audio, &mut tracker, 10).unwrap();
     assert_eq!(report.faces, report.frames, "a face in every frame");
     let e = report.estimate;
     (viseme_scores(&report.opening, &report.width, 25.0, track), e.offset_frames, e.correlation)

@@ -12,7 +12,8 @@ use super::{RendererArgs, TrackingArgs, print_summary};
 use crate::audio::ns_to_samples;
 use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
 use crate::error::{Error, Result};
-use crate::io::{self, FPS, Mp4Writer, PendingFile};
+use crate::frame::{FrameLayout, PixelFormat};
+use crate::io::{self, FPS, FaceLoop, Mp4Writer, PendingFile};
 use crate::visemes::{PhonemeFeed, PhonemeTrack};
 
 #[derive(Args, Debug)]
@@ -32,6 +33,10 @@ pub struct DubArgs {
     /// audio's start; phonemes in ARPAbet, eSpeak NG or IPA (README, "Visemes").
     #[arg(long)]
     phonemes: Option<PathBuf>,
+    /// The largest width or height of the output: a larger face (a photo from a camera, a 4K video) is
+    /// scaled down to fit, keeping its aspect, before anything else. 0 keeps the face's size.
+    #[arg(long, default_value_t = 1920)]
+    max_size: u32,
     #[command(flatten)]
     renderer: RendererArgs,
     #[command(flatten)]
@@ -40,27 +45,17 @@ pub struct DubArgs {
 
 const FRAME_NS: u64 = 1_000_000_000 / FPS as u64;
 
-/// Template frame for output frame `k` when the face video has `n` frames: forward, then backward, as STSA
-/// does (`seq = [0..n-1] + [n-1..0]`, repeated).
-pub fn ping_pong(k: usize, n: usize) -> usize {
-    if n <= 1 {
-        return 0;
-    }
-    let m = k % (2 * n);
-    if m < n { m } else { 2 * n - 1 - m }
-}
-
 pub fn run(args: &DubArgs) -> Result<()> {
     let started = Instant::now();
     let audio = io::decode_audio(&args.audio)?;
     let n_frames = (audio.len() as u64 * FPS as u64).div_ceil(crate::audio::SAMPLE_RATE as u64) as usize;
-    let face = io::decode_video(&args.face, n_frames.max(1))?;
+    // The face is decoded as the frames go out, never held whole (see `FaceLoop`).
+    let mut face = FaceLoop::open(&args.face, (args.max_size > 0).then_some(args.max_size))?;
     eprintln!(
-        "face {}: {} frame(s) {}x{}; audio {}: {:.2} s -> {n_frames} frames at {FPS} fps",
+        "face {}: {}x{}; audio {}: {:.2} s -> {n_frames} frames at {FPS} fps",
         args.face.display(),
-        face.frames.len(),
-        face.width,
-        face.height,
+        face.width(),
+        face.height(),
         args.audio.display(),
         audio.len() as f64 / crate::audio::SAMPLE_RATE as f64
     );
@@ -72,7 +67,8 @@ pub fn run(args: &DubArgs) -> Result<()> {
     let (mut engine, mut producer) = Engine::<usize>::new(args.renderer.create_with(phonemes)?, config)?;
     // Written beside the target and renamed onto it once whole (see `PendingFile`).
     let output = PendingFile::new(&args.output)?;
-    let writer = Mp4Writer::create(output.path(), face.frames[0].layout(), FPS as i32)?;
+    let layout = FrameLayout::new(PixelFormat::Rgb, face.width(), face.height());
+    let writer = Mp4Writer::create(output.path(), &layout, FPS as i32)?;
 
     let bar = ProgressBar::new(n_frames as u64);
     bar.set_style(
@@ -124,8 +120,7 @@ pub fn run(args: &DubArgs) -> Result<()> {
         let pts = k as u64 * FRAME_NS;
         // Audio up to this frame's window end, and one frame more so the worker never starves.
         feed(&mut engine, (ns_to_samples(window.end(pts) + FRAME_NS) as usize).min(audio.len()))?;
-        let template = &face.frames[ping_pong(k, face.frames.len())];
-        engine.push_video(template.with_pts(pts, Some(FRAME_NS)), k);
+        engine.push_video(face.next_frame()?.with_pts(pts, Some(FRAME_NS)), k);
         for out in engine.process(None) {
             write(out)?;
         }
@@ -165,17 +160,5 @@ pub fn run(args: &DubArgs) -> Result<()> {
 fn report(engine: &mut Engine<usize>) {
     for e in engine.take_events() {
         eprintln!("warning: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ping_pong;
-
-    #[test]
-    fn ping_pong_matches_stsa() {
-        let seq: Vec<usize> = (0..10).map(|k| ping_pong(k, 3)).collect();
-        assert_eq!(seq, [0, 1, 2, 2, 1, 0, 0, 1, 2, 2]);
-        assert_eq!(ping_pong(7, 1), 0);
     }
 }

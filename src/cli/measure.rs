@@ -42,12 +42,13 @@ pub struct MeasureArgs {
 pub fn run(args: &MeasureArgs) -> Result<()> {
     let track = args.phonemes.as_deref().map(PhonemeTrack::load).transpose()?;
     let audio = io::decode_audio(args.audio.as_ref().unwrap_or(&args.video))?;
-    let frames = (audio.len() as u64 * io::FPS as u64).div_ceil(crate::audio::SAMPLE_RATE as u64) as usize;
-    let video = io::decode_video(&args.video, frames.max(1))?;
+    // Frames are decoded as they are tracked, never held.
+    let mut video = io::VideoReader::open(&args.video, None)?;
     let models = args.face_models.as_deref().map_or_else(ModelSource::default_location, ModelSource::from_path);
     let config = TrackerConfig { smoothing: None, ..Default::default() };
     let mut tracker = FaceTracker::new(&models, &Device::Cpu, config)?;
-    let report = measure(&video.frames, &audio, &mut tracker, args.max_lag)?;
+    let frames = std::iter::from_fn(|| video.next_frame().transpose());
+    let report = measure(frames, &audio, &mut tracker, args.max_lag)?;
     if report.faces == 0 {
         return Err(Error::InvalidArgument(format!("no face found in {}", args.video.display())));
     }

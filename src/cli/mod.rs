@@ -182,9 +182,20 @@ fn print_summary(s: &StatsSnapshot, elapsed: std::time::Duration, output: Option
         s.audio_underruns,
         s.audio_overruns
     );
+    if let Some(peak) = peak_memory() {
+        eprintln!("peak memory {:.0} MB", peak as f64 / 1e6);
+    }
     if let Some(p) = output {
         eprintln!("wrote {}", p.display());
     }
+}
+
+/// The process's peak resident memory in bytes (Linux's `VmHWM`; `None` elsewhere).
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kb: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Runs the tool; errors are printed with what to do.

@@ -5,7 +5,7 @@
 //! one without a stream of the kind needed ends the decode at once with an error that names the file and
 //! says what is wrong with it, instead of waiting for samples that never come.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -47,8 +47,8 @@ impl Kind {
 }
 
 /// A running `filesrc ! decodebin ! <branch> ! appsink` pipeline, pulled while its bus is watched.
-struct Decoding<'a> {
-    path: &'a Path,
+struct Decoding {
+    path: PathBuf,
     kind: Kind,
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
@@ -56,10 +56,10 @@ struct Decoding<'a> {
     no_stream: Arc<AtomicBool>,
 }
 
-impl<'a> Decoding<'a> {
+impl Decoding {
     /// Starts decoding `path` into `branch`, which begins with an element named `convert` and ends in an
     /// appsink named `sink`.
-    fn start(path: &'a Path, kind: Kind, branch: &str) -> Result<Self> {
+    fn start(path: &Path, kind: Kind, branch: &str) -> Result<Self> {
         std::fs::metadata(path).map_err(super::io_error(path))?;
         if path.is_dir() {
             return Err(Error::InvalidArgument(format!("{} is a folder, not a media file", path.display())));
@@ -78,7 +78,7 @@ impl<'a> Decoding<'a> {
                 flag.store(true, Ordering::Release);
             }
         });
-        let decoding = Decoding { path, kind, pipeline, sink, no_stream };
+        let decoding = Decoding { path: path.to_owned(), kind, pipeline, sink, no_stream };
         if decoding.pipeline.set_state(gst::State::Playing).is_err() {
             let bus = decoding.pipeline.bus().expect("pipelines have a bus");
             return Err(match bus.pop_filtered(&[gst::MessageType::Error]) {
@@ -112,6 +112,16 @@ impl<'a> Decoding<'a> {
                 None => {}
             }
         }
+    }
+
+    /// The next sample, `None` at the end of the stream.
+    fn next_sample(&self) -> Result<Option<gst::Sample>> {
+        let mut next = None;
+        self.pull(|sample| {
+            next = Some(sample.clone());
+            Ok(false)
+        })?;
+        Ok(next)
     }
 
     fn missing_stream(&self) -> Error {
@@ -162,7 +172,7 @@ impl<'a> Decoding<'a> {
     }
 }
 
-impl Drop for Decoding<'_> {
+impl Drop for Decoding {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
@@ -245,31 +255,148 @@ pub struct DecodedVideo {
     pub height: u32,
 }
 
-/// Decodes `path` (a video or a still image) to RGB frames at 25 fps, at most `max_frames` of them.
+/// Decodes `path` (a video or a still image) to RGB frames at 25 fps, at most `max_frames` of them, all
+/// held in memory (for short clips; [`VideoReader`] reads one frame at a time).
 pub fn decode_video(path: &Path, max_frames: usize) -> Result<DecodedVideo> {
-    let rate = if is_image(path) { "" } else { "videorate ! video/x-raw,framerate=25/1 ! " };
-    let decoding = Decoding::start(
-        path,
-        Kind::Video,
-        &format!(
-            "videoconvert name=convert ! {rate}videoconvert ! video/x-raw,format=RGB ! appsink name=sink \
-             sync=false max-buffers=4"
-        ),
-    )?;
+    let mut reader = VideoReader::open(path, None)?;
+    let (width, height) = (reader.width(), reader.height());
     let mut frames = Vec::new();
-    if max_frames > 0 {
-        decoding.pull(|sample| {
-            let pts = frames.len() as u64 * 1_000_000_000 / FPS as u64;
-            frames.push(frame_from_sample(sample, pts)?);
-            Ok(frames.len() < max_frames)
-        })?;
-    }
-    let first = frames.first().ok_or_else(|| decoding.failed("contains no video frame".into()))?;
-    let (width, height) = (first.width(), first.height());
-    if frames.iter().any(|f| f.width() != width || f.height() != height) {
-        return Err(decoding.failed("the frame size changes mid-stream".into()));
+    while frames.len() < max_frames {
+        match reader.next_frame()? {
+            Some(frame) => frames.push(frame),
+            None => break,
+        }
     }
     Ok(DecodedVideo { frames, width, height })
+}
+
+/// Nanoseconds between frames at [`FPS`].
+const FRAME_NS: u64 = 1_000_000_000 / FPS as u64;
+
+/// Frames a seek starts before the one wanted: the frame rate conversion then picks the same source frames
+/// as when it read the stream from its start.
+const SEEK_LEAD: usize = 3;
+
+/// A face video (resampled to 25 fps) or a still image (one frame), decoded as RGB one frame at a time.
+/// It can go back to an earlier frame ([`VideoReader::seek`]), so a caller holds only the frames it uses.
+pub struct VideoReader {
+    decoding: Decoding,
+    max_side: Option<u32>,
+    width: u32,
+    height: u32,
+    /// The index of the frame [`VideoReader::next_frame`] returns next.
+    position: usize,
+    /// The stream time of frame 0.
+    origin: u64,
+    /// A frame read ahead (the first one, read at opening to learn the size, or the one a seek stopped at).
+    ahead: Option<VideoFrame>,
+}
+
+impl VideoReader {
+    /// Starts decoding `path`; with `max_side`, frames whose width or height exceeds it are scaled down to
+    /// fit (keeping their aspect) before anything else sees them.
+    pub fn open(path: &Path, max_side: Option<u32>) -> Result<VideoReader> {
+        let decoding = Self::start(path, max_side)?;
+        let first = decoding.next_sample()?.ok_or_else(|| decoding.failed("contains no video frame".into()))?;
+        let origin = first.buffer().and_then(|b| b.pts()).map_or(0, |t| t.nseconds());
+        let frame = frame_from_sample(&first, 0)?;
+        Ok(VideoReader {
+            decoding,
+            max_side,
+            width: frame.width(),
+            height: frame.height(),
+            position: 0,
+            origin,
+            ahead: Some(frame),
+        })
+    }
+
+    fn start(path: &Path, max_side: Option<u32>) -> Result<Decoding> {
+        let rate = if is_image(path) { "" } else { "videorate ! video/x-raw,framerate=25/1 ! " };
+        let fit = max_side.map_or(String::new(), |m| format!(",width=[1,{m}],height=[1,{m}],pixel-aspect-ratio=1/1"));
+        Decoding::start(
+            path,
+            Kind::Video,
+            &format!(
+                "videoconvert name=convert ! {rate}videoscale ! videoconvert ! video/x-raw,format=RGB{fit} ! \
+                 appsink name=sink sync=false max-buffers=4"
+            ),
+        )
+    }
+
+    /// The frames' size (after any scaling).
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The index of the frame [`VideoReader::next_frame`] returns next.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// The next frame (its pts: its index at 25 fps), `None` after the last.
+    pub fn next_frame(&mut self) -> Result<Option<VideoFrame>> {
+        let frame = match self.ahead.take() {
+            Some(frame) => frame,
+            None => match self.decoding.next_sample()? {
+                Some(sample) => frame_from_sample(&sample, 0)?,
+                None => return Ok(None),
+            },
+        };
+        if frame.width() != self.width || frame.height() != self.height {
+            return Err(self.decoding.failed("the frame size changes mid-stream".into()));
+        }
+        let frame = frame.with_pts(self.position as u64 * FRAME_NS, Some(FRAME_NS));
+        self.position += 1;
+        Ok(Some(frame))
+    }
+
+    /// Goes to frame `index`: the next [`VideoReader::next_frame`] returns it (or `None` when the stream
+    /// is shorter). Seeks in the file, or decodes it again from the start where it cannot.
+    pub fn seek(&mut self, index: usize) -> Result<()> {
+        if index == self.position {
+            return Ok(());
+        }
+        self.ahead = None;
+        if !is_image(&self.decoding.path) && self.seek_in_file(index)? {
+            return Ok(());
+        }
+        self.decoding = Self::start(&self.decoding.path.clone(), self.max_side)?;
+        self.position = 0;
+        while self.position < index && self.next_frame()?.is_some() {}
+        Ok(())
+    }
+
+    /// Seeks to shortly before frame `index` and reads up to it; `false` when the file cannot seek there.
+    fn seek_in_file(&mut self, index: usize) -> Result<bool> {
+        let from = index.saturating_sub(SEEK_LEAD);
+        let at = gst::ClockTime::from_nseconds(self.origin + from as u64 * FRAME_NS);
+        if self.decoding.pipeline.seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, at).is_err() {
+            return Ok(false);
+        }
+        loop {
+            let Some(sample) = self.decoding.next_sample()? else {
+                // The stream ends before `index`.
+                self.position = index;
+                return Ok(true);
+            };
+            let Some(pts) = sample.buffer().and_then(|b| b.pts()) else { return Ok(false) };
+            let at = ((pts.nseconds().saturating_sub(self.origin) + FRAME_NS / 2) / FRAME_NS) as usize;
+            if at > index || at < from {
+                // Not where the seek was asked to go: read from the start instead.
+                return Ok(false);
+            }
+            if at == index {
+                self.ahead = Some(frame_from_sample(&sample, 0)?);
+                self.position = index;
+                return Ok(true);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 mod decode;
 pub mod encode;
+mod face_loop;
 mod live;
 mod pending;
 mod rtp;
@@ -13,8 +14,9 @@ use std::sync::Arc;
 
 use gst::prelude::*;
 
-pub use decode::{DecodedVideo, FPS, decode_audio, decode_video, is_image};
+pub use decode::{DecodedVideo, FPS, VideoReader, decode_audio, decode_video, is_image};
 pub use encode::{Mp4Writer, OutputSpec, VideoOutput, write_png};
+pub use face_loop::{FaceLoop, ping_pong};
 pub use live::{LiveClock, VideoInput};
 pub use pending::PendingFile;
 pub use rtp::{RtpAudioReceiver, RtpCodec, RtpSource};
