@@ -71,7 +71,7 @@ fn dub_names_a_missing_file() {
 }
 
 #[test]
-fn live_with_rtp_audio_writes_every_frame() {
+fn live_with_rtp_audio_writes_every_frame_with_its_sound() {
     lipsync::io::init().unwrap();
     use gst::prelude::*;
     let port = 20000 + (std::process::id() % 20000) as u16;
@@ -81,19 +81,28 @@ fn live_with_rtp_audio_writes_every_frame() {
     ))
     .unwrap();
     sender.set_state(gst::State::Playing).unwrap();
-    let out = tmp("live.mkv");
-    let log = run_ok(
-        lipsync()
-            .args(["live", "--camera", "test", "--audio", &format!("rtp://127.0.0.1:{port}?codec=l16")])
-            .arg("--out")
-            .arg(&out)
-            .args(["--duration", "2"]),
-    );
+    for name in ["live.mkv", "live.mp4"] {
+        let out = tmp(name);
+        let log = run_ok(
+            lipsync()
+                .args(["live", "--camera", "test", "--audio", &format!("rtp://127.0.0.1:{port}?codec=l16")])
+                .arg("--out")
+                .arg(&out)
+                .args(["--duration", "2"]),
+        );
+        let frames = lipsync::io::decode_video(&out, usize::MAX).unwrap().frames.len();
+        assert!((40..=55).contains(&frames), "{name}: 2 s at 25 fps: {frames} frames\n{log}");
+        assert!(log.contains("0 without audio"), "{name}: the RTP audio arrived:\n{log}");
+        assert!(log.contains(&format!("{frames} frames in")), "{name}: every frame counted in was written:\n{log}");
+        // The file carries the voice, as long as the picture.
+        let sound = lipsync::io::decode_audio(&out).unwrap();
+        let seconds = sound.len() as f64 / 16_000.0;
+        assert!((seconds - frames as f64 / 25.0).abs() < 0.15, "{name}: {seconds:.2} s of sound, {frames} frames");
+        let tail = &sound[sound.len() / 2..];
+        let rms = (tail.iter().map(|s| s * s).sum::<f32>() / tail.len() as f32).sqrt();
+        assert!(rms > 0.3, "{name}: the tone is in the file (RMS {rms:.3})");
+    }
     sender.set_state(gst::State::Null).unwrap();
-    let frames = lipsync::io::decode_video(&out, usize::MAX).unwrap().frames.len();
-    assert!((40..=55).contains(&frames), "2 s at 25 fps: {frames} frames\n{log}");
-    assert!(log.contains("0 without audio"), "the RTP audio arrived:\n{log}");
-    assert!(log.contains(&format!("{frames} frames in")), "every frame counted in was written:\n{log}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::{FallbackArg, RendererArgs, TrackingArgs, print_summary};
+use crate::audio::{ns_to_samples, samples_to_ns};
 use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
 use crate::error::{Error, Result};
 use crate::io::{LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
@@ -40,6 +41,12 @@ pub struct LiveArgs {
     #[command(flatten)]
     tracking: TrackingArgs,
 }
+
+/// A frame on its way out, with its sound (pts and 16 kHz samples) for outputs that take it.
+type Outgoing = (OutputFrame<()>, Option<(u64, Vec<f32>)>);
+
+/// A frame's display time when its source does not say.
+const FRAME_NS: u64 = 1_000_000_000 / 25;
 
 /// Keeps the audio source alive for the session (dropping it stops capture).
 #[allow(dead_code)]
@@ -126,12 +133,30 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     let started = Instant::now();
     let stop_at = args.duration.map(|s| Duration::from_secs_f64(s.max(0.0)));
     let mut output: Option<VideoOutput> = None;
-    let mut held: VecDeque<OutputFrame<()>> = VecDeque::new();
-    let emit = |out: OutputFrame<()>, output: &mut Option<VideoOutput>| -> Result<()> {
+    // A file output carries the sound: each frame takes the audio of its display time with it, read as the
+    // engine hands the frame over (it keeps a frame's audio only until its next call), one run of samples
+    // from the first frame on.
+    let with_sound = matches!(args.out, OutputSpec::File(_));
+    let mut sound_until: Option<u64> = None;
+    let mut with_its_sound = |engine: &mut Engine<()>, out: OutputFrame<()>| -> Outgoing {
+        let sound = with_sound.then(|| {
+            let end = ns_to_samples(out.frame.pts + out.frame.duration.unwrap_or(FRAME_NS));
+            let start = sound_until.unwrap_or(ns_to_samples(out.frame.pts)).min(end);
+            sound_until = Some(end);
+            (samples_to_ns(start), engine.audio_between(samples_to_ns(start), samples_to_ns(end)))
+        });
+        (out, sound)
+    };
+    let mut held: VecDeque<Outgoing> = VecDeque::new();
+    let emit = |(out, sound): Outgoing, output: &mut Option<VideoOutput>| -> Result<()> {
         if output.is_none() {
             *output = Some(VideoOutput::open(&args.out, out.frame.layout(), 25)?);
         }
-        output.as_ref().expect("opened").push(&out.frame, out.image)
+        let output = output.as_ref().expect("opened");
+        if let Some((pts, samples)) = sound.filter(|(_, s)| !s.is_empty()) {
+            output.push_audio(&samples, pts)?;
+        }
+        output.push(&out.frame, out.image)
     };
     let mut ended = None;
     loop {
@@ -150,16 +175,20 @@ pub fn run(args: &LiveArgs) -> Result<()> {
             }
         }
         let now = clock.now();
-        held.extend(engine.process(Some(now)));
+        for out in engine.process(Some(now)) {
+            held.push_back(with_its_sound(&mut engine, out));
+        }
         // Out at exactly pts + latency: the declared latency, not whenever the render happened to finish.
-        while held.front().is_some_and(|f| now >= f.frame.pts + latency) {
+        while held.front().is_some_and(|(f, _)| now >= f.frame.pts + latency) {
             emit(held.pop_front().expect("front exists"), &mut output)?;
         }
         for event in engine.take_events() {
             eprintln!("warning: {event}");
         }
     }
-    held.extend(engine.finish(Some(clock.now())));
+    for out in engine.finish(Some(clock.now())) {
+        held.push_back(with_its_sound(&mut engine, out));
+    }
     for out in held {
         emit(out, &mut output)?;
     }

@@ -23,7 +23,7 @@ use crossbeam::channel::{RecvTimeoutError, TrySendError};
 pub use stats::{Stats, StatsSnapshot};
 use worker::{Done, Job, JobResult, TrackJob, Worker};
 
-use crate::audio::{AudioProducer, AudioRing, AudioWindow, RingConfig};
+use crate::audio::{AudioProducer, AudioRing, AudioWindow, RingConfig, ns_to_samples, samples_to_ns};
 use crate::error::{Error, Result};
 use crate::face::models::ModelSource;
 use crate::face::{FaceTracker, TrackerConfig};
@@ -270,6 +270,16 @@ impl<P> Engine<P> {
     /// Running time just past the newest audio received.
     pub fn audio_end(&mut self) -> Option<u64> {
         self.ring.end_time()
+    }
+
+    /// The audio received from running time `from` to `to` (16 kHz; silence where none arrived), for a caller
+    /// that writes the sound with the frames: the frames [`Engine::process`] or [`Engine::finish`] just
+    /// returned keep theirs, from their pts on, until the next call.
+    pub fn audio_between(&mut self, from: u64, to: u64) -> Vec<f32> {
+        let first = ns_to_samples(from);
+        let mut samples = vec![0.0; ns_to_samples(to).saturating_sub(first) as usize];
+        self.ring.read(samples_to_ns(first), &mut samples, false);
+        samples
     }
 
     /// Takes the events since the last call.
@@ -524,27 +534,25 @@ impl<P> Engine<P> {
         let waiting = self.pending.iter().find(|p| matches!(p.state, State::WaitingAudio)).map(|p| p.seq);
         let next_render = self.in_flight.front().copied().into_iter().chain(waiting).min().unwrap_or(self.next_seq);
         self.worker.set_low_water(next_render);
-        // Audio before the oldest window still to be read can go; nothing newer may be lost silently.
+        // Audio before the oldest window still to be read can go; nothing newer may be lost silently. When
+        // no frame waits, the next one will have a later pts than the last, so older audio can go. Before
+        // any video everything may still be needed: dropping it is an overrun.
         let oldest_needed = self
             .pending
             .iter()
             .find(|p| matches!(p.state, State::WaitingAudio))
-            .map(|p| self.window.start(p.frame.pts));
+            .map(|p| self.window.start(p.frame.pts))
+            .or_else(|| self.last_video_pts.map(|last| self.window.start(last + 1)));
+        // A frame not yet emitted keeps the audio from its pts on, which the caller may write with it
+        // ([`Engine::audio_between`]).
+        let unemitted = self.pending.front().map(|p| p.frame.pts);
         match oldest_needed {
             Some(t) => {
+                let t = unemitted.map_or(t, |u| u.min(t));
                 self.ring.release_before(t);
                 self.ring.protect_from(t);
             }
-            // No frame waits: the next one will have a later pts than the last, so older audio can go.
-            // Before any video everything may still be needed: dropping it is an overrun.
-            None => match self.last_video_pts {
-                Some(last) => {
-                    let t = self.window.start(last + 1);
-                    self.ring.release_before(t);
-                    self.ring.protect_from(t);
-                }
-                None => self.ring.protect_from(0),
-            },
+            None => self.ring.protect_from(0),
         }
     }
 

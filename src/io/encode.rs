@@ -32,14 +32,7 @@ impl Mp4Writer {
         let video: gst_app::AppSrc = by_name(&pipeline, "video")?;
         video.set_caps(Some(&video_caps(layout, fps)));
         let audio: gst_app::AppSrc = by_name(&pipeline, "audio")?;
-        audio.set_caps(Some(
-            &gst::Caps::builder("audio/x-raw")
-                .field("format", "F32LE")
-                .field("rate", crate::audio::SAMPLE_RATE as i32)
-                .field("channels", 1i32)
-                .field("layout", "interleaved")
-                .build(),
-        ));
+        audio.set_caps(Some(&audio_caps()));
         set_state(&pipeline, gst::State::Playing)?;
         Ok(Mp4Writer { pipeline, video, audio, path: path.to_owned() })
     }
@@ -58,14 +51,7 @@ impl Mp4Writer {
 
     /// Appends audio samples starting at `pts` (ns).
     pub fn push_audio(&self, samples: &[f32], pts: u64) -> Result<()> {
-        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-        let mut buffer = gst::Buffer::from_mut_slice(bytes);
-        {
-            let b = buffer.get_mut().expect("new buffer");
-            b.set_pts(gst::ClockTime::from_nseconds(pts));
-            b.set_duration(gst::ClockTime::from_nseconds(crate::audio::samples_to_ns(samples.len() as u64)));
-        }
-        self.audio.push_buffer(buffer).map_err(|e| self.failure(e))?;
+        self.audio.push_buffer(audio_buffer(samples, pts)).map_err(|e| self.failure(e))?;
         Ok(())
     }
 
@@ -83,6 +69,28 @@ impl Mp4Writer {
         let _ = self.pipeline.set_state(gst::State::Null);
         result
     }
+}
+
+/// The engine's audio: 16 kHz mono F32.
+fn audio_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("rate", crate::audio::SAMPLE_RATE as i32)
+        .field("channels", 1i32)
+        .field("layout", "interleaved")
+        .build()
+}
+
+/// 16 kHz samples as a buffer starting at `pts` (ns).
+fn audio_buffer(samples: &[f32], pts: u64) -> gst::Buffer {
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut buffer = gst::Buffer::from_mut_slice(bytes);
+    {
+        let b = buffer.get_mut().expect("new buffer");
+        b.set_pts(gst::ClockTime::from_nseconds(pts));
+        b.set_duration(gst::ClockTime::from_nseconds(crate::audio::samples_to_ns(samples.len() as u64)));
+    }
+    buffer
 }
 
 /// Where `lipsync live` sends its video.
@@ -113,10 +121,11 @@ impl std::str::FromStr for OutputSpec {
     }
 }
 
-/// A live video output fed frame by frame.
+/// A live video output fed frame by frame; a file output also takes the sound ([`VideoOutput::push_audio`]).
 pub struct VideoOutput {
     pipeline: gst::Pipeline,
     src: gst_app::AppSrc,
+    audio: Option<gst_app::AppSrc>,
 }
 
 impl VideoOutput {
@@ -125,8 +134,17 @@ impl VideoOutput {
             OutputSpec::V4l2(_) => "videoconvert ! video/x-raw,format=YUY2 ! v4l2sink name=sink sync=false".to_owned(),
             OutputSpec::Window => "videoconvert ! autovideosink sync=false".to_owned(),
             OutputSpec::File(p) => {
-                let mux = if p.extension().is_some_and(|e| e == "mp4") { "mp4mux" } else { "matroskamux" };
-                format!("videoconvert ! x264enc tune=zerolatency speed-preset=veryfast ! {mux} ! filesink name=sink")
+                // MP4 with AAC, as `dub` writes; Matroska with Opus.
+                let (mux, audio) = if p.extension().is_some_and(|e| e == "mp4") {
+                    ("mp4mux", "audio/x-raw,rate=48000 ! avenc_aac ! aacparse")
+                } else {
+                    ("matroskamux", "opusenc")
+                };
+                format!(
+                    "videoconvert ! x264enc tune=zerolatency speed-preset=veryfast ! {mux} name=mux ! filesink name=sink \
+                     appsrc name=audio format=time is-live=true do-timestamp=false ! audioconvert ! audioresample ! \
+                     {audio} ! mux."
+                )
             }
         };
         let pipeline = launch(&format!("appsrc name=src format=time is-live=true do-timestamp=false ! {tail}"))?;
@@ -137,8 +155,30 @@ impl VideoOutput {
         }
         let src: gst_app::AppSrc = by_name(&pipeline, "src")?;
         src.set_caps(Some(&video_caps(layout, fps)));
+        let audio = match spec {
+            OutputSpec::File(_) => {
+                let audio: gst_app::AppSrc = by_name(&pipeline, "audio")?;
+                audio.set_caps(Some(&audio_caps()));
+                Some(audio)
+            }
+            _ => None,
+        };
         set_state(&pipeline, gst::State::Playing)?;
-        Ok(VideoOutput { pipeline, src })
+        Ok(VideoOutput { pipeline, src, audio })
+    }
+
+    /// Whether the output takes the sound (files do).
+    pub fn takes_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// Appends 16 kHz samples starting at `pts` (ns) to the sound, where the output takes it.
+    pub fn push_audio(&self, samples: &[f32], pts: u64) -> Result<()> {
+        let Some(audio) = &self.audio else { return Ok(()) };
+        audio.push_buffer(audio_buffer(samples, pts)).map_err(|_| {
+            check_bus(&self.pipeline).err().unwrap_or_else(|| Error::Media("the audio output stopped".into()))
+        })?;
+        Ok(())
     }
 
     pub fn push(&self, frame: &VideoFrame, image: Option<Vec<u8>>) -> Result<()> {
@@ -154,9 +194,12 @@ impl VideoOutput {
         Ok(())
     }
 
-    /// Ends the stream and waits for the output to finish (files are completed).
+    /// Ends the streams and waits for the output to finish (files are completed).
     pub fn finish(self) -> Result<()> {
         let _ = self.src.end_of_stream();
+        if let Some(audio) = &self.audio {
+            let _ = audio.end_of_stream();
+        }
         let result = wait_eos(&self.pipeline, gst::ClockTime::from_seconds(30));
         let _ = self.pipeline.set_state(gst::State::Null);
         result
