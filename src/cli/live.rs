@@ -61,8 +61,10 @@ fn audio_delay(spec: &str) -> Result<u64> {
     const MS: u64 = 1_000_000;
     if spec.starts_with("rtp://") {
         let source: RtpSource = spec.parse()?;
-        // The jitter buffer holds packets this long, plus decoding and scheduling.
-        Ok((source.jitter_ms as u64 + 20) * MS)
+        // After a lost packet the jitter buffer holds the next ones this long before it gives up on it;
+        // plus one packet's length (Opus sends 20 ms, L16 at 16 kHz mono fills an MTU with about 43 ms),
+        // and decoding and scheduling.
+        Ok((source.jitter_ms as u64 + 40) * MS)
     } else {
         // Device period, the resampler's block (1024 input samples) and the 5 ms hand-off poll.
         Ok(60 * MS)

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use super::live::LiveClock;
 use super::{by_name, check_bus, launch, set_state};
-use crate::audio::AudioProducer;
+use crate::audio::{AudioProducer, ns_to_samples, samples_to_ns};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,17 +65,89 @@ impl FromStr for RtpSource {
     }
 }
 
+/// The longest hole between two packets' audio that is filled with silence; a longer one is a pause of the
+/// sender, left to the engine (it renders silence there too, and counts it).
+const MAX_HOLE: u64 = 1_000_000_000;
+
+/// The appsink's side of a receiver: decoded audio, and silence for what was lost, into the engine's ring.
+struct Receiving {
+    producer: AudioProducer,
+    /// A sample buffer reused for every packet.
+    samples: Vec<f32>,
+    /// The segment of the audio, for the running time of a gap.
+    segment: Option<gst::FormattedSegment<gst::ClockTime>>,
+    /// Running time just past the last audio pushed.
+    end: Option<u64>,
+}
+
+impl Receiving {
+    fn sample(&mut self, sample: &gst::Sample) -> std::result::Result<gst::FlowSuccess, gst::FlowError> {
+        let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+        if let Some(segment) = sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>()) {
+            self.segment = Some(segment.clone());
+        }
+        let pts = buffer.pts().and_then(|pts| self.segment.as_ref()?.to_running_time(pts));
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        self.samples.clear();
+        self.samples.extend(map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        let pts = pts.map(|t| t.nseconds());
+        // A hole since the last audio (a loss the gap did not cover in full) is silence too.
+        if let (Some(end), Some(pts)) = (self.end, pts)
+            && pts > end
+            && pts - end <= MAX_HOLE
+        {
+            self.silence(end, ns_to_samples(pts - end) as usize);
+        }
+        self.end = pts.map(|t| t + samples_to_ns(self.samples.len() as u64));
+        let _ = self.producer.push(pts, &self.samples);
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Pushes `n` samples of silence from running time `from`.
+    fn silence(&mut self, from: u64, n: usize) {
+        if n > 0 {
+            let _ = self.producer.push(Some(from), &vec![0.0; n]);
+        }
+    }
+
+    /// A gap (the depayloader's word for packets the jitter buffer gave up on) becomes silence, from the end
+    /// of the audio before it (the jitter buffer's estimate of where a lost packet lies can fall short) to
+    /// the gap's end. Audio that arrives after all for the same time replaces it.
+    fn event(&mut self, event: &gst::Event) {
+        match event.view() {
+            gst::EventView::Segment(s) => {
+                if let Some(segment) = s.segment().downcast_ref::<gst::ClockTime>() {
+                    self.segment = Some(segment.clone());
+                }
+            }
+            gst::EventView::Gap(gap) => {
+                let (start, duration) = gap.get();
+                let Some(at) = self.segment.as_ref().and_then(|s| s.to_running_time(start)) else { return };
+                let to = at.nseconds() + duration.map_or(0, |d| d.nseconds());
+                let from = self.end.map_or(at.nseconds(), |end| end.min(at.nseconds()));
+                let n = ns_to_samples(to.saturating_sub(from)) as usize;
+                self.end = Some(from + samples_to_ns(n as u64)).max(self.end);
+                self.silence(from, n);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A running RTP receiver; dropping it stops the pipeline.
 pub struct RtpAudioReceiver {
     pipeline: gst::Pipeline,
 }
 
 impl RtpAudioReceiver {
+    /// Receives `source` into `producer`. Packets the jitter buffer gives up on are concealed: Opus by the
+    /// decoder's loss concealment, L16 by silence of the lost packets' length, so the engine sees audio
+    /// that is complete, if not exact, and renders on time.
     pub fn start(source: &RtpSource, producer: AudioProducer, clock: &LiveClock) -> Result<Self> {
         let (caps, depay) = match source.codec {
             RtpCodec::Opus => (
                 "application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=96".to_owned(),
-                "rtpopusdepay ! opusdec",
+                "rtpopusdepay ! opusdec plc=true",
             ),
             RtpCodec::L16 { rate, channels } => (
                 format!(
@@ -85,8 +157,9 @@ impl RtpAudioReceiver {
             ),
         };
         let pipeline = launch(&format!(
-            "udpsrc name=udp caps=\"{caps}\" ! rtpjitterbuffer latency={} ! {depay} ! audioconvert ! audioresample ! \
-             audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! appsink name=sink sync=false",
+            "udpsrc name=udp caps=\"{caps}\" ! rtpjitterbuffer latency={} do-lost=true ! {depay} ! audioconvert ! \
+             audioresample ! audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! \
+             appsink name=sink sync=false",
             source.jitter_ms
         ))?;
         let udp: gst::Element = by_name(&pipeline, "udp")?;
@@ -94,24 +167,23 @@ impl RtpAudioReceiver {
         udp.set_property("port", source.port as i32);
         clock.attach(&pipeline);
         let sink: gst_app::AppSink = by_name(&pipeline, "sink")?;
-        // The producer and a sample buffer reused for every packet.
-        let state = Mutex::new((producer, Vec::<f32>::new()));
+        // Both callbacks run on the streaming thread, one at a time: the lock is never contended.
+        let receiving =
+            std::sync::Arc::new(Mutex::new(Receiving { producer, samples: Vec::new(), segment: None, end: None }));
+        let on_gap = receiving.clone();
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-                    let pts = buffer
-                        .pts()
-                        .and_then(|pts| sample.segment()?.downcast_ref::<gst::ClockTime>()?.to_running_time(pts));
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    // Only this streaming thread takes the lock: it is never contended.
-                    let mut guard = state.lock();
-                    let (producer, samples) = &mut *guard;
-                    samples.clear();
-                    samples.extend(map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
-                    let _ = producer.push(pts.map(|t| t.nseconds()), samples);
-                    Ok(gst::FlowSuccess::Ok)
+                    receiving.lock().sample(&sample)
+                })
+                .new_event(move |sink| {
+                    if let Ok(object) = sink.pull_object()
+                        && let Ok(event) = object.downcast::<gst::Event>()
+                    {
+                        on_gap.lock().event(&event);
+                    }
+                    true
                 })
                 .build(),
         );

@@ -218,6 +218,28 @@ fn audio_gaps_count_as_underruns() {
 }
 
 #[test]
+fn a_gap_event_on_the_audio_is_silence_not_an_underrun() {
+    // As a jitter buffer with do-lost=true reports lost packets (through the depayloader).
+    let mut s = setup(&[("simulate-lookahead", &(40 * MS))], true, false);
+    let size = (W * H * 4) as usize;
+    let a = s.audio.as_mut().unwrap();
+    a.push(audio_buffer(0, 80, 0.1)).unwrap();
+    a.push_event(
+        gst::event::Gap::builder(gst::ClockTime::from_mseconds(80))
+            .duration(gst::ClockTime::from_mseconds(120))
+            .build(),
+    );
+    a.push(audio_buffer(200, 200, 0.1)).unwrap();
+    a.push_event(gst::event::Eos::new());
+    for k in 0..8 {
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    s.video.push_event(gst::event::Eos::new());
+    assert_eq!(pull_all(&mut s.video).len(), 8);
+    assert_eq!(counter(&s.element, "audio-underruns"), 0);
+}
+
+#[test]
 fn audio_far_ahead_of_any_video_counts_as_overruns() {
     let mut s = setup(&[], true, true);
     // Live on the real clock; the aggregator learns that it is live from the latency query a sink makes.

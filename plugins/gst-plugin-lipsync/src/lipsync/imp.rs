@@ -207,12 +207,19 @@ impl LipSync {
         let rt = buffer.pts().and_then(|pts| {
             segment.downcast_ref::<gst::ClockTime>().and_then(|s| s.to_running_time(pts)).map(|t| t.nseconds())
         });
-        let Ok(map) = buffer.map_readable() else {
-            gst::warning!(CAT, imp = self, "cannot map an audio buffer, skipping it");
-            return;
-        };
         stream.samples.clear();
-        stream.samples.extend(map.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        if buffer.flags().contains(gst::BufferFlags::GAP) && buffer.size() == 0 {
+            // A `gap` event (the aggregator queues it as an empty buffer): silence of its length. This is how
+            // a jitter buffer with `do-lost=true` reports the packets it gave up on.
+            let n = buffer.duration().map_or(0, |d| lipsync::audio::ns_to_samples(d.nseconds()));
+            stream.samples.resize(n as usize, 0.0);
+        } else {
+            let Ok(map) = buffer.map_readable() else {
+                gst::warning!(CAT, imp = self, "cannot map an audio buffer, skipping it");
+                return;
+            };
+            stream.samples.extend(map.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        }
         // In pieces, draining in between: the hand-off ring never overflows on a large buffer.
         let mut pts = rt;
         for chunk in stream.samples.chunks(AUDIO_CHUNK) {
