@@ -35,7 +35,7 @@ pub enum Error {
     Model(String),
 
     /// A tensor operation failed (a bug or an unsupported device).
-    #[error("tensor: {0}")]
+    #[error("tensor: {}", candle_message(.0))]
     Tensor(#[from] candle_core::Error),
 
     /// A media pipeline (decoding, encoding, capture, RTP) failed.
@@ -53,6 +53,16 @@ pub enum Error {
     /// The command was stopped by a signal (SIGINT, SIGTERM) and ended early, saying what it kept.
     #[error("interrupted: {0}")]
     Interrupted(String),
+}
+
+/// A candle error's message, without the backtrace candle attaches to it when `RUST_BACKTRACE` is set (a
+/// user needs the message; writing the backtrace out also resolves its symbols, which costs 100 MB).
+pub fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
+        other => other.to_string(),
+    }
 }
 
 /// `Result` with the crate's [`Error`].

@@ -435,6 +435,29 @@ mod tests {
         assert_eq!(wav_data_extent(&no_rate), None, "a byte rate of 0");
     }
 
+    proptest::proptest! {
+        /// Random and mutated headers: an answer, never a panic (`PROPTEST_CASES` sets how many).
+        #[test]
+        fn hostile_wav_headers_get_an_answer(
+            mut head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            chunks in proptest::collection::vec((0usize..4, proptest::prelude::any::<u32>()), 0..8),
+        ) {
+            // Half of them a RIFF WAVE file with chunks of random sizes.
+            if head.len() >= 12 && chunks.len() % 2 == 0 {
+                let mut riff = header(&[], 0)[..12].to_vec();
+                for (kind, size) in chunks {
+                    riff.extend([b"fmt ", b"data", b"LIST", b"fact"][kind]);
+                    riff.extend(size.to_le_bytes());
+                }
+                riff.extend(&head);
+                head = riff;
+            }
+            if let Some((rate, offset, _)) = wav_data_extent(&head) {
+                proptest::prop_assert!(rate > 0 && offset <= head.len() as u64);
+            }
+        }
+    }
+
     #[test]
     fn a_wav_cut_short_is_told_from_one_written_while_streaming() {
         let dir = std::env::temp_dir().join(format!("lipsync-wav-{}", std::process::id()));

@@ -149,7 +149,10 @@ impl TfliteModel {
                 Some(_) => &[][..],
                 None => return Err(bad(format!("tensor `{name}` uses buffer {buffer}, which does not exist"))),
             };
-            let count: usize = shape.iter().product();
+            let count = shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(|| bad(format!("tensor `{name}` has an impossible shape {shape:?}")))?;
             let konst = if data.is_empty() {
                 None
             } else {
@@ -176,7 +179,7 @@ impl TfliteModel {
                     ),
                     other => return Err(bad(format!("tensor `{name}` has unsupported type {other}"))),
                 };
-                if data.len() != count * size {
+                if count.checked_mul(size) != Some(data.len()) {
                     return Err(bad(format!("tensor `{name}` {shape:?} has {} bytes of data", data.len())));
                 }
                 Some(c)
