@@ -18,7 +18,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam::channel::{RecvTimeoutError, TrySendError};
+use crossbeam::channel::{Receiver, RecvTimeoutError, TrySendError};
 
 pub use stats::{Stats, StatsSnapshot};
 use worker::{Done, Job, JobResult, TrackJob, Worker};
@@ -127,6 +127,21 @@ impl<P> fmt::Debug for OutputFrame<P> {
             .finish()
     }
 }
+
+/// Waits for the render worker apart from the engine ([`Engine::waiter`]).
+pub struct RenderWaiter {
+    results: Receiver<JobResult>,
+}
+
+impl RenderWaiter {
+    /// The next render result, or `None` when none comes within `timeout`.
+    pub fn wait(&self, timeout: Duration) -> Option<RenderResult> {
+        self.results.recv_timeout(timeout).ok().map(RenderResult)
+    }
+}
+
+/// A render result taken by a [`RenderWaiter`], for [`Engine::accept_result`].
+pub struct RenderResult(JobResult);
 
 /// Things the caller should tell the user about (the element posts them as messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -355,15 +370,30 @@ impl<P> Engine<P> {
         }
     }
 
+    /// A handle that waits for the render worker without the engine, for a caller that keeps the engine
+    /// behind a lock and must not hold it while a render runs (a flush or QoS event would wait behind it):
+    /// wait with the lock released, then hand what arrived to [`Engine::accept_result`] under it.
+    pub fn waiter(&self) -> RenderWaiter {
+        RenderWaiter { results: self.worker.results.clone() }
+    }
+
+    /// Takes a render result [`RenderWaiter::wait`] returned (results of frames flushed since are ignored);
+    /// `None` (the wait timed out) checks whether the worker is still there.
+    pub fn accept_result(&mut self, result: Option<RenderResult>) {
+        match result {
+            Some(RenderResult(r)) => self.accept(r),
+            None => {
+                self.wait(Duration::ZERO);
+            }
+        }
+    }
+
     /// End of stream: renders every frame still inside (silence where audio is missing), waits for them
     /// and returns them all in order. In live mode deadlines still apply (`now`).
     pub fn finish(&mut self, now: Option<u64>) -> Vec<OutputFrame<P>> {
-        let now = if self.config.mode == Mode::Live { now } else { None };
         let mut out = Vec::new();
         loop {
-            self.collect_results();
-            self.dispatch(now, true);
-            out.extend(self.emit(now));
+            out.extend(self.finish_step(now));
             if self.pending.is_empty() {
                 break;
             }
@@ -372,6 +402,16 @@ impl<P> Engine<P> {
             }
         }
         out
+    }
+
+    /// One step of [`Engine::finish`] without waiting: collects finished renders, starts every frame still
+    /// waiting (with silence where audio is missing) and returns the frames done, in order. The stream is
+    /// finished when [`Engine::pending`] is 0; in between, wait for renders ([`Engine::waiter`]).
+    pub fn finish_step(&mut self, now: Option<u64>) -> Vec<OutputFrame<P>> {
+        let now = if self.config.mode == Mode::Live { now } else { None };
+        self.collect_results();
+        self.dispatch(now, true);
+        self.emit(now)
     }
 
     /// Flush: drops every frame and all audio, resets the renderer. The engine is ready for a new stream.

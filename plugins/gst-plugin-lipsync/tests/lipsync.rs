@@ -468,6 +468,26 @@ fn muxing_with_the_teed_audio_does_not_stall() {
 }
 
 #[test]
+fn events_from_downstream_do_not_wait_behind_a_render() {
+    // A 3 s render (an STSA frame on a CPU takes about that): a QoS event sent while it runs is handled
+    // at once, not when the render ends.
+    let mut s = setup(&[("simulate-delay", &(3000 * MS))], true, false);
+    let size = (W * H * 4) as usize;
+    let a = s.audio.as_mut().unwrap();
+    a.push(audio_buffer(0, 1000, 0.1)).unwrap();
+    a.push_event(gst::event::Eos::new());
+    s.video.push(video_buffer(0, size)).unwrap();
+    s.video.push_event(gst::event::Eos::new());
+    std::thread::sleep(Duration::from_millis(500));
+    let qos = gst::event::Qos::new(gst::QOSType::Underflow, 0.9, 0, gst::ClockTime::ZERO);
+    let start = Instant::now();
+    assert!(s.video.push_upstream_event(qos));
+    let waited = start.elapsed();
+    assert_eq!(pull_all(&mut s.video).len(), 1);
+    assert!(waited < Duration::from_millis(1500), "the QoS event waited {waited:?} for the render");
+}
+
+#[test]
 fn a_flush_drops_waiting_frames_and_the_stream_goes_on() {
     let mut s = setup(&[("simulate-lookahead", &(200 * MS))], true, false);
     let size = (W * H * 4) as usize;

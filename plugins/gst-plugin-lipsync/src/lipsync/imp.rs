@@ -460,15 +460,33 @@ impl LipSync {
 
     /// Video caps changed: frames of the old caps leave first (rendered with the audio there is).
     fn drain_for_caps(&self) -> Result<(), gst::FlowError> {
-        let now = self.now(self.own_latency());
-        let outputs = {
-            let mut state = self.state.lock();
-            match state.stream.as_mut() {
-                Some(stream) if stream.engine.pending() > 0 => stream.engine.finish(now),
-                _ => Vec::new(),
-            }
-        };
+        let outputs = self.settle(self.now(self.own_latency()), true)?;
         self.push_outputs(outputs).map(|_| ())
+    }
+
+    /// The frames the renders in flight complete (`finishing`: every frame still inside, rendered with the
+    /// audio there is), waiting for the worker with the state lock released: a flush, a QoS event or a
+    /// property read never waits behind a render (an STSA frame on a CPU takes seconds).
+    fn settle(&self, now: Option<u64>, finishing: bool) -> Result<Vec<OutputFrame<gst::Buffer>>, gst::FlowError> {
+        let mut outputs = Vec::new();
+        loop {
+            let waiter = {
+                let mut state = self.state.lock();
+                let Some(stream) = state.stream.as_mut() else {
+                    return Err(gst::FlowError::Flushing);
+                };
+                let engine = &mut stream.engine;
+                outputs.extend(if finishing { engine.finish_step(now) } else { engine.process(None) });
+                if engine.in_flight() == 0 && (!finishing || engine.pending() == 0) {
+                    return Ok(outputs);
+                }
+                engine.waiter()
+            };
+            let result = waiter.wait(Duration::from_secs(10));
+            if let Some(stream) = self.state.lock().stream.as_mut() {
+                stream.engine.accept_result(result);
+            }
+        }
     }
 }
 
@@ -935,7 +953,7 @@ impl AggregatorImpl for LipSync {
         let live = now.is_some();
         let stats_interval = self.settings.lock().stats_interval;
         let mut outputs = Vec::new();
-        let (events, eos, post_stats) = {
+        let finishing = {
             let mut state = self.state.lock();
             let Some(stream) = state.stream.as_mut() else {
                 return Err(gst::FlowError::Flushing);
@@ -975,15 +993,6 @@ impl AggregatorImpl for LipSync {
                 self.push_video(stream, buffer)?;
             }
             outputs.extend(stream.engine.process(now));
-            if !live {
-                // Without a clock nothing wakes this function when the worker finishes, and new input may
-                // never come while a frame is held back (a muxer downstream waits for it and blocks a tee
-                // upstream): finish every render started before returning.
-                while stream.engine.in_flight() > 0 {
-                    stream.engine.wait(Duration::from_secs(10));
-                    outputs.extend(stream.engine.process(None));
-                }
-            }
             let video_eos = self.video_pad.is_eos();
             gst::log!(
                 CAT,
@@ -993,10 +1002,20 @@ impl AggregatorImpl for LipSync {
                 stream.engine.pending(),
                 outputs.len()
             );
-            if video_eos && audio_done {
-                outputs.extend(stream.engine.finish(now));
-            }
-            let eos = video_eos && stream.engine.pending() == 0;
+            video_eos && audio_done
+        };
+        // Without a clock nothing wakes this function when the worker finishes, and new input may never
+        // come while a frame is held back (a muxer downstream waits for it and blocks a tee upstream):
+        // finish every render started before returning. At the end of both streams, every frame.
+        if !live || finishing {
+            outputs.extend(self.settle(now, finishing)?);
+        }
+        let (events, eos, post_stats) = {
+            let mut state = self.state.lock();
+            let Some(stream) = state.stream.as_mut() else {
+                return Err(gst::FlowError::Flushing);
+            };
+            let eos = self.video_pad.is_eos() && stream.engine.pending() == 0;
             let mut post_stats = false;
             if stats_interval > 0
                 && let Some(last) = outputs.last()
