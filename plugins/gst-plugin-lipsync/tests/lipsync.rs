@@ -169,7 +169,7 @@ fn latency_query_is_the_property_plus_upstream() {
 fn default_latency_follows_the_renderer_until_the_user_sets_it() {
     init();
     let e = gst::ElementFactory::make("lipsync").build().unwrap();
-    assert_eq!(e.property::<u64>("latency"), 120 * MS, "classic: 100 ms look-ahead and 20 ms to render");
+    assert_eq!(e.property::<u64>("latency"), 120 * MS, "classic: 95 ms look-ahead and 25 ms to render");
     e.set_property_from_str("renderer", "passthrough");
     assert_eq!(e.property::<u64>("latency"), 40 * MS, "passthrough: one frame of compute");
     e.set_property("simulate-lookahead", 205 * MS);

@@ -20,8 +20,9 @@ use crate::visemes::features::{HOP, LogMel};
 use crate::visemes::{PhonemeFeed, Viseme};
 
 /// The audio window the articulation reads around each frame: the viseme classifier hears 62.5 ms past
-/// the slices it classifies, and the frame's visemes reach 30 ms past its pts.
-pub const WINDOW: AudioWindow = AudioWindow { before: 100_000_000, after: 100_000_000 };
+/// the slices it classifies, and the frame's visemes reach 30 ms past its pts, so the window must reach
+/// 92.5 ms past it (95 ms leaves room for a pts off the 10 ms slice grid).
+pub const WINDOW: AudioWindow = AudioWindow { before: 100_000_000, after: 95_000_000 };
 
 /// The loudness slices: centres from 47.5 ms after the frame back in 10 ms hops.
 const SLICES: usize = 11;

@@ -209,11 +209,12 @@ impl Renderer for Classic {
         articulation::WINDOW
     }
 
-    /// The 100 ms look-ahead plus 20 ms to render: 120 ms. The face is tracked while the frame waits for its
-    /// look-ahead (the engine's tracking thread), so only the render counts: 9.1 ms for a 500-pixel face
-    /// in 1280x720 on this 2-core CPU, composite included (`cargo bench --bench classic`).
+    /// The 95 ms look-ahead plus 25 ms to render: 120 ms. The face is tracked while the frame waits for its
+    /// look-ahead (the engine's tracking thread), so only the render counts: 9.1 ms on average for a
+    /// 500-pixel face in 1280x720 on a 2-core CPU, composite included (`cargo bench --bench classic`),
+    /// with a p99 of 19 to 23 ms while an encoder shares the cores (`lipsync dub`'s summary).
     fn recommended_latency(&self) -> u64 {
-        articulation::WINDOW.after + 20_000_000
+        articulation::WINDOW.after + 25_000_000
     }
 
     fn needs_face(&self) -> bool {
