@@ -157,6 +157,34 @@ fn every_frame_comes_out_once_in_order_with_its_pts() {
 }
 
 #[test]
+fn buffers_are_clipped_to_their_segment() {
+    // Both segments start at 100 ms: the frames before it are dropped, the one across its start keeps its
+    // part inside, and the audio before it is cut off (not taken for audio without a timestamp).
+    let mut s = setup(&[], true, false);
+    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    segment.set_start(gst::ClockTime::from_mseconds(100));
+    for h in [&mut s.video, s.audio.as_mut().unwrap()] {
+        assert!(h.push_event(gst::event::Segment::new(&segment)));
+    }
+    let size = (W * H * 4) as usize;
+    let a = s.audio.as_mut().unwrap();
+    a.push(audio_buffer(0, 1000, 0.1)).unwrap();
+    // Non-live, the aggregator only runs when every pad has data or is EOS.
+    a.push_event(gst::event::Eos::new());
+    for k in 0..8 {
+        s.video.push(video_buffer(k, size)).unwrap();
+    }
+    s.video.push_event(gst::event::Eos::new());
+    let out = pull_all(&mut s.video);
+    let pts: Vec<u64> = out.iter().map(|b| b.pts().unwrap().mseconds()).collect();
+    assert_eq!(pts, [100, 120, 160, 200, 240, 280]);
+    assert_eq!(out[0].duration(), Some(gst::ClockTime::from_mseconds(20)), "the frame across the start keeps 20 ms");
+    assert_eq!(counter(&s.element, "frames-in"), 6);
+    assert_eq!(counter(&s.element, "audio-underruns"), 0);
+    assert!(messages(&s.bus, gst::MessageType::Warning).is_empty(), "no warning about the audio's timing");
+}
+
+#[test]
 fn latency_query_is_the_property_plus_upstream() {
     let mut s = setup(&[("latency", &(120 * MS))], true, true);
     s.video.set_upstream_latency(gst::ClockTime::from_nseconds(30 * MS));

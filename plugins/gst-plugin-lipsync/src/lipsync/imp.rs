@@ -109,6 +109,8 @@ struct Stream {
     layout: Option<FrameLayout>,
     /// Running time of the last video frame pushed into the engine.
     last_video_rt: Option<u64>,
+    /// The time between frames the video caps give (`None` for a variable frame rate).
+    frame_period: Option<u64>,
     /// Scratch space for converting audio bytes to samples.
     samples: Vec<f32>,
     next_stats_at: Option<u64>,
@@ -203,10 +205,7 @@ impl LipSync {
     }
 
     fn push_audio(&self, stream: &mut Stream, pad: &gst_base::AggregatorPad, buffer: &gst::Buffer) {
-        let segment = pad.segment();
-        let rt = buffer.pts().and_then(|pts| {
-            segment.downcast_ref::<gst::ClockTime>().and_then(|s| s.to_running_time(pts)).map(|t| t.nseconds())
-        });
+        let rt = running_time(pad, buffer.pts()).map(|t| t.nseconds());
         stream.samples.clear();
         if buffer.flags().contains(gst::BufferFlags::GAP) && buffer.size() == 0 {
             // A `gap` event (the aggregator queues it as an empty buffer): silence of its length. This is how
@@ -258,15 +257,11 @@ impl LipSync {
             );
             return Err(gst::FlowError::Error);
         };
-        let segment = self.video_pad.segment();
-        let rt = segment
-            .downcast_ref::<gst::ClockTime>()
-            .and_then(|s| s.to_running_time(pts))
-            .map(|t| t.nseconds())
-            .unwrap_or_else(|| {
-                gst::debug!(CAT, imp = self, "frame at {pts} outside the segment");
-                stream.last_video_rt.unwrap_or(0)
-            });
+        // `clip` let through only frames that start inside the segment.
+        let Some(rt) = running_time(&self.video_pad, Some(pts)).map(|t| t.nseconds()) else {
+            gst::element_imp_error!(self, gst::StreamError::Format, ("Video buffer at {} outside a time segment", pts));
+            return Err(gst::FlowError::Error);
+        };
         let Some(mut layout) = stream.layout else {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Video buffer before caps"));
             return Err(gst::FlowError::NotNegotiated);
@@ -274,7 +269,7 @@ impl LipSync {
         if let Some(meta) = buffer.meta::<gst_video::VideoMeta>() {
             layout = layout.with_planes(meta.offset(), meta.stride());
         }
-        let duration = buffer.duration().map(|d| d.nseconds());
+        let duration = buffer.duration().map(|d| d.nseconds()).or(stream.frame_period);
         let data = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
             gst::element_imp_error!(self, gst::StreamError::Failed, ("Cannot map a video buffer"));
             gst::FlowError::Error
@@ -291,12 +286,9 @@ impl LipSync {
     /// Non-live: the audio the frames known so far need (with a frame to spare); `None` when no frame is
     /// known yet.
     fn audio_needed_until(&self, stream: &mut Stream) -> Option<u64> {
-        let head = self
-            .video_pad
-            .peek_buffer()
-            .and_then(|b| self.video_pad.segment().downcast_ref::<gst::ClockTime>()?.to_running_time(b.pts()?));
+        let head = self.video_pad.peek_buffer().and_then(|b| running_time(&self.video_pad, b.pts()));
         let newest = head.map(|t| t.nseconds()).max(stream.last_video_rt)?;
-        Some(stream.engine.window().end(newest) + 40_000_000)
+        Some(stream.engine.window().end(newest) + stream.frame_period.unwrap_or(DEFAULT_FRAME_PERIOD))
     }
 
     /// Non-live: take the next frame only once the audio has caught up with it, so the engine holds about
@@ -305,9 +297,7 @@ impl LipSync {
         if audio_done {
             return true;
         }
-        let rt = buffer.pts().and_then(|pts| {
-            self.video_pad.segment().downcast_ref::<gst::ClockTime>().and_then(|s| s.to_running_time(pts))
-        });
+        let rt = running_time(&self.video_pad, buffer.pts());
         match (rt, stream.engine.audio_end()) {
             (Some(rt), Some(end)) => end >= rt.nseconds(),
             (None, _) => true, // let push_video report it
@@ -721,6 +711,37 @@ impl ElementImpl for LipSync {
 }
 
 impl AggregatorImpl for LipSync {
+    /// Buffers are cut to the pad's segment: video frames that start outside it are dropped (their running
+    /// time would be wrong), audio loses the samples outside it.
+    fn clip(&self, pad: &gst_base::AggregatorPad, buffer: gst::Buffer) -> Option<gst::Buffer> {
+        let segment = pad.segment();
+        let Some(time) = segment.downcast_ref::<gst::ClockTime>() else {
+            return Some(buffer);
+        };
+        let Some(pts) = buffer.pts() else {
+            // push_video and push_audio say what is wrong with an untimed buffer.
+            return Some(buffer);
+        };
+        if pad != &self.video_pad {
+            return gst_audio::audio_buffer_clip(buffer, segment.upcast_ref(), lipsync::audio::SAMPLE_RATE, 4);
+        }
+        let end = buffer.duration().map(|d| pts + d);
+        let clipped = time.clip(Some(pts), end).and_then(|(start, stop)| Some((start?, stop)));
+        // A frame that starts before the segment keeps its part inside, if its duration says it has one.
+        let Some((start, stop)) = clipped.filter(|&(start, _)| start == pts || end.is_some()) else {
+            gst::debug!(CAT, imp = self, "video frame at {pts} outside the segment, dropped");
+            return None;
+        };
+        if start == pts && stop == end {
+            return Some(buffer);
+        }
+        let mut buffer = buffer;
+        let b = buffer.make_mut();
+        b.set_pts(start);
+        b.set_duration(stop.map(|stop| stop.saturating_sub(start)));
+        Some(buffer)
+    }
+
     fn create_new_pad(
         &self,
         templ: &gst::PadTemplate,
@@ -780,6 +801,7 @@ impl AggregatorImpl for LipSync {
             audio,
             layout: None,
             last_video_rt: None,
+            frame_period: None,
             samples: Vec::new(),
             next_stats_at: None,
             untimed_samples: 0,
@@ -820,10 +842,7 @@ impl AggregatorImpl for LipSync {
             // No video inside: wake up for the queued audio (live, nothing else would take it while the
             // video pad is empty), or when more audio is due.
             None => {
-                let queued = audio_pad.and_then(|pad| {
-                    let buffer = pad.peek_buffer()?;
-                    pad.segment().downcast_ref::<gst::ClockTime>()?.to_running_time(buffer.pts()?)
-                });
+                let queued = audio_pad.and_then(|pad| running_time(&pad, pad.peek_buffer()?.pts()));
                 queued.or_else(|| stream.engine.audio_end().map(gst::ClockTime::from_nseconds))
             }
         }
@@ -852,8 +871,12 @@ impl AggregatorImpl for LipSync {
                 if self.drain_for_caps().is_err() {
                     gst::debug!(CAT, imp = self, "downstream refused frames while draining for new caps");
                 }
+                let fps = info.fps();
+                let frame_period = (fps.numer() > 0 && fps.denom() > 0)
+                    .then(|| 1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64);
                 if let Some(stream) = self.state.lock().stream.as_mut() {
                     stream.layout = Some(layout);
+                    stream.frame_period = frame_period;
                 }
                 gst::debug!(CAT, imp = self, "video caps {caps}");
                 self.obj().set_src_caps(&caps);
@@ -1051,6 +1074,14 @@ impl AggregatorImpl for LipSync {
         Ok(gst::FlowSuccess::Ok)
     }
 }
+
+/// The running time of `t` in `pad`'s time segment; `None` without a time or outside the segment.
+fn running_time(pad: &gst_base::AggregatorPad, t: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
+    pad.segment().downcast_ref::<gst::ClockTime>()?.to_running_time(t?)
+}
+
+/// The time between frames assumed while the caps do not say (25 fps).
+const DEFAULT_FRAME_PERIOD: u64 = 40_000_000;
 
 fn lipsync_span(timeout: bool) -> tracing::span::EnteredSpan {
     tracing::trace_span!("lipsync_aggregate", timeout).entered()
