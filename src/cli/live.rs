@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::{FallbackArg, RendererArgs, TrackingArgs, print_summary};
+use super::{RendererArgs, TrackingArgs, print_summary};
 use crate::audio::{ns_to_samples, samples_to_ns};
-use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
+use crate::engine::{Engine, EngineConfig, Fallback, Mode, OutputFrame};
 use crate::error::{Error, Result};
 use crate::io::{LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
 
@@ -33,8 +33,8 @@ pub struct LiveArgs {
     #[command(flatten)]
     renderer: RendererArgs,
     /// What replaces a frame whose render misses its deadline.
-    #[arg(long, value_enum, default_value_t = FallbackArg::Original)]
-    fallback: FallbackArg,
+    #[arg(long, value_enum, default_value_t = Fallback::Original)]
+    fallback: Fallback,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
@@ -116,7 +116,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     let config = EngineConfig {
         mode: Mode::Live,
         latency: Some(latency),
-        fallback: args.fallback.into(),
+        fallback: args.fallback,
         tracking: args.tracking.config(),
         ..Default::default()
     };

@@ -19,9 +19,9 @@ mod weights;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::engine::{Fallback, StatsSnapshot};
+use crate::engine::StatsSnapshot;
 use crate::render::{RendererKind, RendererOptions};
 use crate::stsa::models::{ComputeDevice, Precision};
 use crate::visemes::PhonemeFeed;
@@ -52,34 +52,12 @@ enum Command {
     Devices,
 }
 
-/// `--renderer` values.
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum RendererArg {
-    /// Lip-sync without trained weights: the tracked face is warped to follow the audio (the default).
-    #[default]
-    Classic,
-    /// Frames go through unchanged.
-    Passthrough,
-    /// STSA's networks (needs --weights; real time only on a GPU, --device cuda).
-    Stsa,
-}
-
-impl From<RendererArg> for RendererKind {
-    fn from(r: RendererArg) -> Self {
-        match r {
-            RendererArg::Classic => RendererKind::Classic,
-            RendererArg::Passthrough => RendererKind::Passthrough,
-            RendererArg::Stsa => RendererKind::Stsa,
-        }
-    }
-}
-
 /// How the mouth is re-rendered: `--renderer` and what the renderer needs.
 #[derive(Args, Debug)]
 pub struct RendererArgs {
     /// How the mouth is re-rendered.
-    #[arg(long, value_enum, default_value_t = RendererArg::Classic)]
-    renderer: RendererArg,
+    #[arg(long, value_enum, default_value_t = RendererKind::Classic)]
+    renderer: RendererKind,
     /// The folder with STSA's weights (heatmap_weight.pth, face_weight.pth, wav2vec2-base-960h's
     /// pytorch_model.bin; see models/README.md), for --renderer stsa. `detw`: deterministic test weights
     /// (the networks run but draw noise).
@@ -96,7 +74,7 @@ pub struct RendererArgs {
 impl RendererArgs {
     /// STSA on the CPU: seconds per frame, so never live.
     pub fn is_stsa_on_cpu(&self) -> bool {
-        matches!(self.renderer, RendererArg::Stsa) && self.device == ComputeDevice::Cpu
+        self.renderer == RendererKind::Stsa && self.device == ComputeDevice::Cpu
     }
 
     /// Builds the renderer (STSA loads its networks here).
@@ -108,26 +86,7 @@ impl RendererArgs {
     pub fn create_with(&self, phonemes: Option<PhonemeFeed>) -> crate::Result<Box<dyn crate::render::Renderer>> {
         let options =
             RendererOptions { weights: self.weights.clone(), device: self.device, precision: self.precision, phonemes };
-        RendererKind::from(self.renderer).create(&options)
-    }
-}
-
-/// `--fallback` values.
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum FallbackArg {
-    /// A late frame goes out unchanged.
-    #[default]
-    Original,
-    /// The last good render is blended into a late frame.
-    LastRender,
-}
-
-impl From<FallbackArg> for Fallback {
-    fn from(f: FallbackArg) -> Self {
-        match f {
-            FallbackArg::Original => Fallback::Original,
-            FallbackArg::LastRender => Fallback::LastRender,
-        }
+        self.renderer.create(&options)
     }
 }
 

@@ -32,6 +32,7 @@ use crate::render::Renderer;
 
 /// What a late (or failed) frame is replaced with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "gst", derive(clap::ValueEnum))]
 pub enum Fallback {
     /// The input frame, unchanged.
     #[default]

@@ -112,6 +112,7 @@ pub trait Renderer: Send {
 }
 
 /// The renderers users can choose (the element's `renderer` property, the CLI's `--renderer`).
+#[cfg_attr(feature = "gst", derive(clap::ValueEnum))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RendererKind {
     /// Lip-sync from the audio's loudness and spectrum by warping the tracked face: no trained weights.

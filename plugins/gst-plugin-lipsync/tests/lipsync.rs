@@ -185,6 +185,25 @@ fn buffers_are_clipped_to_their_segment() {
 }
 
 #[test]
+fn device_and_precision_are_checked_when_set() {
+    init();
+    let e = gst::ElementFactory::make("lipsync").build().unwrap();
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
+    e.set_property("device", "cuda:1");
+    assert_eq!(e.property::<String>("device"), "cuda:1");
+    e.set_property("device", "gpu");
+    assert_eq!(e.property::<String>("device"), "cuda:1", "a name that is not a device leaves the setting");
+    let warnings = messages(&bus, gst::MessageType::Warning);
+    let gst::MessageView::Warning(w) = warnings[0].view() else { unreachable!() };
+    assert!(w.error().message().contains("unknown device `gpu`"), "{}", w.error().message());
+    e.set_property_from_str("precision", "bf16");
+    let precision = e.property_value("precision");
+    let (_, value) = gst::glib::EnumValue::from_value(&precision).expect("an enum");
+    assert_eq!(value.nick(), "bf16");
+}
+
+#[test]
 fn latency_query_is_the_property_plus_upstream() {
     let mut s = setup(&[("latency", &(120 * MS))], true, true);
     s.video.set_upstream_latency(gst::ClockTime::from_nseconds(30 * MS));

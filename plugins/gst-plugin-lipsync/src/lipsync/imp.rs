@@ -33,7 +33,7 @@ use lipsync::{
     VideoFrame,
 };
 
-use super::{Fallback, Renderer};
+use super::{Fallback, Precision, Renderer};
 
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| gst::DebugCategory::new("lipsync", gst::DebugColorFlags::empty(), Some("Streaming lip-sync")));
@@ -45,7 +45,6 @@ const DEFAULT_STATS_INTERVAL: u64 = 1_000_000_000;
 const DEFAULT_SIMULATE_DELAY: u64 = 0;
 const DEFAULT_SIMULATE_LOOKAHEAD: u64 = 0;
 const DEFAULT_DEVICE: &str = "cpu";
-const DEFAULT_PRECISION: &str = "f32";
 /// Renders queued on the worker at once.
 const MAX_IN_FLIGHT: usize = 2;
 /// Audio is handed to the ring in pieces of at most this many samples.
@@ -75,8 +74,8 @@ struct Settings {
     track_faces: bool,
     face_models: Option<String>,
     weights: Option<String>,
-    device: String,
-    precision: String,
+    device: ComputeDevice,
+    precision: Precision,
     /// The latency the element chose itself; while `latency` still has this value, renderer changes move
     /// it to the new renderer's recommendation.
     auto_latency: Option<u64>,
@@ -94,8 +93,8 @@ impl Default for Settings {
             track_faces: false,
             face_models: None,
             weights: None,
-            device: DEFAULT_DEVICE.into(),
-            precision: DEFAULT_PRECISION.into(),
+            device: ComputeDevice::Cpu,
+            precision: Precision::F32,
             auto_latency: None,
         }
     }
@@ -156,8 +155,8 @@ impl Settings {
     fn renderer(&self, phonemes: &PhonemeFeed) -> Result<Box<dyn lipsync::Renderer>, lipsync::Error> {
         let options = RendererOptions {
             weights: self.weights.as_ref().map(PathBuf::from),
-            device: self.device.parse()?,
-            precision: self.precision.parse()?,
+            device: self.device,
+            precision: self.precision.into(),
             phonemes: Some(phonemes.clone()),
         };
         let inner = RendererKind::from(self.renderer).create(&options)?;
@@ -563,10 +562,9 @@ impl ObjectImpl for LipSync {
                     .default_value(Some(DEFAULT_DEVICE))
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("precision")
+                glib::ParamSpecEnum::builder_with_default("precision", Precision::F32)
                     .nick("Precision")
                     .blurb("renderer=stsa: f32 (exact), f16 or bf16 (half the memory; faster on a GPU)")
-                    .default_value(Some(DEFAULT_PRECISION))
                     .mutable_ready()
                     .build(),
                 counter("frames-in", "Frames in", "Video frames received"),
@@ -596,13 +594,17 @@ impl ObjectImpl for LipSync {
             "face-models" => settings.face_models = value.get().expect("type checked upstream"),
             "weights" => settings.weights = value.get().expect("type checked upstream"),
             "device" => {
-                let device: Option<String> = value.get().expect("type checked upstream");
-                settings.device = device.unwrap_or_else(|| DEFAULT_DEVICE.into());
+                // Parsed here, once: a name that is not a device is refused and the setting kept.
+                let name: Option<String> = value.get().expect("type checked upstream");
+                match name.as_deref().unwrap_or(DEFAULT_DEVICE).parse::<ComputeDevice>() {
+                    Ok(device) => settings.device = device,
+                    Err(e) => {
+                        drop(settings);
+                        gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", e));
+                    }
+                }
             }
-            "precision" => {
-                let precision: Option<String> = value.get().expect("type checked upstream");
-                settings.precision = precision.unwrap_or_else(|| DEFAULT_PRECISION.into());
-            }
+            "precision" => settings.precision = value.get().expect("type checked upstream"),
             "simulate-delay" => {
                 settings.simulate_delay = value.get().expect("type checked upstream");
                 drop(settings);
@@ -627,7 +629,7 @@ impl ObjectImpl for LipSync {
             "track-faces" => self.settings.lock().track_faces.to_value(),
             "face-models" => self.settings.lock().face_models.to_value(),
             "weights" => self.settings.lock().weights.to_value(),
-            "device" => self.settings.lock().device.to_value(),
+            "device" => self.settings.lock().device.to_string().to_value(),
             "precision" => self.settings.lock().precision.to_value(),
             "simulate-delay" => self.settings.lock().simulate_delay.to_value(),
             "simulate-lookahead" => self.settings.lock().simulate_lookahead.to_value(),
@@ -788,7 +790,7 @@ impl AggregatorImpl for LipSync {
                 )
             );
         }
-        if settings.renderer == Renderer::Stsa && matches!(settings.device.parse(), Ok(ComputeDevice::Cpu)) {
+        if settings.renderer == Renderer::Stsa && settings.device == ComputeDevice::Cpu {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::Failed,

@@ -61,6 +61,30 @@ impl From<Fallback> for lipsync::Fallback {
     }
 }
 
+/// The element's `precision` property.
+#[derive(Debug, Default, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstLipSyncPrecision")]
+pub enum Precision {
+    #[default]
+    #[enum_value(name = "f32: exact", nick = "f32")]
+    F32 = 0,
+    #[enum_value(name = "f16: half the memory; faster on a GPU", nick = "f16")]
+    F16 = 1,
+    #[enum_value(name = "bf16: half the memory; faster on a GPU", nick = "bf16")]
+    Bf16 = 2,
+}
+
+impl From<Precision> for lipsync::stsa::models::Precision {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::F32 => Self::F32,
+            Precision::F16 => Self::F16,
+            Precision::Bf16 => Self::Bf16,
+        }
+    }
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     gst::Element::register(Some(plugin), "lipsync", gst::Rank::NONE, LipSync::static_type())
 }
