@@ -6,7 +6,7 @@
 //!
 //! The classic renderer uses the reference bank (its neutral face and open mouth). The heatmaps, their
 //! temporal fusion and `composite` are STSA's inputs and output path; the fusion's effect is measured on
-//! synthetic noisy predictions until STSA's own predictions exist.
+//! synthetic noisy predictions (`smoothing`'s test `fusing_windows_reduces_noise_and_stays_causal`).
 
 pub mod composite;
 pub mod crop;
