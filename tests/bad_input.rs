@@ -108,6 +108,16 @@ fn dub_names_a_file_without_the_stream_it_needs() {
 }
 
 #[test]
+fn live_names_a_camera_file_without_video() {
+    let (camera, out) = (media("speech_16k.wav"), tmp("live.mkv"));
+    fails(
+        &[p("live"), p("--camera"), &camera, p("--audio"), p("rtp://127.0.0.1:5999?codec=l16"), p("--out"), &out],
+        &[&camera.display().to_string(), "has no video stream"],
+        Some(&out),
+    );
+}
+
+#[test]
 fn dub_says_when_the_audio_is_cut_short() {
     dub_audio(&cut("speech_16k.wav", 0.4, "short.wav"), "cut short");
 }

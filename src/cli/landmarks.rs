@@ -77,8 +77,8 @@ pub fn run(args: &LandmarksArgs) -> Result<()> {
             }
         }
     }
-    // A closed pipe (`| head`) is not an error worth a message.
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    // A closed pipe (`| head`) ends the command quietly; any other failure to write (a full disk) says so.
+    say!("{}", text.trim_end_matches('\n'));
     if let Some(out) = &args.draw {
         let view = RgbView::new(&frame);
         let mut rgb = Vec::with_capacity((w * h * 3) as usize);

@@ -194,13 +194,14 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     for out in held {
         emit(out, &mut output)?;
     }
+    let opened = output.is_some();
     if let Some(out) = output {
         out.finish()?;
     }
     drop(audio);
     let stats = engine.stats().snapshot();
     let written = match &args.out {
-        OutputSpec::File(p) => Some(p.clone()),
+        OutputSpec::File(p) if opened => Some(p.clone()),
         _ => None::<PathBuf>,
     };
     print_summary(&stats, started.elapsed(), written.as_ref());

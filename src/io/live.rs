@@ -2,6 +2,8 @@
 //! (`/dev/videoN`), a test pattern (`test`) or a file played in real time.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use gst::prelude::*;
 
@@ -42,6 +44,9 @@ impl LiveClock {
 pub struct VideoInput {
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
+    source: String,
+    /// Set when the file given has no video stream.
+    no_video: Arc<AtomicBool>,
 }
 
 impl VideoInput {
@@ -53,7 +58,7 @@ impl VideoInput {
         } else if source.starts_with("/dev/video") {
             "v4l2src name=src ! videoconvert ! videorate".to_owned()
         } else if Path::new(source).exists() {
-            "filesrc name=src ! decodebin ! videoconvert ! videorate".to_owned()
+            "filesrc name=src ! decodebin name=decoder ! videoconvert name=convert ! videorate".to_owned()
         } else {
             return Err(Error::InvalidArgument(format!(
                 "camera `{source}`: use /dev/videoN (see `lipsync devices`), `test`, or an existing video file"
@@ -66,13 +71,35 @@ impl VideoInput {
         }
         clock.attach(&pipeline);
         let sink: gst_app::AppSink = by_name(&pipeline, "sink")?;
+        // A file: once decodebin has exposed all its streams, an unlinked converter means it has no video.
+        let no_video = Arc::new(AtomicBool::new(false));
+        if let (Some(decoder), Some(convert)) = (pipeline.by_name("decoder"), pipeline.by_name("convert")) {
+            let (flag, convert) = (no_video.clone(), convert.downgrade());
+            decoder.connect("no-more-pads", false, move |_| {
+                let linked = convert.upgrade().and_then(|c| c.static_pad("sink")).is_some_and(|p| p.is_linked());
+                flag.store(!linked, Ordering::Release);
+                None
+            });
+        }
         set_state(&pipeline, gst::State::Playing)?;
-        Ok(VideoInput { pipeline, sink })
+        Ok(VideoInput { pipeline, sink, source: source.to_owned(), no_video })
     }
 
     /// The next frame, waiting at most `timeout`; `Ok(None)` on timeout; an error at the end of the
     /// stream or on failure.
     pub fn pull(&self, timeout: gst::ClockTime) -> Result<Option<VideoFrame>> {
+        let pulled = self.pull_sample(timeout);
+        // The decoder's error for a stream nobody takes says less than this.
+        if self.no_video.load(Ordering::Acquire) {
+            return Err(Error::Media(format!(
+                "{}: has no video stream: give a video file, a camera (/dev/videoN) or `test`",
+                self.source
+            )));
+        }
+        pulled
+    }
+
+    fn pull_sample(&self, timeout: gst::ClockTime) -> Result<Option<VideoFrame>> {
         match self.sink.try_pull_sample(timeout) {
             Some(sample) => {
                 let buffer = sample.buffer().ok_or_else(|| Error::Media("empty video sample".into()))?;
