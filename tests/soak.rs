@@ -141,8 +141,7 @@ fn an_hour_of_stream_with_gaps_bursts_and_a_caps_change_keeps_every_frame_and_fl
         while let Some(&(at, i)) = arriving.get(next_packet)
             && at <= t
         {
-            producer.push(Some(i * PACKET), &packet).unwrap();
-            engine.drain_audio();
+            engine.push_audio(&mut producer, Some(i * PACKET), &packet).unwrap();
             next_packet += 1;
         }
         if t % FRAME == 0 && t / FRAME < FRAMES {

@@ -94,12 +94,9 @@ pub fn run(args: &DubArgs) -> Result<()> {
     let window = engine.window();
     let mut fed = 0usize;
     let mut feed = |engine: &mut Engine<usize>, upto: usize| -> Result<()> {
-        while fed < upto {
-            let end = (fed + 4096).min(upto);
-            let pts = (fed == 0).then_some(0);
-            producer.push(pts, &audio[fed..end])?;
-            engine.drain_audio();
-            fed = end;
+        if fed < upto {
+            engine.push_audio(&mut producer, (fed == 0).then_some(0), &audio[fed..upto])?;
+            fed = upto;
         }
         Ok(())
     };

@@ -129,6 +129,9 @@ impl<P> fmt::Debug for OutputFrame<P> {
     }
 }
 
+/// The samples [`Engine::push_audio`] hands over at a time (an eighth of the hand-off's default room).
+const AUDIO_PIECE: usize = 4096;
+
 /// Waits for the render worker apart from the engine ([`Engine::waiter`]).
 pub struct RenderWaiter {
     results: Receiver<JobResult>,
@@ -281,6 +284,18 @@ impl<P> Engine<P> {
     /// in pieces on the engine's own thread).
     pub fn drain_audio(&mut self) {
         self.ring.drain();
+    }
+
+    /// Feeds a block of audio of any size from the engine's own thread: through `producer` (this engine's)
+    /// in pieces, draining after each, so the hand-off never overflows. `pts` stamps the first sample
+    /// (`None`: it follows the previous block). Fails, taking nothing, as [`AudioProducer::push`] does.
+    pub fn push_audio(&mut self, producer: &mut AudioProducer, pts: Option<u64>, samples: &[f32]) -> Result<()> {
+        let mut pts = pts;
+        for chunk in samples.chunks(AUDIO_PIECE) {
+            producer.push(pts.take(), chunk)?;
+            self.ring.drain();
+        }
+        Ok(())
     }
 
     /// Running time just past the newest audio received.

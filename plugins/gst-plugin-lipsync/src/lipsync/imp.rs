@@ -48,7 +48,6 @@ const DEFAULT_DEVICE: &str = "cpu";
 /// Renders queued on the worker at once.
 const MAX_IN_FLIGHT: usize = 2;
 /// Audio is handed to the ring in pieces of at most this many samples.
-const AUDIO_CHUNK: usize = 4096;
 /// Name of the custom downstream event that carries one timed phoneme on the audio pad.
 const PHONEME_EVENT: &str = "lipsync/phoneme";
 /// Phonemes that ended this long before the last frame sent are forgotten.
@@ -218,31 +217,26 @@ impl LipSync {
             };
             stream.samples.extend(map.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
         }
-        // In pieces, draining in between: the hand-off ring never overflows on a large buffer.
-        let mut pts = rt;
-        for chunk in stream.samples.chunks(AUDIO_CHUNK) {
-            if let Err(e) = stream.audio.push(pts.take(), chunk) {
-                if stream.untimed_samples == 0 {
-                    gst::element_imp_warning!(
-                        self,
-                        gst::StreamError::Format,
-                        ("Dropping audio until a buffer with a timestamp arrives: {}", e),
-                        ["The first audio buffer needs a timestamp; later ones may continue by sample count"]
-                    );
-                }
-                stream.untimed_samples += stream.samples.len() as u64;
-                return;
-            }
-            if stream.untimed_samples > 0 {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "audio timed again after {} samples dropped without a timestamp",
-                    stream.untimed_samples
+        if let Err(e) = stream.engine.push_audio(&mut stream.audio, rt, &stream.samples) {
+            if stream.untimed_samples == 0 {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Dropping audio until a buffer with a timestamp arrives: {}", e),
+                    ["The first audio buffer needs a timestamp; later ones may continue by sample count"]
                 );
-                stream.untimed_samples = 0;
             }
-            stream.engine.drain_audio();
+            stream.untimed_samples += stream.samples.len() as u64;
+            return;
+        }
+        if stream.untimed_samples > 0 {
+            gst::info!(
+                CAT,
+                imp = self,
+                "audio timed again after {} samples dropped without a timestamp",
+                stream.untimed_samples
+            );
+            stream.untimed_samples = 0;
         }
     }
 
