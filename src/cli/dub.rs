@@ -1,19 +1,18 @@
 //! `lipsync dub`: a face (photo or video) and an audio file in, an MP4 out, through the offline engine.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{RendererArgs, TrackingArgs, print_summary};
+use super::{RendererArgs, TrackingArgs, print_summary, stop_signals};
 use crate::audio::ns_to_samples;
 use crate::engine::{Engine, EngineConfig, Mode, OutputFrame};
 use crate::error::{Error, Result};
 use crate::frame::{FrameLayout, PixelFormat};
-use crate::io::{self, FPS, FaceLoop, Mp4Writer, PendingFile};
+use crate::io::{self, FPS, FRAME_NS, FaceLoop, Mp4Writer, PendingFile};
 use crate::visemes::{PhonemeFeed, PhonemeTrack};
 
 #[derive(Args, Debug)]
@@ -42,8 +41,6 @@ pub struct DubArgs {
     #[command(flatten)]
     tracking: TrackingArgs,
 }
-
-const FRAME_NS: u64 = 1_000_000_000 / FPS as u64;
 
 pub fn run(args: &DubArgs) -> Result<()> {
     let started = Instant::now();
@@ -102,12 +99,7 @@ pub fn run(args: &DubArgs) -> Result<()> {
     };
     // SIGINT (Ctrl-C) and SIGTERM stop the dub early: the frames rendered so far are written, the file is
     // completed and kept, and the command says so and fails. A second signal ends it at once.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 1, interrupted.clone())
-            .and_then(|_| signal_hook::flag::register(signal, interrupted.clone()))
-            .map_err(|e| Error::InvalidArgument(format!("cannot handle signal {signal}: {e}")))?;
-    }
+    let interrupted = stop_signals(true)?;
     let mut pushed = n_frames;
     for k in 0..n_frames {
         if interrupted.load(Ordering::SeqCst) {

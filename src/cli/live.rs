@@ -4,16 +4,16 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::{RendererArgs, TrackingArgs, print_summary};
+use super::{RendererArgs, TrackingArgs, print_summary, stop_signals};
 use crate::audio::{ns_to_samples, samples_to_ns};
 use crate::engine::{Engine, EngineConfig, Fallback, Mode, OutputFrame};
 use crate::error::{Error, Result};
-use crate::io::{LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
+use crate::io::{FPS, FRAME_NS, LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
 
 #[derive(Args, Debug)]
 pub struct LiveArgs {
@@ -44,9 +44,6 @@ pub struct LiveArgs {
 
 /// A frame on its way out, with its sound (pts and 16 kHz samples) for outputs that take it.
 type Outgoing = (OutputFrame<()>, Option<(u64, Vec<f32>)>);
-
-/// A frame's display time when its source does not say.
-const FRAME_NS: u64 = 1_000_000_000 / 25;
 
 /// Keeps the audio source alive for the session (dropping it stops capture).
 #[allow(dead_code)]
@@ -126,11 +123,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     eprintln!("video: {}; renderer {kind}, latency {} ms; Ctrl-C stops", args.camera, latency / 1_000_000);
 
     // Ctrl-C (SIGINT) and SIGTERM end the session cleanly (the output file is completed).
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, interrupted.clone())
-            .map_err(|e| Error::InvalidArgument(format!("cannot handle signal {signal}: {e}")))?;
-    }
+    let interrupted = stop_signals(false)?;
 
     let started = Instant::now();
     let stop_at = args.duration.map(|s| Duration::from_secs_f64(s.max(0.0)));
@@ -152,7 +145,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     let mut held: VecDeque<Outgoing> = VecDeque::new();
     let emit = |(out, sound): Outgoing, output: &mut Option<VideoOutput>| -> Result<()> {
         if output.is_none() {
-            *output = Some(VideoOutput::open(&args.out, out.frame.layout(), 25)?);
+            *output = Some(VideoOutput::open(&args.out, out.frame.layout(), FPS as i32)?);
         }
         let output = output.as_ref().expect("opened");
         if let Some((pts, samples)) = sound.filter(|(_, s)| !s.is_empty()) {

@@ -149,6 +149,23 @@ fn print_summary(s: &StatsSnapshot, elapsed: std::time::Duration, output: Option
     }
 }
 
+/// A flag SIGINT (Ctrl-C) and SIGTERM set, for a command that stops cleanly on them; with
+/// `second_exits`, a second signal ends the process at once.
+fn stop_signals(second_exits: bool) -> crate::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let exit_on_second = if second_exits {
+            signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone()).map(|_| ())
+        } else {
+            Ok(())
+        };
+        exit_on_second
+            .and_then(|()| signal_hook::flag::register(signal, stop.clone()).map(|_| ()))
+            .map_err(|e| crate::Error::InvalidArgument(format!("cannot handle signal {signal}: {e}")))?;
+    }
+    Ok(stop)
+}
+
 /// The process's peak resident memory in bytes (Linux's `VmHWM`; `None` elsewhere).
 fn peak_memory() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

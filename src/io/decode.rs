@@ -271,7 +271,7 @@ pub fn decode_video(path: &Path, max_frames: usize) -> Result<DecodedVideo> {
 }
 
 /// Nanoseconds between frames at [`FPS`].
-const FRAME_NS: u64 = 1_000_000_000 / FPS as u64;
+pub const FRAME_NS: u64 = 1_000_000_000 / FPS as u64;
 
 /// Frames a seek starts before the one wanted: the frame rate conversion then picks the same source frames
 /// as when it read the stream from its start.

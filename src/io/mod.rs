@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use gst::prelude::*;
 
-pub use decode::{DecodedVideo, FPS, VideoReader, decode_audio, decode_video, is_image};
+pub use decode::{DecodedVideo, FPS, FRAME_NS, VideoReader, decode_audio, decode_video, is_image};
 pub use encode::{Mp4Writer, OutputSpec, VideoOutput, write_png};
 pub use face_loop::{FaceLoop, ping_pong};
 pub use live::{LiveClock, VideoInput};

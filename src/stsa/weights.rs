@@ -93,8 +93,6 @@ fn check_pickle(pickle: &[u8]) -> std::result::Result<(), String> {
         *at += n;
         Ok(())
     };
-    let length =
-        |at: usize, n: usize| -> u64 { pickle[at..at + n].iter().rev().fold(0u64, |v, &b| (v << 8) | b as u64) };
     while at < pickle.len() {
         let op = pickle[at];
         at += 1;
@@ -108,7 +106,7 @@ fn check_pickle(pickle: &[u8]) -> std::result::Result<(), String> {
             // BINUNICODE: a 4-byte length, then the text.
             b'X' => {
                 take(&mut at, 4)?;
-                let n = length(at - 4, 4) as usize;
+                let n = u32::from_le_bytes([pickle[at - 4], pickle[at - 3], pickle[at - 2], pickle[at - 1]]) as usize;
                 take(&mut at, n)?;
             }
             // LONG1: a 1-byte length, then the number.
