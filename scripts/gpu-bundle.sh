@@ -4,7 +4,7 @@
 # and CUDA libraries stay there). Inside: stsa-check built with the `cuda` feature against CUDA 13.0
 # (scripts/cuda-env.sh; kernels as PTX for sm_90, which driver 580 and newer load), stripped and
 # gzipped; the fixtures it checks the networks against and its test scene (from ../shared/fixtures);
-# run.sh (scripts/gpu-run.sh); bundle.txt (what was built, from which commit).
+# run.sh (scripts/gpu-run.sh) and kernel-summary.py (for run.sh --kernels); bundle.txt (what was built, from which commit).
 #   scripts/gpu-bundle.sh            build it
 #   gpu-bundle/run.sh --device cpu   try it here (a few minutes: CPU parity figures, a few frames)
 set -euo pipefail
@@ -26,6 +26,7 @@ for f in stsa/heatmap_generator_detw.safetensors stsa/face_renderer_detw_io.safe
     cp "$shared/fixtures/$f" "$bundle/fixtures/"
 done
 cp scripts/gpu-run.sh "$bundle/run.sh"
+cp scripts/kernel-summary.py "$bundle/"
 chmod +x "$bundle/run.sh"
 {
     echo "lipsync $(git describe --always --dirty 2>/dev/null || echo unknown), built $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -6,6 +6,10 @@
 # run.log, machine.txt) go to $OUT, or to out/ beside this script.
 #
 #   run.sh [--device cuda:0|cuda:N|cpu] [stsa-check options, e.g. --quick or --precisions f32]
+#   run.sh --kernels [--precisions f32]   the same under Nsight Compute (ncu), which times each kernel
+#                                         of the stage-profiled frames (3 by default; one stream, short
+#                                         throughput runs): kernels.csv, and kernels.txt, their sum by
+#                                         kernel (kernel-summary.py)
 #
 # The CUDA libraries are searched in $LIPSYNC_CUDA_LIBS (folders, colon-separated), in the nvidia/*/lib
 # folders of python3's environment (PyTorch's wheels), in a CUDA toolkit under /usr/local/cuda and in the
@@ -14,11 +18,13 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 device=cuda:0
+kernels=""
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device="${2:-}"; shift 2 ;;
         --device=*) device="${1#*=}"; shift ;;
+        --kernels) kernels=1; shift ;;
         *) args+=("$1"); shift ;;
     esac
 done
@@ -104,7 +110,29 @@ fi
 chmod +x "$bin"
 trap 'rm -f "$bin"' EXIT
 
+# Under Nsight Compute: only the kernels of the stage-profiled frames (the program brackets them with
+# cuProfilerStart/Stop), each timed alone.
+profiler=()
+if [ -n "$kernels" ]; then
+    [ "$device" != cpu ] || fail "--kernels needs a GPU"
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | tail -1)
+    [ -n "$ncu" ] || fail "--kernels needs Nsight Compute (ncu): not on the PATH, in /opt/nvidia/nsight-compute or /usr/local/cuda/bin"
+    say "kernels timed by $ncu ($("$ncu" --version | tail -1))"
+    profiler=("$ncu" --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv \
+        --print-units base --print-kernel-base function --log-file "$out/kernels.csv")
+    args=(--streams 1 --frames 10 --seconds 2 --profile-frames 3 "${args[@]}")
+fi
+
 say "stsa-check --device $device ${args[*]}"
 LD_LIBRARY_PATH="$(IFS=:; echo "${dirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    "$bin" --fixtures "$here/fixtures" --device "$device" --out "$out/report.json" "${args[@]}" 2>&1 | tee "$out/run.log"
-exit "${PIPESTATUS[0]}"
+    "${profiler[@]}" "$bin" --fixtures "$here/fixtures" --device "$device" --out "$out/report.json" "${args[@]}" 2>&1 \
+    | tee "$out/run.log"
+status="${PIPESTATUS[0]}"
+if [ -n "$kernels" ]; then
+    frames=3
+    for ((i = 0; i < ${#args[@]} - 1; i++)); do
+        [ "${args[$i]}" = --profile-frames ] && frames="${args[$((i + 1))]}"
+    done
+    python3 "$here/kernel-summary.py" "$out/kernels.csv" "$frames" | tee "$out/kernels.txt"
+fi
+exit "$status"

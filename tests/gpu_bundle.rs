@@ -67,6 +67,7 @@ fn on_the_cpu_it_reproduces_the_parity_figures_and_times_a_few_frames() {
     for (network, tolerance) in [("wav2vec2", 1e-4), ("heatmap generator", 1e-4), ("face renderer", 1e-3)] {
         let f32_entry = parity.iter().find(|p| p["network"] == network && p["precision"] == "f32").expect("f32 parity");
         let diff = f32_entry["max_diff"].as_f64().unwrap();
+        assert!(f32_entry["relative"].as_f64().unwrap() < 1e-4, "{network}: {f32_entry}");
         assert!(diff > 0.0 && diff <= tolerance, "{network}: {diff}");
         let f16_entry = parity.iter().find(|p| p["network"] == network && p["precision"] == "f16").expect("f16");
         assert!(f16_entry["max_diff"].as_f64().unwrap() > diff, "{network}: f16 rounds more than f32");
@@ -80,6 +81,7 @@ fn on_the_cpu_it_reproduces_the_parity_figures_and_times_a_few_frames() {
         for n in [1, 2, 4] {
             assert_eq!(of(n)["frames"].as_u64(), Some(n), "{precision}, {n} streams: one frame each");
             assert!(of(n)["fps"].as_f64().unwrap() > 0.0);
+            assert_eq!(of(n)["faces_differing"], 0, "{precision}, {n} streams: the faces of one stream");
         }
         let (one, four) = (of(1)["memory_mib"].as_f64().unwrap(), of(4)["memory_mib"].as_f64().unwrap());
         let networks = report["memory_mib"][format!("networks_{precision}")].as_f64().unwrap();

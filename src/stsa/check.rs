@@ -3,6 +3,7 @@
 //! runs it; the benchmark and tests use its [`Scene`].
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use candle_nn::VarBuilder;
 use super::face_renderer::FaceRenderer;
 use super::heatmap_generator::{self, HeatmapGenerator};
 use super::models::{ComputeDevice, Models, Precision, WeightSource, network_weights};
-use super::profile::memory_in_use;
+use super::profile::{kernel_capture, memory_in_use};
 use super::wav2vec2::{self, Wav2Vec2};
 use crate::error::{Error, Result};
 use crate::face::Face;
@@ -119,16 +120,43 @@ pub struct Parity {
     pub max_diff: f32,
     pub mean_diff: f32,
     pub scale: f32,
-    /// f32 is held to the CPU tests' tolerance; a half precision to a tenth of the outputs' scale,
-    /// which catches a broken network (an overflow, a dtype mix-up), not rounding.
-    pub tolerance: f32,
+    /// ‖ours − original‖ / ‖original‖ (root mean squares over every compared value).
+    pub relative: f32,
+    pub bound: Bound,
     /// The forward pass, with loading its weights.
     pub seconds: f64,
 }
 
+/// What a parity check must stay within.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bound {
+    /// f32: the CPU tests' tolerance on the largest difference.
+    MaxDiff(f32),
+    /// A half precision: a relative error that a broken network (an overflow, a dtype mix-up: off by
+    /// about its own size) exceeds and rounding does not (f16 carries 11 significant bits, bf16 8;
+    /// through these networks bf16's rounding leaves a few percent).
+    Relative(f32),
+}
+
+/// The relative error a half precision's outputs must stay within.
+pub const HALF_RELATIVE: f32 = 0.1;
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::MaxDiff(t) => write!(f, "max |diff| ≤ {t:.0e}"),
+            Bound::Relative(t) => write!(f, "relative ≤ {t}"),
+        }
+    }
+}
+
 impl Parity {
     pub fn passed(&self) -> bool {
-        self.max_diff <= self.tolerance
+        match self.bound {
+            Bound::MaxDiff(t) => self.max_diff <= t,
+            // NaN compares false.
+            Bound::Relative(t) => self.relative <= t && !self.max_diff.is_nan(),
+        }
     }
 
     fn of(
@@ -138,6 +166,7 @@ impl Parity {
         pairs: &[(Tensor, &Tensor)],
     ) -> Result<Self> {
         let (mut max_diff, mut sum, mut n, mut scale) = (0f32, 0f64, 0usize, 0f32);
+        let (mut diff_squares, mut want_squares) = (0f64, 0f64);
         for (got, want) in pairs {
             let got = got.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             let want = want.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -152,18 +181,22 @@ impl Parity {
                 // NaN compares false: make it the worst.
                 max_diff = if d.is_nan() || max_diff.is_nan() { f32::NAN } else { max_diff.max(d) };
                 sum += d as f64;
+                diff_squares += (d as f64).powi(2);
+                want_squares += (*w as f64).powi(2);
                 scale = scale.max(w.abs());
             }
             n += got.len();
         }
-        let tolerance = if precision == Precision::F32 { f32_tolerance } else { 0.1 * scale.max(1.0) };
+        let bound =
+            if precision == Precision::F32 { Bound::MaxDiff(f32_tolerance) } else { Bound::Relative(HALF_RELATIVE) };
         Ok(Parity {
             network,
             precision,
             max_diff,
             mean_diff: (sum / n.max(1) as f64) as f32,
             scale,
-            tolerance,
+            relative: (diff_squares / want_squares.max(f64::MIN_POSITIVE)).sqrt() as f32,
+            bound,
             seconds: 0.0,
         })
     }
@@ -272,6 +305,16 @@ pub struct Throughput {
     pub p99_ms: f64,
     /// Memory in use while the streams hold their state ([`memory_in_use`]).
     pub memory: u64,
+    /// Each stream's faces in order, hashed: every stream renders the same frames, so the same faces.
+    pub faces: Vec<Vec<u64>>,
+}
+
+impl Throughput {
+    /// Frames, over all streams, whose face differs from `reference`'s face for the same frame (the
+    /// first stream's of a run, or of another run); frames past the shorter run are not compared.
+    pub fn faces_differing_from(&self, reference: &[u64]) -> usize {
+        self.faces.iter().map(|faces| faces.iter().zip(reference).filter(|(a, b)| a != b).count()).sum()
+    }
 }
 
 /// The audio a stream of the scene hears: a voiced buzz whose loudness moves.
@@ -303,8 +346,9 @@ impl<'a> SceneStream<'a> {
         Ok(SceneStream { scene, stsa: Stsa::new(config)?, next: 0 })
     }
 
-    /// Renders the next frame; returns how long it took, from the job to the pasted face.
-    pub fn render_next(&mut self) -> Result<Duration> {
+    /// Renders the next frame; returns how long it took, from the job to the pasted face, and a hash
+    /// of the face (its position and pixels).
+    pub fn render_next(&mut self) -> Result<(Duration, u64)> {
         let (scene, k) = (self.scene, self.next);
         self.next += 1;
         let frame = scene.frame_at(k + 2);
@@ -316,7 +360,12 @@ impl<'a> SceneStream<'a> {
             RenderJob { frame: &frame, audio: &audio, audio_missing: 0, face: Some(&scene.face), context: &context };
         let start = Instant::now();
         match self.stsa.render(&job)? {
-            Rendered::Patch(_) => Ok(start.elapsed()),
+            Rendered::Patch(patch) => {
+                let took = start.elapsed();
+                let mut hash = std::hash::DefaultHasher::new();
+                (patch.x, patch.y, patch.width, patch.height, &patch.rgba).hash(&mut hash);
+                Ok((took, hash.finish()))
+            }
             Rendered::Unchanged => Err(Error::Render { renderer: "stsa", reason: format!("frame {k} not rendered") }),
         }
     }
@@ -338,7 +387,7 @@ pub fn throughput(
     let (runs, memory) = std::thread::scope(|s| -> Result<_> {
         let workers: Vec<_> = (0..n)
             .map(|_| {
-                s.spawn(|| -> Result<(Vec<Duration>, Instant)> {
+                s.spawn(|| -> Result<(Vec<Duration>, Vec<u64>, Instant)> {
                     let ready = (|| -> Result<SceneStream> {
                         let mut stream = SceneStream::new(scene, device, precision)?;
                         for _ in 0..config.warmup {
@@ -350,18 +399,20 @@ pub fn throughput(
                     let t0 = *began.lock().get_or_insert_with(Instant::now);
                     let until = t0 + Duration::from_secs_f64(config.seconds);
                     let result = ready.and_then(|mut stream| {
-                        let mut times = Vec::with_capacity(config.frames);
+                        let (mut times, mut faces) = (Vec::with_capacity(config.frames), Vec::new());
                         for _ in 0..config.frames {
-                            times.push(stream.render_next()?);
+                            let (took, face) = stream.render_next()?;
+                            times.push(took);
+                            faces.push(face);
                             if Instant::now() >= until {
                                 break;
                             }
                         }
-                        Ok((stream, times, Instant::now()))
+                        Ok((stream, times, faces, Instant::now()))
                     });
                     measured.wait();
                     release.wait();
-                    result.map(|(_, times, end)| (times, end))
+                    result.map(|(_, times, faces, end)| (times, faces, end))
                 })
             })
             .collect();
@@ -375,8 +426,8 @@ pub fn throughput(
         Ok((runs, memory?))
     })?;
     let t0 = began.lock().expect("every stream started");
-    let seconds = runs.iter().map(|(_, end)| end.duration_since(t0).as_secs_f64()).fold(0.0, f64::max).max(1e-9);
-    let mut ms: Vec<f64> = runs.iter().flat_map(|(t, _)| t.iter().map(|d| d.as_secs_f64() * 1e3)).collect();
+    let seconds = runs.iter().map(|(.., end)| end.duration_since(t0).as_secs_f64()).fold(0.0, f64::max).max(1e-9);
+    let mut ms: Vec<f64> = runs.iter().flat_map(|(t, ..)| t.iter().map(|d| d.as_secs_f64() * 1e3)).collect();
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms.get(((ms.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
     Ok(Throughput {
@@ -388,10 +439,12 @@ pub fn throughput(
         p50_ms: at(0.5),
         p99_ms: at(0.99),
         memory,
+        faces: runs.into_iter().map(|(_, faces, _)| faces).collect(),
     })
 }
 
-/// One stream with a device synchronisation after each stage: where a frame's time goes.
+/// One stream with a device synchronisation after each stage: where a frame's time goes. The timed
+/// frames' kernels are the ones a kernel profiler captures ([`kernel_capture`]).
 pub fn stages(
     scene: &Scene,
     device: ComputeDevice,
@@ -404,8 +457,13 @@ pub fn stages(
         stream.render_next()?;
     }
     stream.stsa.set_profiling(true);
-    for _ in 0..frames {
-        stream.render_next()?;
-    }
+    // The same context and, on this thread, the same stream as the renderer's.
+    let device = device.open()?;
+    device.synchronize()?;
+    kernel_capture(&device, true)?;
+    let rendered = (0..frames).try_for_each(|_| stream.render_next().map(drop));
+    device.synchronize()?;
+    kernel_capture(&device, false)?;
+    rendered?;
     Ok(stream.stsa.stage_times().unwrap_or_default())
 }

@@ -163,6 +163,27 @@ pub fn resident_set() -> Result<u64> {
     Ok(kib * 1024)
 }
 
+/// Turns a kernel profiler's collection on or off for the work that follows, on a CUDA device:
+/// Nsight Compute started with `--profile-from-start off` (the GPU bundle's `run.sh --kernels`)
+/// measures only the kernels launched between `kernel_capture(device, true)` and
+/// `kernel_capture(device, false)`. With no profiler attached, or on the CPU, it does nothing.
+pub fn kernel_capture(device: &Device, on: bool) -> Result<()> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            use candle_core::cuda_backend::cudarc::driver;
+            d.cuda_stream().context().bind_to_thread().map_err(candle_core::Error::wrap)?;
+            let done = if on { driver::profiler_start() } else { driver::profiler_stop() };
+            done.map_err(candle_core::Error::wrap)?;
+            Ok(())
+        }
+        _ => {
+            let _ = on;
+            Ok(())
+        }
+    }
+}
+
 /// The device's name as its driver gives it (`None` on the CPU).
 pub fn device_name(device: &Device) -> Option<String> {
     match device {
