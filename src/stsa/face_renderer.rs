@@ -5,7 +5,9 @@
 //! inference (VGG, MINE, `align_layers`, `source_img_encoder`) are not built.
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Conv2dConfig, Linear, VarBuilder};
+
+use super::conv::Conv2d;
 
 use super::layers::{
     BatchNorm, ChannelAffine, R, Spec, Stack, block_diagonal_linear, conv2d_bn, shifted, stacked_conv2d, stacked_linear,
@@ -14,11 +16,11 @@ use super::ops::{Bilinear, ChannelSampler, GridSampler, InstanceNorm, Nearest, c
 use crate::error::Result;
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Ok(candle_nn::conv2d(cin, cout, k, Conv2dConfig { stride, padding, ..Default::default() }, vb)?)
+    Ok(candle_nn::conv2d(cin, cout, k, Conv2dConfig { stride, padding, ..Default::default() }, vb)?.into())
 }
 
 fn conv_no_bias(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Ok(candle_nn::conv2d_no_bias(cin, cout, k, Conv2dConfig { stride, padding, ..Default::default() }, vb)?)
+    Ok(candle_nn::conv2d_no_bias(cin, cout, k, Conv2dConfig { stride, padding, ..Default::default() }, vb)?.into())
 }
 
 /// `SameBlock2d` / `DownBlock2d`: conv, BatchNorm (folded into the conv), ReLU (keys `conv`, `norm`).

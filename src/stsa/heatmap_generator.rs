@@ -4,8 +4,9 @@
 //! the PyTorch state_dict (`mel_encoder.0.conv_block.0.weight`, ...).
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Conv2dConfig, LayerNorm, Linear, VarBuilder};
 
+use super::conv::Conv2d;
 use super::layers::{
     Act, Block, R, Spec, Stack, block_diagonal_conv2d, conv2d_bn, packed_attention, scaled_rows, stacked_conv2d,
 };

@@ -4,10 +4,9 @@
 //! is done in f32 from the checkpoint's values, then the weights take the model's dtype.
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{
-    Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder,
-};
+use candle_nn::{Conv1d, Conv1dConfig, Conv2dConfig, ConvTranspose2dConfig, Linear, VarBuilder};
 
+use super::conv::{Conv2d, ConvTranspose2d};
 use crate::error::Result;
 
 /// BatchNorm in eval mode: a per-channel scale and shift (f32).
@@ -103,7 +102,7 @@ pub(crate) fn conv_t2d_bn(
     let dtype = conv.dtype();
     let c = candle_nn::conv_transpose2d(cin, cout, k, config, conv.set_dtype(DType::F32))?;
     let (w, b) = BatchNorm::load(cout, bn)?.fold(c.weight(), c.bias(), 1, dtype)?;
-    Ok(ConvTranspose2d::new(w, Some(b), config))
+    Ok(ConvTranspose2d::new(w, Some(b), config)?)
 }
 
 /// How layers are merged into one: all reading the same input, or each its own slice of it.

@@ -10,6 +10,7 @@
 //! compositions of candle ops that candle runs on CUDA; no GPU has run them yet.
 
 pub mod check;
+pub(crate) mod conv;
 pub mod detw;
 pub mod face_renderer;
 pub mod heatmap_generator;
