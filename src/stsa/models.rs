@@ -109,8 +109,30 @@ impl ComputeDevice {
                 "device `{self}` needs lipsync built with CUDA (cargo build --release --features cuda); use cpu"
             )));
         }
-        Device::new_cuda(ordinal).map_err(|e| Error::InvalidArgument(format!("device `{self}`: {e}")))
+        let device = Device::new_cuda(ordinal).map_err(|e| Error::InvalidArgument(format!("device `{self}`: {e}")))?;
+        without_blas_workspace(&device)?;
+        Ok(device)
     }
+}
+
+/// Takes the workspace from the device's cuBLAS handle. Every thread rendering on the device (each on
+/// its own CUDA stream) runs its matrix products through that one handle, and the handle's default
+/// workspace is one buffer: two streams' split-K products would write their partial sums into it at
+/// once. On an H200, four concurrent f32 streams rendered faces that differed from a lone stream's
+/// (`stsa-check`). Without a workspace cuBLAS picks products that need none.
+fn without_blas_workspace(device: &Device) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        use candle_core::cuda_backend::cudarc::cublas::sys;
+        let blas = d.cublas_handle();
+        // SAFETY: the handle is alive (held by `blas`); a null workspace of 0 bytes is allowed.
+        let status = unsafe { sys::cublasSetWorkspace_v2(*blas.handle(), std::ptr::null_mut(), 0) };
+        if status != sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(Error::InvalidArgument(format!("cuda: cuBLAS refused to drop its workspace ({status:?})")));
+        }
+    }
+    let _ = device;
+    Ok(())
 }
 
 /// Parses and opens a device: `cpu`, `cuda` or `cuda:N`.
