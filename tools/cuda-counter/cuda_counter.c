@@ -232,7 +232,6 @@ CUresult cuModuleLoadData(CUmodule *m, const void *image) {
     *m = copy;
     return CUDA_SUCCESS;
 }
-CUresult cuModuleUnload(CUmodule m) { free(m); return CUDA_SUCCESS; }
 
 static int has_entry(const char *ptx, const char *name) {
     size_t n = strlen(name);
@@ -243,13 +242,37 @@ static int has_entry(const char *ptx, const char *name) {
     return 0;
 }
 
+/* Lookups already checked, (module, kernel): a lookup scans its module's PTX once, not at every launch
+ * (candle looks a kernel up before each launch; the real driver answers that from a table too). */
+#define MAX_CHECKED 8192
+static struct { const void *module; size_t kernel; } checked[MAX_CHECKED];
+static size_t n_checked;
+
+/* An unloaded module's lookups are forgotten (a later module may get its address). */
+CUresult cuModuleUnload(CUmodule m) {
+    pthread_mutex_lock(&kernels_lock);
+    size_t kept = 0;
+    for (size_t c = 0; c < n_checked; c++)
+        if (checked[c].module != m) checked[kept++] = checked[c];
+    n_checked = kept;
+    pthread_mutex_unlock(&kernels_lock);
+    free(m);
+    return CUDA_SUCCESS;
+}
+
 CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name) {
-    if (!has_entry((const char *)m, name)) {
+    pthread_mutex_lock(&kernels_lock);
+    size_t i = 0;
+    while (i < n_kernels && strcmp(kernel_names[i], name) != 0) i++;
+    int known = 0;
+    for (size_t c = 0; i < n_kernels && c < n_checked && !known; c++) known = checked[c].module == m && checked[c].kernel == i;
+    pthread_mutex_unlock(&kernels_lock);
+    if (!known && !has_entry((const char *)m, name)) {
         fprintf(stderr, "cuda_counter: no kernel `%s` in the module it was looked up in\n", name);
         return CUDA_ERROR_NOT_FOUND;
     }
     pthread_mutex_lock(&kernels_lock);
-    size_t i = 0;
+    i = 0;
     while (i < n_kernels && strcmp(kernel_names[i], name) != 0) i++;
     if (i == n_kernels) {
         if (n_kernels == MAX_KERNELS) {
@@ -257,6 +280,11 @@ CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name) {
             return CUDA_ERROR_OUT_OF_MEMORY;
         }
         kernel_names[n_kernels++] = strdup(name);
+    }
+    if (!known && n_checked < MAX_CHECKED) {
+        checked[n_checked].module = m;
+        checked[n_checked].kernel = i;
+        n_checked++;
     }
     pthread_mutex_unlock(&kernels_lock);
     *f = (CUfunction)(uintptr_t)(i + 1);
