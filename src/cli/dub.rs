@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -110,14 +110,9 @@ pub fn run(args: &DubArgs) -> Result<()> {
         // Audio up to this frame's window end, and one frame more so the worker never starves.
         feed(&mut engine, (ns_to_samples(window.end(pts) + FRAME_NS) as usize).min(audio.len()))?;
         engine.push_video(face.next_frame()?.with_pts(pts, Some(FRAME_NS)), k);
-        for out in engine.process(None) {
+        // Two renders and a frame being tracked at most: the face video is never held ahead.
+        for out in engine.pump(3, false) {
             write(out)?;
-        }
-        while engine.in_flight() >= 2 {
-            engine.wait(Duration::from_secs(60));
-            for out in engine.process(None) {
-                write(out)?;
-            }
         }
         report(&mut engine);
     }

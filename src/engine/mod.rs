@@ -21,14 +21,14 @@ use std::time::Duration;
 use crossbeam::channel::{Receiver, RecvTimeoutError, TrySendError};
 
 pub use stats::{Stats, StatsSnapshot};
-use worker::{Done, Job, JobResult, TrackJob, Worker};
+use worker::{Answer, Done, Job, RenderOutcome, RenderTask, TrackJob, Tracked, Worker};
 
 use crate::audio::{AudioProducer, AudioRing, AudioWindow, RingConfig, ns_to_samples, samples_to_ns};
 use crate::error::{Error, Result};
 use crate::face::models::ModelSource;
-use crate::face::{FaceTracker, TrackerConfig};
+use crate::face::{Face, FaceTracker, TrackerConfig};
 use crate::frame::{Patch, VideoFrame};
-use crate::render::Renderer;
+use crate::render::{FrameContext, Neighbour, Renderer};
 
 /// What a late (or failed) frame is replaced with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -132,20 +132,21 @@ impl<P> fmt::Debug for OutputFrame<P> {
 /// The samples [`Engine::push_audio`] hands over at a time (an eighth of the hand-off's default room).
 const AUDIO_PIECE: usize = 4096;
 
-/// Waits for the render worker apart from the engine ([`Engine::waiter`]).
+/// Waits for the engine's threads apart from the engine ([`Engine::waiter`]).
 pub struct RenderWaiter {
-    results: Receiver<JobResult>,
+    answers: Receiver<Answer>,
 }
 
 impl RenderWaiter {
-    /// The next render result, or `None` when none comes within `timeout`.
+    /// The next answer of the engine's threads (a rendered frame or a tracked face), or `None` when none
+    /// comes within `timeout`.
     pub fn wait(&self, timeout: Duration) -> Option<RenderResult> {
-        self.results.recv_timeout(timeout).ok().map(RenderResult)
+        self.answers.recv_timeout(timeout).ok().map(RenderResult)
     }
 }
 
-/// A render result taken by a [`RenderWaiter`], for [`Engine::accept_result`].
-pub struct RenderResult(JobResult);
+/// An answer taken by a [`RenderWaiter`], for [`Engine::accept_result`].
+pub struct RenderResult(Answer);
 
 /// Things the caller should tell the user about (the element posts them as messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,15 +189,21 @@ pub struct Engine<P> {
     config: EngineConfig,
     latency: u64,
     window: AudioWindow,
-    /// Frames after each one that must have arrived before it is rendered (the renderer's frame context).
-    frames_after: usize,
+    /// The renderer's frame context when faces are tracked (the frames after one must have arrived, and
+    /// been tracked, before it is rendered); empty otherwise.
+    context: FrameContext,
     renderer_name: &'static str,
     ring: AudioRing,
     worker: Worker,
     pending: VecDeque<Pending<P>>,
     next_seq: u64,
-    /// Results of a flushed stream are recognised by their epoch and ignored.
+    /// Answers about a flushed stream are recognised by their epoch and ignored.
     epoch: u64,
+    /// The tracker's answers (this epoch, in order) for the frames still to be rendered and the frames
+    /// before them that their contexts show.
+    faces: VecDeque<Tracked>,
+    /// Frames before this one (seq) have their tracker answer in.
+    tracked_to: u64,
     /// The frames (seq) whose renders are queued at or running on the worker, oldest first (the worker
     /// answers in order).
     in_flight: VecDeque<u64>,
@@ -210,6 +217,8 @@ pub struct Engine<P> {
     stats: Arc<Stats>,
     events: Vec<EngineEvent>,
     audio_pool: Vec<Vec<f32>>,
+    /// A thread stopped answering: every frame from then on goes out as the fallback.
+    lost: bool,
 }
 
 impl<P> Engine<P> {
@@ -218,7 +227,7 @@ impl<P> Engine<P> {
         let window = renderer.window();
         // The context's faces come from tracking: without it there is nothing to wait for.
         let tracks = renderer.needs_face() || config.tracking.is_some();
-        let frames_after = if tracks { renderer.frame_context().after } else { 0 };
+        let context = if tracks { renderer.frame_context() } else { FrameContext::default() };
         let latency = config.latency.unwrap_or_else(|| renderer.recommended_latency());
         let renderer_name = renderer.name();
         let (producer, ring) = AudioRing::new(&config.ring);
@@ -235,13 +244,15 @@ impl<P> Engine<P> {
             config,
             latency,
             window,
-            frames_after,
+            context,
             renderer_name,
             ring,
             worker,
             pending: VecDeque::new(),
             next_seq: 0,
             epoch: 0,
+            faces: VecDeque::new(),
+            tracked_to: 0,
             in_flight: VecDeque::new(),
             audio_eos: false,
             audio_absent: false,
@@ -252,6 +263,7 @@ impl<P> Engine<P> {
             stats,
             events: Vec::new(),
             audio_pool: Vec::new(),
+            lost: false,
         };
         Ok((engine, producer))
     }
@@ -322,15 +334,18 @@ impl<P> Engine<P> {
     pub fn push_video(&mut self, frame: VideoFrame, payload: P) {
         Stats::add(&self.stats.frames_in);
         self.last_video_pts = Some(self.last_video_pts.map_or(frame.pts, |t| t.max(frame.pts)));
-        if self.worker.tracks_faces() {
-            // Tracked now, while the frame waits for its audio.
-            let job = TrackJob::Track { seq: self.next_seq, epoch: self.epoch, frame: frame.clone() };
-            if !self.worker.track(job) {
-                self.worker_lost();
-            }
-        }
-        self.pending.push_back(Pending { seq: self.next_seq, frame, payload, state: State::WaitingAudio });
+        let seq = self.next_seq;
         self.next_seq += 1;
+        if self.lost {
+            let state = State::Done { image: None, status: FrameStatus::Failed };
+            self.pending.push_back(Pending { seq, frame, payload, state });
+            return;
+        }
+        self.pending.push_back(Pending { seq, frame: frame.clone(), payload, state: State::WaitingAudio });
+        // Tracked now, while the frame waits for its audio.
+        if self.worker.tracks_faces() && !self.worker.track(TrackJob::Track { seq, epoch: self.epoch, frame }) {
+            self.worker_lost();
+        }
     }
 
     /// The audio has ended: frames still waiting for it are rendered with silence.
@@ -346,6 +361,16 @@ impl<P> Engine<P> {
     /// Renders queued at or running on the worker.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Frames the engine's threads are working on: renders in flight, and frames whose tracked face
+    /// has not come back yet. [`Engine::wait`] has something to wait for while this is above 0.
+    pub fn working(&self) -> usize {
+        self.in_flight.len() + self.awaited_faces() as usize
+    }
+
+    fn awaited_faces(&self) -> u64 {
+        if self.worker.tracks_faces() && !self.lost { self.next_seq - self.tracked_to } else { 0 }
     }
 
     /// Changes the latency for the frames not yet emitted.
@@ -368,12 +393,13 @@ impl<P> Engine<P> {
         self.emit(now)
     }
 
-    /// Blocks until a render result arrives or `timeout` passes; returns whether one arrived.
+    /// Blocks until an answer of the engine's threads (a rendered frame or a tracked face) arrives or
+    /// `timeout` passes; returns whether one arrived.
     pub fn wait(&mut self, timeout: Duration) -> bool {
-        if self.in_flight.is_empty() {
+        if self.working() == 0 {
             return false;
         }
-        match self.worker.results.recv_timeout(timeout) {
+        match self.worker.answers.recv_timeout(timeout) {
             Ok(r) => {
                 self.accept(r);
                 true
@@ -386,14 +412,14 @@ impl<P> Engine<P> {
         }
     }
 
-    /// A handle that waits for the render worker without the engine, for a caller that keeps the engine
+    /// A handle that waits for the engine's threads without the engine, for a caller that keeps the engine
     /// behind a lock and must not hold it while a render runs (a flush or QoS event would wait behind it):
     /// wait with the lock released, then hand what arrived to [`Engine::accept_result`] under it.
     pub fn waiter(&self) -> RenderWaiter {
-        RenderWaiter { results: self.worker.results.clone() }
+        RenderWaiter { answers: self.worker.answers.clone() }
     }
 
-    /// Takes a render result [`RenderWaiter::wait`] returned (results of frames flushed since are ignored);
+    /// Takes an answer [`RenderWaiter::wait`] returned (answers about frames flushed since are ignored);
     /// `None` (the wait timed out) checks whether the worker is still there.
     pub fn accept_result(&mut self, result: Option<RenderResult>) {
         match result {
@@ -407,17 +433,34 @@ impl<P> Engine<P> {
     /// End of stream: renders every frame still inside (silence where audio is missing), waits for them
     /// and returns them all in order. In live mode deadlines still apply (`now`).
     pub fn finish(&mut self, now: Option<u64>) -> Vec<OutputFrame<P>> {
+        self.settle(now, 0, true)
+    }
+
+    /// Offline pacing: collects what the engine's threads finished, starts what can start, and returns
+    /// the frames done, waiting for the threads until at most `ahead` frames are being worked on
+    /// ([`Engine::working`]); `finishing` (the input has ended), until every frame is out. A caller that
+    /// feeds a file calls it after each frame it pushes. A caller that must not block with the engine in
+    /// hand runs the same loop itself: a step, [`Engine::settled`], a wait on a [`RenderWaiter`].
+    pub fn pump(&mut self, ahead: usize, finishing: bool) -> Vec<OutputFrame<P>> {
+        self.settle(None, ahead, finishing)
+    }
+
+    /// Whether [`Engine::pump`] with these arguments would stop waiting.
+    pub fn settled(&self, ahead: usize, finishing: bool) -> bool {
+        if finishing { self.pending.is_empty() } else { self.working() <= ahead }
+    }
+
+    fn settle(&mut self, now: Option<u64>, ahead: usize, finishing: bool) -> Vec<OutputFrame<P>> {
         let mut out = Vec::new();
         loop {
-            out.extend(self.finish_step(now));
-            if self.pending.is_empty() {
-                break;
+            out.extend(if finishing { self.finish_step(now) } else { self.process(now) });
+            if self.settled(ahead, finishing) {
+                return out;
             }
-            if !self.wait(Duration::from_secs(60)) && !self.in_flight.is_empty() {
+            if !self.wait(Duration::from_secs(60)) && self.working() > 0 {
                 self.worker_lost();
             }
         }
-        out
     }
 
     /// One step of [`Engine::finish`] without waiting: collects finished renders, starts every frame still
@@ -441,10 +484,12 @@ impl<P> Engine<P> {
         self.epoch += 1;
         self.pending.clear();
         self.in_flight.clear();
+        self.faces.clear();
+        self.tracked_to = self.next_seq;
         self.earliest = None;
         self.last_video_pts = None;
         self.last_patch = None;
-        // Results of the old epoch still in the channel are ignored when they arrive.
+        // Answers of the old epoch still in the channel are ignored when they arrive.
         let _ = self.worker.jobs.send(Job::Reset);
         self.worker.track(TrackJob::Reset);
     }
@@ -457,21 +502,30 @@ impl<P> Engine<P> {
     }
 
     fn collect_results(&mut self) {
-        while let Ok(r) = self.worker.results.try_recv() {
+        while let Ok(r) = self.worker.answers.try_recv() {
             self.accept(r);
         }
     }
 
-    fn accept(&mut self, r: JobResult) {
+    fn accept(&mut self, answer: Answer) {
+        match answer {
+            Answer::Rendered(r) => self.accept_render(r),
+            Answer::Tracked(t) => {
+                if t.epoch == self.epoch && t.seq >= self.tracked_to {
+                    self.tracked_to = t.seq + 1;
+                    self.faces.push_back(t);
+                }
+            }
+        }
+    }
+
+    fn accept_render(&mut self, r: RenderOutcome) {
         self.audio_pool.push(r.audio);
         if r.epoch != self.epoch {
             return;
         }
         self.in_flight.retain(|&seq| seq != r.seq);
         self.stats.record_render_time(r.elapsed);
-        if r.no_face {
-            Stats::add(&self.stats.frames_no_face);
-        }
         let (image, status) = match r.outcome {
             Ok(Some(Done { image, patch })) => {
                 self.last_patch = Some(patch);
@@ -494,12 +548,16 @@ impl<P> Engine<P> {
     }
 
     fn worker_lost(&mut self) {
+        if self.lost {
+            return;
+        }
+        self.lost = true;
         self.events.push(EngineEvent::RenderFailed(
             Error::WorkerStopped(format!("renderer `{}` stopped answering", self.renderer_name)).to_string(),
         ));
         self.in_flight.clear();
         for p in &mut self.pending {
-            if matches!(p.state, State::InFlight) {
+            if !matches!(p.state, State::Done { .. }) {
                 p.state = State::Done { image: None, status: FrameStatus::Failed };
             }
         }
@@ -551,12 +609,34 @@ impl<P> Engine<P> {
                 }
                 break; // later frames need even more audio
             }
-            // The frames after this one in its context must be in (and so sent for tracking).
+            // The frames after this one in its context must be in, and tracked, with the frame itself.
             let seq = self.pending[i].seq;
-            let after = (self.next_seq - 1 - seq).min(self.frames_after as u64) as usize;
-            if after < self.frames_after && !eos {
+            let after = (self.next_seq - 1 - seq).min(self.context.after as u64);
+            if after < self.context.after as u64 && !eos {
                 break;
             }
+            if self.worker.tracks_faces() && self.tracked_to <= seq + after {
+                break;
+            }
+            let (face, context) = if self.worker.tracks_faces() {
+                match self.face_and_context(seq, after) {
+                    Ok((Some(face), context)) => (Some(face), context),
+                    // No face: the frame passes through untouched.
+                    Ok((None, _)) => {
+                        Stats::add(&self.stats.frames_no_face);
+                        self.pending[i].state = State::Done { image: None, status: FrameStatus::Rendered };
+                        continue;
+                    }
+                    Err(e) => {
+                        self.events.push(EngineEvent::RenderFailed(e.to_string()));
+                        let image = self.fallback_image(&self.pending[i].frame);
+                        self.pending[i].state = State::Done { image, status: FrameStatus::Failed };
+                        continue;
+                    }
+                }
+            } else {
+                (None, Vec::new())
+            };
             if self.in_flight.len() >= self.config.max_in_flight {
                 break;
             }
@@ -565,14 +645,15 @@ impl<P> Engine<P> {
             audio.resize(n, 0.0);
             let (start, lead) = self.window.placement(pts);
             let info = self.ring.read(start, &mut audio[lead..], true);
-            let job = Job::Render {
+            let job = Job::Render(Box::new(RenderTask {
                 seq: self.pending[i].seq,
                 epoch: self.epoch,
                 frame: self.pending[i].frame.clone(),
                 audio,
                 audio_missing: info.missing + lead,
-                frames_after: after,
-            };
+                face,
+                context,
+            }));
             match self.worker.jobs.try_send(job) {
                 Ok(()) => {
                     self.in_flight.push_back(self.pending[i].seq);
@@ -585,11 +666,13 @@ impl<P> Engine<P> {
                 }
             }
         }
-        // Tracker answers for frames that will not be rendered can go: older than every queued render
-        // (its frame may already have gone out late) and every frame still waiting.
+        // Tracker answers go once no frame still to be rendered can show them: before the first waiting
+        // frame's context (without one, the next frame's).
         let waiting = self.pending.iter().find(|p| matches!(p.state, State::WaitingAudio)).map(|p| p.seq);
-        let next_render = self.in_flight.front().copied().into_iter().chain(waiting).min().unwrap_or(self.next_seq);
-        self.worker.set_low_water(next_render);
+        let oldest_shown = waiting.unwrap_or(self.next_seq).saturating_sub(self.context.before as u64);
+        while self.faces.front().is_some_and(|t| t.seq < oldest_shown) {
+            self.faces.pop_front();
+        }
         // Audio before the oldest window still to be read can go; nothing newer may be lost silently. When
         // no frame waits, the next one will have a later pts than the last, so older audio can go. Before
         // any video everything may still be needed: dropping it is an overrun.
@@ -610,6 +693,29 @@ impl<P> Engine<P> {
             }
             None => self.ring.protect_from(0),
         }
+    }
+
+    /// The tracked face of frame `seq` and its frame context, from the answers in (those of the `after`
+    /// frames after it included); slots of frames that do not exist, before the stream's start or after
+    /// its end, are `None`.
+    fn face_and_context(&self, seq: u64, after: u64) -> Result<(Option<Face>, Vec<Option<Neighbour>>)> {
+        let answer = |s: u64| self.faces.iter().find(|t| t.seq == s);
+        let face = match answer(seq) {
+            Some(Tracked { face: Ok(face), .. }) => face.clone(),
+            Some(Tracked { face: Err(e), .. }) => {
+                return Err(Error::Render { renderer: "face tracker", reason: e.to_string() });
+            }
+            None => return Err(Error::WorkerStopped(format!("frame {seq} has no tracker answer"))),
+        };
+        let before = self.context.before as u64;
+        let context = (0..self.context.len() as u64)
+            .map(|i| {
+                let s = (seq + i).checked_sub(before).filter(|&s| s <= seq + after)?;
+                let t = answer(s)?;
+                Some(Neighbour { pts: t.pts, face: t.face.as_ref().ok().cloned().flatten() })
+            })
+            .collect();
+        Ok((face, context))
     }
 
     /// Pops the frames at the head that are done, or due (live).

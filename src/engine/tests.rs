@@ -365,3 +365,22 @@ fn a_frame_context_waits_for_the_frames_after_and_carries_their_faces() {
     assert_eq!(log[2].1, [Some((1, n)), Some((2, y)), Some((3, y)), Some((4, y)), None], "the stream ended");
     assert_eq!(log[3].1, [Some((2, y)), Some((3, y)), Some((4, y)), None, None]);
 }
+
+#[test]
+fn tracker_answers_nobody_needs_do_not_pile_up() {
+    let (_, flat) = face_and_flat();
+    let (mut e, _audio) = Engine::<u64>::new(Box::new(ContextProbe(ContextLog::default())), offline()).unwrap();
+    // No audio at all: every frame passes through at once, though each is tracked.
+    e.set_audio_absent(true);
+    let mut out = Vec::new();
+    for k in 0..40u64 {
+        e.push_video(flat.with_pts(k * FRAME, None), k);
+        out.extend(e.process(None));
+    }
+    while e.working() > 0 {
+        assert!(e.wait(Duration::from_secs(5)), "every frame's face comes back");
+    }
+    out.extend(e.process(None));
+    assert_eq!(out.len(), 40);
+    assert!(e.faces.len() <= 2, "only the answers a later frame's context can show are kept: {}", e.faces.len());
+}

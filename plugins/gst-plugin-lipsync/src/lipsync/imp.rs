@@ -447,7 +447,7 @@ impl LipSync {
         self.push_outputs(outputs).map(|_| ())
     }
 
-    /// The frames the renders in flight complete (`finishing`: every frame still inside, rendered with the
+    /// The frames the engine's threads complete (`finishing`: every frame still inside, rendered with the
     /// audio there is), waiting for the worker with the state lock released: a flush, a QoS event or a
     /// property read never waits behind a render (an STSA frame on a CPU takes seconds).
     fn settle(&self, now: Option<u64>, finishing: bool) -> Result<Vec<OutputFrame<gst::Buffer>>, gst::FlowError> {
@@ -460,7 +460,7 @@ impl LipSync {
                 };
                 let engine = &mut stream.engine;
                 outputs.extend(if finishing { engine.finish_step(now) } else { engine.process(None) });
-                if engine.in_flight() == 0 && (!finishing || engine.pending() == 0) {
+                if engine.settled(0, finishing) {
                     return Ok(outputs);
                 }
                 engine.waiter()
