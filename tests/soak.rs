@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use lipsync::audio::AudioWindow;
 use lipsync::render::{RenderJob, Rendered, Renderer};
+use lipsync::stsa::profile::resident_set;
 use lipsync::{Engine, EngineConfig, FrameStatus, Mode, Patch, PixelFormat, VideoFrame};
 
 /// Bytes allocated and not yet freed, over all threads.
@@ -160,11 +161,13 @@ fn an_hour_of_stream_with_gaps_bursts_and_a_caps_change_keeps_every_frame_and_fl
         }
         // Memory once the stream is running (the render-time window and the audio history full).
         if t == 10_000 * FRAME {
-            settled = Some(LIVE.load(Ordering::Relaxed));
+            settled = Some((LIVE.load(Ordering::Relaxed), resident_set().unwrap()));
         }
         t += step;
     }
-    let grown = LIVE.load(Ordering::Relaxed) - settled.expect("the stream ran past 10,000 frames");
+    let (heap, rss) = settled.expect("the stream ran past 10,000 frames");
+    let grown = LIVE.load(Ordering::Relaxed) - heap;
+    let rss_grown = resident_set().unwrap() as i64 - rss as i64;
     engine.audio_eos();
     for out in engine.finish(Some(t)) {
         check(out);
@@ -172,7 +175,7 @@ fn an_hour_of_stream_with_gaps_bursts_and_a_caps_change_keeps_every_frame_and_fl
 
     assert_eq!(next_out, FRAMES, "every frame out once");
     let s = engine.stats().snapshot();
-    eprintln!("{s:?}; memory grew {grown} bytes from frame 10,000 to the end");
+    eprintln!("{s:?}; heap grew {grown} bytes, resident set {rss_grown} bytes, from frame 10,000 to the end");
     assert_eq!(s.frames_in, FRAMES);
     assert_eq!(s.frames_rendered + s.frames_fallback, FRAMES, "every frame counted once");
     assert_eq!(s.frames_rendered, statuses[0]);
@@ -185,5 +188,6 @@ fn an_hour_of_stream_with_gaps_bursts_and_a_caps_change_keeps_every_frame_and_fl
     assert_eq!(s.audio_underruns + s.frames_late, near_gaps, "frames touched by the gaps: {near_gaps}");
     assert_eq!(s.audio_overruns, 0, "bursts two seconds ahead fit in the audio history");
     assert_eq!(statuses[2] + statuses[3], 0, "no render fails, no frame waits out the audio timeout");
-    assert!(grown.abs() < 5 << 20, "memory grew by {grown} bytes over 80,000 frames");
+    assert!(grown.abs() < 5 << 20, "the heap grew by {grown} bytes over 80,000 frames");
+    assert!(rss_grown < 5 << 20, "the resident set grew by {rss_grown} bytes over 80,000 frames");
 }
