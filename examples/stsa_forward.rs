@@ -67,13 +67,12 @@ fn main() -> Result<()> {
         "face-renderer" => {
             let vb = weights_for(&source, None, |vb| FaceRenderer::load(vb).map(|_| ()))?;
             let model = FaceRenderer::load(vb)?;
-            let face = model.forward_traced(
+            let face = model.forward(
                 input("T_frame_img")?,
                 input("T_driving_heatmap")?,
                 input("ref_N_frame_img")?,
                 input("ref_N_frame_heatmap")?,
                 input("T_audio_w2v")?,
-                &mut |_, _| {},
             )?;
             HashMap::from([("out.generated_face".to_string(), face)])
         }

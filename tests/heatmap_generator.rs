@@ -31,13 +31,37 @@ fn matches_the_original_on_every_intermediate() {
         VarBuilder::from_tensors(weights, DType::F32, &common::test_device()),
     )
     .unwrap();
+    // Stage by stage, each against the original's intermediate of the same name, then the whole forward.
     let mut worst: Vec<(String, f32)> = Vec::new();
-    let out = model
-        .forward_traced(&fx["T_w2vs"], &fx["T_pose_heatmap"], &fx["Nl_whole_heatmap"], &mut |name, t| {
-            let want = fx.get(name).unwrap_or_else(|| panic!("no fixture for {name}"));
-            worst.push((name.to_string(), max_diff(t, want)));
-        })
-        .unwrap();
+    let mut check = |name: &str, t: &Tensor| {
+        let want = fx.get(name).unwrap_or_else(|| panic!("no fixture for {name}"));
+        worst.push((name.to_string(), max_diff(t, want)));
+    };
+    let (b, t, c, w) = fx["T_w2vs"].dims4().unwrap();
+    let (nl, d) = (fx["Nl_whole_heatmap"].dim(1).unwrap(), 512);
+    let pose = fx["T_pose_heatmap"].reshape((b * t, 1, 128, 128)).unwrap();
+    let mel = model.encode_audio(&fx["T_w2vs"].reshape((b * t, c, w)).unwrap()).unwrap();
+    check("mel_encoder#call0", &mel);
+    let pose_code = model.encode_pose(&pose).unwrap();
+    check("pose_encoder#call0", &pose_code);
+    let ref_code = model.encode_references(&fx["Nl_whole_heatmap"]).unwrap();
+    check("ref_encoder#call0", &ref_code);
+    let normed: Vec<Tensor> = [&mel, &pose_code, &ref_code].iter().map(|e| model.normalise(e).unwrap()).collect();
+    for (i, n) in normed.iter().enumerate() {
+        check(&format!("Norm#call{i}"), n);
+    }
+    let x =
+        model.transformer(&model.reference_tokens(&fx["Nl_whole_heatmap"]).unwrap(), &normed[0], &normed[1]).unwrap();
+    check("fusion_transformer#call0", &x);
+    let lip_emb = x.narrow(1, nl, t).unwrap().reshape((b * t, d, 1, 1)).unwrap();
+    let jaw_emb = x.narrow(1, nl + t, t).unwrap().reshape((b * t, d, 1, 1)).unwrap();
+    let (lip, jaw) = model.decode(&lip_emb, &jaw_emb, &pose).unwrap();
+    check("heatmap_decoder#call0.0", &lip);
+    check("heatmap_decoder#call0.1", &jaw);
+    let (lip_code, jaw_code) = model.landmark_codes(&lip, &jaw).unwrap();
+    check("lip_encoder#call0", &lip_code);
+    check("jaw_encoder#call0", &jaw_code);
+    let out = model.forward(&fx["T_w2vs"], &fx["T_pose_heatmap"], &fx["Nl_whole_heatmap"]).unwrap();
     worst.push((
         "out.predict_content_heatmap".into(),
         max_diff(&out.content_heatmap, &fx["out.predict_content_heatmap"]),

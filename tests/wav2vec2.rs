@@ -61,14 +61,26 @@ fn matches_transformers_on_one_and_two_and_a_half_seconds() {
         let raw = fx[&format!("{clip}.input_raw")].to_vec1::<f32>().unwrap();
         let input = Tensor::from_vec(normalise(&raw), (1, raw.len()), &dev).unwrap();
         assert!(max_diff(&input, &fx[&format!("{clip}.input_values")]) < 1e-5, "{clip}: normalisation");
+        // Stage by stage, each against the original's intermediate of the same name.
         let mut worst: Vec<(String, f32)> = Vec::new();
-        let out = model
-            .forward_traced(&input, &mut |name, t| {
-                if let Some(want) = fx.get(&format!("{clip}.{name}")) {
-                    worst.push((name.to_string(), max_diff(t, want)));
-                }
-            })
-            .unwrap();
+        let mut check = |name: &str, t: &Tensor| {
+            if let Some(want) = fx.get(&format!("{clip}.{name}")) {
+                worst.push((name.to_string(), max_diff(t, want)));
+            }
+        };
+        let features = model.extract_features(&input).unwrap();
+        check("feature_extractor#call0", &features);
+        let (projected, normed) = model.project(&features).unwrap();
+        check("feature_projection#call0.0", &projected);
+        check("feature_projection#call0.1", &normed);
+        check("encoder.pos_conv_embed#call0", &model.positions(&projected).unwrap());
+        let mut h = model.encoder_input(&projected).unwrap();
+        check("encoder.layer_norm#call0", &h);
+        for i in 0..model.layer_count() {
+            h = model.encoder_layer(i, &h).unwrap();
+            check(&format!("encoder.layers.{i}#call0"), &h);
+        }
+        let out = model.forward(&input).unwrap();
         worst.push(("last_hidden_state".into(), max_diff(&out, &fx[&format!("{clip}.last_hidden_state")])));
         eprintln!("{clip}: {worst:?}");
         assert!(worst.len() >= 7, "{clip}: intermediates compared");
@@ -92,17 +104,8 @@ fn streaming_features_approach_the_whole_clip_ones_as_the_window_grows() {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "../shared/media/speech_16k.wav"].iter().collect();
     let audio = lipsync::io::decode_audio(&path).unwrap();
     let x = Tensor::from_vec(normalise(&audio), (1, audio.len()), &Device::Cpu).unwrap();
-    let mut layer0 = None;
-    let whole = model
-        .forward_traced(&x, &mut |name, t| {
-            if name == "encoder.layers.0#call0" {
-                layer0 = Some(t.squeeze(0).unwrap());
-            }
-        })
-        .unwrap()
-        .squeeze(0)
-        .unwrap();
-    let layer0 = layer0.unwrap();
+    let whole = model.forward(&x).unwrap().squeeze(0).unwrap();
+    let layer0 = model.forward_to(&x, 1).unwrap().squeeze(0).unwrap();
     let rows = whole.dim(0).unwrap();
     // Relative error: |stream - whole| over the spread of whole's rows around their mean.
     let relative = |stream: &Tensor, whole: &Tensor| -> f32 {

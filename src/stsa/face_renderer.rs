@@ -352,17 +352,11 @@ impl Temporal {
         })
     }
 
-    /// Driving heatmap (1, 3, 128, 128) and the AdaIN blocks' audio modulations: the references warped
-    /// towards the driving heatmap and blended by their predicted weights. The modulations depend only on
-    /// the driving heatmap and the audio, so they are computed once for all references (the original
-    /// recomputes them per reference); the references go through as one batch.
-    fn forward(
-        &self,
-        refs: &TemporalRefs,
-        driving: &Tensor,
-        audio: &[[Affine; 2]],
-        trace: &mut dyn FnMut(&str, &Tensor),
-    ) -> Result<[Tensor; 4]> {
+    /// Driving heatmap (1, 3, 128, 128) and the AdaIN blocks' audio modulations: each reference's flow
+    /// towards the driving heatmap (N, 2, 128, 128, `conv_4`) and its weight (N, 1, 128, 128, `conv_5`).
+    /// The modulations depend only on the driving heatmap and the audio, so they are computed once for all
+    /// references (the original recomputes them per reference); the references go through as one batch.
+    fn flow(&self, refs: &TemporalRefs, driving: &Tensor, audio: &[[Affine; 2]]) -> Result<(Tensor, Tensor)> {
         let d64 = self.to_64.apply(driving)?;
         let x = self.spade_1.forward(&refs.h64, &d64)?;
         let x = self.adain_1.forward(&x, &audio[0])?;
@@ -372,10 +366,12 @@ impl Temporal {
         let heads = self.flow_and_weight.forward(&x)?;
         let flow = heads.narrow(1, 0, 2)?;
         let w = candle_nn::ops::sigmoid(&self.conv_5b.forward(&heads.narrow(1, 2, 32)?.relu()?)?)?;
-        for n in 0..flow.dim(0)? {
-            trace(&format!("temporal_module.conv_4#call{n}"), &flow.narrow(0, n, 1)?);
-            trace(&format!("temporal_module.conv_5#call{n}"), &w.narrow(0, n, 1)?);
-        }
+        Ok((flow, w))
+    }
+
+    /// The references warped by their flows at each scale and blended by their weights: at 128 (32
+    /// channels), 64, 32, and the warped images.
+    fn warp(&self, refs: &TemporalRefs, flow: &Tensor, w: &Tensor) -> Result<[Tensor; 4]> {
         // `convert_flow_to_deformation` (in f32: these are sampling positions), then `warping` at each
         // scale with the deformation resized to it.
         let deformation =
@@ -386,9 +382,9 @@ impl Temporal {
         let warped_32 = refs.at_32.sample(&self.deformation_32.apply(&deformation)?)?.to_dtype(dtype)?;
         let blend = |w: &Tensor, warped: &Tensor| -> Result<Tensor> { Ok(w.broadcast_mul(warped)?.sum_keepdim(0)?) };
         let den = (w.sum_keepdim(0)? + 1e-5)?;
-        let a128 = blend(&w, &warped_128)?.broadcast_div(&den)?;
-        let a64 = blend(&self.to_64.apply(&w)?, &warped_64)?.broadcast_div(&self.to_64.apply(&den)?)?;
-        let a32 = blend(&self.to_32.apply(&w)?, &warped_32)?.broadcast_div(&self.to_32.apply(&den)?)?;
+        let a128 = blend(w, &warped_128)?.broadcast_div(&den)?;
+        let a64 = blend(&self.to_64.apply(w)?, &warped_64)?.broadcast_div(&self.to_64.apply(&den)?)?;
+        let a32 = blend(&self.to_32.apply(w)?, &warped_32)?.broadcast_div(&self.to_32.apply(&den)?)?;
         Ok([a128.narrow(1, 0, 32)?, a64, a32, a128.narrow(1, 32, 3)?])
     }
 }
@@ -563,17 +559,18 @@ impl FaceRenderer {
     /// Everything that depends only on the references `ref_imgs`, `ref_heatmaps` (1, N, 3, 128, 128):
     /// computed once per reference set ([`FaceRenderer::render`] then skips about 31 GFLOP a frame).
     pub fn references(&self, ref_imgs: &Tensor, ref_heatmaps: &Tensor) -> Result<References> {
-        self.references_traced(ref_imgs, ref_heatmaps, &mut |_, _| {})
-    }
-
-    fn references_traced(
-        &self,
-        ref_imgs: &Tensor,
-        ref_heatmaps: &Tensor,
-        trace: &mut dyn FnMut(&str, &Tensor),
-    ) -> Result<References> {
         let _span = tracing::debug_span!("face_renderer_references").entered();
         let n = ref_imgs.dim(1)?;
+        let [f128, f64_, f32_] = self.encode_reference_images(ref_imgs)?;
+        let heatmap = self.encode_reference_heatmaps(ref_heatmaps)?;
+        let laid_out = |i: usize, f: &Tensor| ChannelSampler::new(&self.appearance[i].0.forward(f)?);
+        let appearance = [laid_out(0, &f128)?, laid_out(1, &f64_)?, laid_out(2, &f32_)?];
+        let temporal = self.temporal.references(&ref_imgs.squeeze(0)?, &ref_heatmaps.squeeze(0)?)?;
+        Ok(References { f32: f32_, heatmap, appearance, temporal, count: n })
+    }
+
+    /// `ref_imgs_encoder`: the reference images (1, N, 3, 128, 128) encoded at 128, 64 and 32 pixels.
+    pub fn encode_reference_images(&self, ref_imgs: &Tensor) -> Result<[Tensor; 3]> {
         // Reference images channel-major, reference heatmaps ref-major (SPEC quirk).
         let channel_major = Tensor::cat(
             &(0..3).map(|c| ref_imgs.narrow(2, c, 1)?.squeeze(2)).collect::<candle_core::Result<Vec<_>>>()?,
@@ -582,90 +579,126 @@ impl FaceRenderer {
         let f128 = self.ref_conv1.forward(&channel_major)?;
         let f64_ = self.ref_conv2.forward(&f128)?;
         let f32_ = self.ref_conv3.forward(&f64_)?;
-        trace("ref_imgs_encoder#call0.0", &f128);
-        trace("ref_imgs_encoder#call0.1", &f64_);
-        trace("ref_imgs_encoder#call0.2", &f32_);
-        let heatmap = self.heatmap_ref.forward(&ref_heatmaps.reshape((1, 3 * n, 128, 128))?)?;
-        trace("heatmap_encoder_ref#call0", &heatmap);
-        let laid_out = |i: usize, f: &Tensor| ChannelSampler::new(&self.appearance[i].0.forward(f)?);
-        let appearance = [laid_out(0, &f128)?, laid_out(1, &f64_)?, laid_out(2, &f32_)?];
-        let temporal = self.temporal.references(&ref_imgs.squeeze(0)?, &ref_heatmaps.squeeze(0)?)?;
-        Ok(References { f32: f32_, heatmap, appearance, temporal, count: n })
+        Ok([f128, f64_, f32_])
+    }
+
+    /// `heatmap_encoder_ref`: the reference heatmaps (1, N, 3, 128, 128) to (1, 32, 32, 32).
+    pub fn encode_reference_heatmaps(&self, ref_heatmaps: &Tensor) -> Result<Tensor> {
+        let n = ref_heatmaps.dim(1)?;
+        Ok(self.heatmap_ref.forward(&ref_heatmaps.reshape((1, 3 * n, 128, 128))?)?)
     }
 
     /// One face: the source `frame` and `driving` heatmap (1, 3, 128, 128, values 0..1, BGR as the
     /// original), the frame's audio chunk `audio_w2v` (1, 768, 10) and the cached `refs`; returns the
-    /// generated face (1, 3, 128, 128).
+    /// generated face (1, 3, 128, 128). Each stage is a method of its own.
     pub fn render(&self, refs: &References, frame: &Tensor, driving: &Tensor, audio_w2v: &Tensor) -> Result<Tensor> {
-        self.render_traced(refs, frame, driving, audio_w2v, &mut |_, _| {})
+        let _span = tracing::debug_span!("face_renderer", refs = refs.count).entered();
+        let audio = self.encode_audio(audio_w2v)?;
+        let alignment = self.align(refs, &self.encode_driving(driving)?)?;
+        let spatial = self.spatial(self.adaat(refs, &audio, &alignment)?)?;
+        let (flow, weight) = self.temporal_flow(refs, driving, &audio)?;
+        let temporal = self.temporal(refs, &flow, &weight)?;
+        let fused = self.fuse(&spatial, &temporal)?;
+        self.translate(frame, driving, &fused, &audio)
     }
 
-    fn render_traced(
+    /// `heatmap_encoder_tar`: the driving heatmap (1, 3, 128, 128) to (1, 32, 32, 32).
+    pub fn encode_driving(&self, driving: &Tensor) -> Result<Tensor> {
+        Ok(self.heatmap_tar.forward(driving)?)
+    }
+
+    /// `audio_encoder`: the frame's audio chunk (1, 768, 10) to its code (1, 128, 1), with the AdaIN
+    /// modulations it makes for the temporal and translation networks.
+    pub fn encode_audio(&self, audio_w2v: &Tensor) -> Result<AudioCode> {
+        let code = self.audio.forward(audio_w2v)?;
+        let modulations = self.audio_modulation.affines(&code.flatten_from(1)?)?;
+        Ok(AudioCode { code, modulations })
+    }
+
+    /// `spatial_module.alignment_encoder`: the references' and the driving heatmap's encodings aligned,
+    /// (1, 128, 1, 1) for 32x32 inputs.
+    pub fn align(&self, refs: &References, driving_code: &Tensor) -> Result<Tensor> {
+        Ok(self.alignment.forward(&Tensor::cat(&[&refs.f32, &refs.heatmap, driving_code], 1)?)?)
+    }
+
+    /// `spatial_module.adaAT_128`, `_64`, `_32`: the references' appearance features transformed by the
+    /// code of the audio and the alignment.
+    pub fn adaat(&self, refs: &References, audio: &AudioCode, alignment: &Tensor) -> Result<[Tensor; 3]> {
+        // The alignment code is the encoder's output averaged over space: its map is 1x1 for 32x32 inputs.
+        let pooled = match alignment.dims4()? {
+            (_, _, 1, 1) => alignment.flatten_from(1)?,
+            _ => alignment.flatten_from(2)?.mean(2)?,
+        };
+        let code = Tensor::cat(&[&audio.code.flatten_from(1)?, &pooled], 1)?;
+        let sampled = self.adaat.forward(&refs.appearance, &code)?;
+        let mut out = Vec::with_capacity(3);
+        for x in sampled {
+            out.push(x.to_dtype(code.dtype())?);
+        }
+        Ok(out.try_into().unwrap_or_else(|_| unreachable!("three scales")))
+    }
+
+    /// The spatial path's outputs (`spatial_module`): AdaAT's through the residual blocks after it.
+    pub fn spatial(&self, adaat: [Tensor; 3]) -> Result<[Tensor; 3]> {
+        let [a, b, c] = adaat;
+        let post = |i: usize, x: &Tensor| -> Result<Tensor> { Ok(self.appearance[i].1.forward(x)?) };
+        Ok([post(0, &a)?, post(1, &b)?, post(2, &c)?])
+    }
+
+    /// `temporal_module.conv_4`, `conv_5`: each reference's flow towards the driving heatmap and its weight.
+    pub fn temporal_flow(&self, refs: &References, driving: &Tensor, audio: &AudioCode) -> Result<(Tensor, Tensor)> {
+        self.temporal.flow(&refs.temporal, driving, &audio.modulations[..2])
+    }
+
+    /// The temporal path's outputs (`temporal_module`): the references warped by their flows and blended,
+    /// at 128, 64, 32, and the warped images.
+    pub fn temporal(&self, refs: &References, flow: &Tensor, weight: &Tensor) -> Result<[Tensor; 4]> {
+        self.temporal.warp(&refs.temporal, flow, weight)
+    }
+
+    /// `fuse_128`, `_64`, `_32`: the spatial and temporal paths fused at each scale.
+    pub fn fuse(&self, spatial: &[Tensor; 3], temporal: &[Tensor; 4]) -> Result<[Tensor; 3]> {
+        let fuse =
+            |i: usize| -> Result<Tensor> { Ok(self.fuse[i].forward(&Tensor::cat(&[&spatial[i], &temporal[i]], 1)?)?) };
+        Ok([fuse(0)?, fuse(1)?, fuse(2)?])
+    }
+
+    /// `translation`: the source with its lower half masked and the driving heatmap, modulated by the
+    /// fused features and the audio, to the generated face (1, 3, 128, 128).
+    pub fn translate(
         &self,
-        refs: &References,
         frame: &Tensor,
         driving: &Tensor,
-        audio_w2v: &Tensor,
-        trace: &mut dyn FnMut(&str, &Tensor),
+        fused: &[Tensor; 3],
+        audio: &AudioCode,
     ) -> Result<Tensor> {
-        let _span = tracing::debug_span!("face_renderer", refs = refs.count).entered();
-        // The source with its lower half masked.
         let masked = frame.broadcast_mul(&self.upper_half)?;
-        let drv_hm = self.heatmap_tar.forward(driving)?;
-        trace("heatmap_encoder_tar#call0", &drv_hm);
-        let audio = self.audio.forward(audio_w2v)?;
-        trace("audio_encoder#call0", &audio);
-        let audio = audio.flatten_from(1)?;
-        let align = self.alignment.forward(&Tensor::cat(&[&refs.f32, &refs.heatmap, &drv_hm], 1)?)?;
-        trace("spatial_module.alignment_encoder#call0", &align);
-        // The alignment code is the encoder's output averaged over space: its map is 1x1 for 32x32 inputs.
-        let pooled = match align.dims4()? {
-            (_, _, 1, 1) => align.flatten_from(1)?,
-            _ => align.flatten_from(2)?.mean(2)?,
-        };
-        let code = Tensor::cat(&[&audio, &pooled], 1)?;
-        let mut spatial = Vec::new();
-        let sampled = self.adaat.forward(&refs.appearance, &code)?;
-        for (((_, post), x), size) in self.appearance.iter().zip(sampled).zip([128, 64, 32]) {
-            let x = x.to_dtype(code.dtype())?;
-            trace(&format!("spatial_module.adaAT_{size}#call0"), &x);
-            spatial.push(post.forward(&x)?);
-        }
-        for (i, s) in spatial.iter().enumerate() {
-            trace(&format!("spatial_module#call0.{i}"), s);
-        }
-        let modulations = self.audio_modulation.affines(&audio)?;
-        let [w128, w64, w32, wimg] = self.temporal.forward(&refs.temporal, driving, &modulations[..2], trace)?;
-        trace("temporal_module#call0.0.0", &w128);
-        trace("temporal_module#call0.0.1", &w64);
-        trace("temporal_module#call0.0.2", &w32);
-        trace("temporal_module#call0.1", &wimg);
-        let mut fused = Vec::new();
-        for ((f, (s, w)), size) in self.fuse.iter().zip(spatial.iter().zip([&w128, &w64, &w32])).zip([128, 64, 32]) {
-            let g = f.forward(&Tensor::cat(&[s, w], 1)?)?;
-            trace(&format!("fuse_{size}#call0"), &g);
-            fused.push(g);
-        }
-        let fused: [Tensor; 3] = fused.try_into().expect("three scales");
-        self.translation.forward(&Tensor::cat(&[&masked, driving], 1)?, &fused, &modulations[2..])
+        self.translation.forward(&Tensor::cat(&[&masked, driving], 1)?, fused, &audio.modulations[2..])
     }
 
-    /// The fixtures' inputs: `T_frame_img`, `T_driving_heatmap` (1, 1, 3, 128, 128), `ref_N_frame_img`,
-    /// `ref_N_frame_heatmap` (1, N, 3, 128, 128), `T_audio_w2v` (1, 1, 768, 10); returns `generated_face`
-    /// (1, 3, 1, 128, 128). Intermediates go to `trace` under the fixtures' names.
-    pub fn forward_traced(
+    /// The whole model on the fixtures' inputs: `T_frame_img`, `T_driving_heatmap` (1, 1, 3, 128, 128),
+    /// `ref_N_frame_img`, `ref_N_frame_heatmap` (1, N, 3, 128, 128), `T_audio_w2v` (1, 1, 768, 10); returns
+    /// `generated_face` (1, 3, 1, 128, 128).
+    pub fn forward(
         &self,
         frame: &Tensor,
         driving: &Tensor,
         ref_imgs: &Tensor,
         ref_heatmaps: &Tensor,
         audio_w2v: &Tensor,
-        trace: &mut dyn FnMut(&str, &Tensor),
     ) -> Result<Tensor> {
-        let refs = self.references_traced(ref_imgs, ref_heatmaps, trace)?;
-        let out = self.render_traced(&refs, &frame.squeeze(1)?, &driving.squeeze(1)?, &audio_w2v.squeeze(1)?, trace)?;
+        let refs = self.references(ref_imgs, ref_heatmaps)?;
+        let out = self.render(&refs, &frame.squeeze(1)?, &driving.squeeze(1)?, &audio_w2v.squeeze(1)?)?;
         Ok(out.unsqueeze(2)?)
     }
+}
+
+/// The frame's audio as the face renderer reads it ([`FaceRenderer::encode_audio`]).
+pub struct AudioCode {
+    /// `audio_encoder`'s output (1, 128, 1).
+    pub code: Tensor,
+    /// The AdaIN blocks' affines: the temporal network's two, then the translation's three.
+    modulations: Vec<[Affine; 2]>,
 }
 
 /// What [`FaceRenderer::references`] caches for a reference set.

@@ -245,28 +245,44 @@ impl HeatmapGenerator {
         })
     }
 
-    pub fn forward(&self, w2v: &Tensor, pose: &Tensor, refs: &Tensor) -> Result<Prediction> {
-        self.forward_traced(w2v, pose, refs, &mut |_, _| {})
-    }
-
     /// The reference tokens of `Nl_whole_heatmap` (1, Nl, 1, 128, 128): encoded, normalised and tagged,
     /// (1, Nl, d). They depend only on the references, so a stream computes them once per reference set.
     pub fn reference_tokens(&self, refs: &Tensor) -> Result<Tensor> {
         let (b, nl) = (refs.dim(0)?, refs.dim(1)?);
-        let e = self.ref_encoder.forward(&refs.reshape((b * nl, 1, 128, 128))?)?;
-        let normed = self.norm.forward(&e.flatten_from(1)?)?;
+        let normed = self.normalise(&self.encode_references(refs)?)?;
         Ok(normed.reshape((b, nl, self.cfg.d_model))?.broadcast_add(&self.modality.get(3)?)?)
     }
 
     /// Normalised embeddings of wav2vec2 chunks (N, 768, 10) → (N, d). Each depends on its own frame only,
     /// so a sliding window reuses those of the frames it shares with the previous window.
     pub fn embed_audio(&self, w2v: &Tensor) -> Result<Tensor> {
-        Ok(self.norm.forward(&self.mel_encoder.forward(w2v)?.flatten_from(1)?)?)
+        self.normalise(&self.encode_audio(w2v)?)
     }
 
     /// Normalised embeddings of pose heatmaps (N, 1, 128, 128) → (N, d).
     pub fn embed_pose(&self, pose: &Tensor) -> Result<Tensor> {
-        Ok(self.norm.forward(&self.pose_encoder.forward(pose)?.flatten_from(1)?)?)
+        self.normalise(&self.encode_pose(pose)?)
+    }
+
+    /// `mel_encoder`: wav2vec2 chunks (N, 768, 10) → (N, d, 1).
+    pub fn encode_audio(&self, w2v: &Tensor) -> Result<Tensor> {
+        Ok(self.mel_encoder.forward(w2v)?)
+    }
+
+    /// `pose_encoder`: pose heatmaps (N, 1, 128, 128) → (N, d, 1, 1).
+    pub fn encode_pose(&self, pose: &Tensor) -> Result<Tensor> {
+        Ok(self.pose_encoder.forward(pose)?)
+    }
+
+    /// `ref_encoder`: reference heatmaps (B, Nl, 1, 128, 128) → (B·Nl, d, 1, 1).
+    pub fn encode_references(&self, refs: &Tensor) -> Result<Tensor> {
+        let (b, nl) = (refs.dim(0)?, refs.dim(1)?);
+        Ok(self.ref_encoder.forward(&refs.reshape((b * nl, 1, 128, 128))?)?)
+    }
+
+    /// `Norm`: an encoding (N, d, ...) flattened and normalised, (N, d).
+    pub fn normalise(&self, encoded: &Tensor) -> Result<Tensor> {
+        Ok(self.norm.forward(&encoded.flatten_from(1)?)?)
     }
 
     /// The lip + jaw heatmaps of the window frames `decode` (a range of 0..T), from the window's audio
@@ -298,8 +314,8 @@ impl HeatmapGenerator {
     }
 
     /// The fusion transformer over the reference tokens (B, Nl, d) and the window's audio and pose
-    /// embeddings (B·T, d): (B, Nl + 2T, d).
-    fn transformer(&self, ref_tokens: &Tensor, audio: &Tensor, pose_emb: &Tensor) -> Result<Tensor> {
+    /// embeddings (B·T, d): (B, Nl + 2T, d) (`fusion_transformer`).
+    pub fn transformer(&self, ref_tokens: &Tensor, audio: &Tensor, pose_emb: &Tensor) -> Result<Tensor> {
         let (b, t, d) = (ref_tokens.dim(0)?, self.cfg.t, self.cfg.d_model);
         let pe = self.pe.unsqueeze(0)?;
         let audio = audio.reshape((b, t, d))?.broadcast_add(&pe)?.broadcast_add(&self.modality.get(2)?)?;
@@ -311,49 +327,47 @@ impl HeatmapGenerator {
         Ok(x)
     }
 
-    /// `T_w2vs` (B, T, 768, 10), `T_pose_heatmap` (B, T, 1, 128, 128), `Nl_whole_heatmap` (B, Nl, 1, 128, 128);
-    /// intermediates go to `trace` under the fixtures' names.
-    pub fn forward_traced(
-        &self,
-        w2v: &Tensor,
-        pose: &Tensor,
-        refs: &Tensor,
-        trace: &mut dyn FnMut(&str, &Tensor),
-    ) -> Result<Prediction> {
+    /// The whole model, as the original's forward: `T_w2vs` (B, T, 768, 10), `T_pose_heatmap` (B, T, 1,
+    /// 128, 128), `Nl_whole_heatmap` (B, Nl, 1, 128, 128) to every window frame's heatmap and landmarks.
+    pub fn forward(&self, w2v: &Tensor, pose: &Tensor, refs: &Tensor) -> Result<Prediction> {
         let _span = tracing::debug_span!("heatmap_generator").entered();
         let (b, t, c, w) = w2v.dims4()?;
         let nl = refs.dim(1)?;
         let d = self.cfg.d_model;
-        let mel = self.mel_encoder.forward(&w2v.reshape((b * t, c, w))?)?;
-        trace("mel_encoder#call0", &mel);
+        let audio = self.embed_audio(&w2v.reshape((b * t, c, w))?)?;
         let pose = pose.reshape((b * t, 1, 128, 128))?;
-        let pose_e = self.pose_encoder.forward(&pose)?;
-        trace("pose_encoder#call0", &pose_e);
-        let ref_e = self.ref_encoder.forward(&refs.reshape((b * nl, 1, 128, 128))?)?;
-        trace("ref_encoder#call0", &ref_e);
-        let mut normed = Vec::new();
-        for (i, e) in [&mel, &pose_e, &ref_e].into_iter().enumerate() {
-            let n = self.norm.forward(&e.flatten_from(1)?)?;
-            trace(&format!("Norm#call{i}"), &n);
-            normed.push(n);
-        }
-        let ref_tok = normed[2].reshape((b, nl, d))?.broadcast_add(&self.modality.get(3)?)?;
-        let x = self.transformer(&ref_tok, &normed[0], &normed[1])?;
-        trace("fusion_transformer#call0", &x);
+        let pose_emb = self.embed_pose(&pose)?;
+        let ref_tok = self.reference_tokens(refs)?;
+        let x = self.transformer(&ref_tok, &audio, &pose_emb)?;
         let lip_emb = x.narrow(1, nl, t)?.reshape((b * t, d, 1, 1))?;
         let jaw_emb = x.narrow(1, nl + t, t)?.reshape((b * t, d, 1, 1))?;
-        let (lip, jaw) = self.decoder.forward(&lip_emb, &jaw_emb, &pose)?;
-        trace("heatmap_decoder#call0.0", &lip);
-        trace("heatmap_decoder#call0.1", &jaw);
+        let (lip, jaw) = self.decode(&lip_emb, &jaw_emb, &pose)?;
         let content_heatmap = (&lip + &jaw)?;
-        // The landmark branch (its output is not used for rendering, but it is part of the model).
-        let lip_code = self.lip_encoder.forward(&lip)?;
-        trace("lip_encoder#call0", &lip_code);
-        let jaw_code = self.jaw_encoder.forward(&jaw)?;
-        trace("jaw_encoder#call0", &jaw_code);
+        let content_landmark = self.landmarks(&self.landmark_codes(&lip, &jaw)?, (&lip_emb, &jaw_emb))?;
+        Ok(Prediction { content_heatmap, content_landmark })
+    }
+
+    /// `heatmap_decoder`: the lip and jaw embeddings (N, d, 1, 1) and the pose heatmaps (N, 1, 128, 128)
+    /// to the lip and jaw heatmaps, each (N, 1, 128, 128).
+    pub fn decode(&self, lip_emb: &Tensor, jaw_emb: &Tensor, pose: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.decoder.forward(lip_emb, jaw_emb, pose)
+    }
+
+    /// `lip_encoder`, `jaw_encoder`: the landmark branch's codes of the lip and jaw heatmaps (its output is
+    /// not used for rendering, but it is part of the model).
+    pub fn landmark_codes(&self, lip: &Tensor, jaw: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((self.lip_encoder.forward(lip)?, self.jaw_encoder.forward(jaw)?))
+    }
+
+    /// The landmarks (N, 2, 57) from the landmark codes and the lip and jaw embeddings.
+    pub fn landmarks(
+        &self,
+        (lip_code, jaw_code): &(Tensor, Tensor),
+        (lip_emb, jaw_emb): (&Tensor, &Tensor),
+    ) -> Result<Tensor> {
+        let n = lip_emb.dim(0)?;
         let lip_pts = self.mouse_keypoint_map.forward(&(lip_code + lip_emb)?.flatten_from(1)?)?;
         let jaw_pts = self.jaw_keypoint_map.forward(&(jaw_code + jaw_emb)?.flatten_from(1)?)?;
-        let content_landmark = Tensor::cat(&[jaw_pts, lip_pts], 1)?.reshape((b * t, 57, 2))?.permute((0, 2, 1))?;
-        Ok(Prediction { content_heatmap, content_landmark })
+        Ok(Tensor::cat(&[jaw_pts, lip_pts], 1)?.reshape((n, 57, 2))?.permute((0, 2, 1))?)
     }
 }

@@ -330,33 +330,60 @@ impl Wav2Vec2 {
         })
     }
 
-    /// `input_values` (B, N) to `last_hidden_state` (B, L, hidden).
+    /// `input_values` (B, N) to `last_hidden_state` (B, L, hidden): [`Wav2Vec2::encoder_input`], then
+    /// every encoder layer.
     pub fn forward(&self, input_values: &Tensor) -> Result<Tensor> {
-        self.forward_traced(input_values, &mut |_, _| {})
+        self.forward_to(input_values, self.layers.len())
     }
 
-    /// [`Wav2Vec2::forward`], handing each intermediate to `trace` under the fixtures' names
-    /// (`feature_extractor#call0`, `feature_projection#call0.0`, ..., `encoder.layers.{i}#call0`).
-    pub fn forward_traced(&self, input_values: &Tensor, trace: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
+    /// The hidden state after the first `layers` encoder layers (all of them: [`Wav2Vec2::forward`]).
+    pub fn forward_to(&self, input_values: &Tensor, layers: usize) -> Result<Tensor> {
         let _span = tracing::debug_span!("wav2vec2", samples = input_values.dim(D::Minus1)?).entered();
+        let (projected, _) = self.project(&self.extract_features(input_values)?)?;
+        let mut h = self.encoder_input(&projected)?;
+        for layer in self.layers.iter().take(layers) {
+            h = layer.forward(&h)?;
+        }
+        Ok(h)
+    }
+
+    /// The convolutional feature encoder: (B, N) samples to (B, 512, L) (`feature_extractor`).
+    pub fn extract_features(&self, input_values: &Tensor) -> Result<Tensor> {
         let mut x = input_values.unsqueeze(1)?;
         for layer in &self.conv_layers {
             x = layer.forward(&x)?;
         }
-        trace("feature_extractor#call0", &x);
-        let normed = self.feature_projection.layer_norm.forward(&x.transpose(1, 2)?)?;
-        let mut h = self.feature_projection.projection.forward(&normed)?;
-        trace("feature_projection#call0.0", &h);
-        trace("feature_projection#call0.1", &normed);
-        let pos = self.pos_conv.forward(&h)?;
-        trace("encoder.pos_conv_embed#call0", &pos);
-        h = self.encoder_layer_norm.forward(&(h + pos)?)?;
-        trace("encoder.layer_norm#call0", &h);
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h)?;
-            trace(&format!("encoder.layers.{i}#call0"), &h);
-        }
-        Ok(h)
+        Ok(x)
+    }
+
+    /// `feature_projection`: the features (B, 512, L) normalised and projected, (B, L, hidden); and the
+    /// normalised features before the projection (B, L, 512).
+    pub fn project(&self, features: &Tensor) -> Result<(Tensor, Tensor)> {
+        let normed = self.feature_projection.layer_norm.forward(&features.transpose(1, 2)?)?;
+        Ok((self.feature_projection.projection.forward(&normed)?, normed))
+    }
+
+    /// The convolutional positional embedding of the projected features (`encoder.pos_conv_embed`).
+    pub fn positions(&self, projected: &Tensor) -> Result<Tensor> {
+        self.pos_conv.forward(projected)
+    }
+
+    /// The first encoder layer's input: the projected features plus their positions, normalised
+    /// (`encoder.layer_norm`).
+    pub fn encoder_input(&self, projected: &Tensor) -> Result<Tensor> {
+        Ok(self.encoder_layer_norm.forward(&(projected + self.positions(projected)?)?)?)
+    }
+
+    /// Encoder layer `i` (`encoder.layers.{i}`) on the hidden state (B, L, hidden).
+    pub fn encoder_layer(&self, i: usize, h: &Tensor) -> Result<Tensor> {
+        let layer = self.layers.get(i).ok_or_else(|| {
+            crate::Error::InvalidArgument(format!("wav2vec2 has {} layers, not {}", self.layers.len(), i + 1))
+        })?;
+        layer.forward(h)
+    }
+
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
     }
 }
 
@@ -397,12 +424,21 @@ impl Streaming {
         let window: Vec<f32> = audio[start..end].iter().map(|&x| ((x as f64 - mean) * inv) as f32).collect();
         let len = window.len();
         let x = Tensor::from_vec(window, (1, len), &candle_core::Device::Cpu)?;
-        let mut picked = None;
-        let out = model.forward_traced(&x, &mut |name, t| {
-            if layer.is_some_and(|l| name == format!("encoder.layers.{l}#call0")) {
-                picked = Some(t.clone());
+        let (out, picked) = match layer {
+            Some(l) if l + 1 < model.layer_count() => {
+                let mut h = model.forward_to(&x, l + 1)?;
+                let picked = h.clone();
+                for i in l + 1..model.layer_count() {
+                    h = model.encoder_layer(i, &h)?;
+                }
+                (h, Some(picked))
             }
-        })?;
+            Some(_) => {
+                let out = model.forward(&x)?;
+                (out.clone(), Some(out))
+            }
+            None => (model.forward(&x)?, None),
+        };
         let available = out.dim(1)?;
         let take = (rows.end - first).min(available) - (rows.start - first);
         let cut = |t: Tensor| -> Result<Tensor> { Ok(t.narrow(1, rows.start - first, take)?.squeeze(0)?) };
