@@ -109,6 +109,61 @@ fn live_with_rtp_audio_writes_every_frame_with_its_sound() {
     sender.set_state(gst::State::Null).unwrap();
 }
 
+/// Runs a gst-launch pipeline to its end.
+fn run_pipeline(description: &str) {
+    use gst::prelude::*;
+    lipsync::io::init().unwrap();
+    let pipeline = gst::parse::launch(description).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error])
+        .expect("the pipeline ends within 60 s");
+    assert_eq!(msg.type_(), gst::MessageType::Eos, "{description}: {msg:?}");
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn dub_fits_cut_to_the_shorter_and_pad_to_the_longer() {
+    // A face video of 12 frames (0.48 s), speech of 2 s, and a beep of 0.2 s.
+    let (clip, speech, beep) = (tmp("fit-face.mp4"), tmp("fit-speech.wav"), tmp("fit-beep.wav"));
+    run_pipeline(&format!(
+        "videotestsrc num-buffers=12 ! video/x-raw,width=320,height=240,framerate=25/1 ! videoconvert ! x264enc ! \
+         mp4mux ! filesink location=\"{}\"",
+        clip.display()
+    ));
+    for (path, buffers) in [(&speech, 40), (&beep, 4)] {
+        run_pipeline(&format!(
+            "audiotestsrc num-buffers={buffers} samplesperbuffer=800 wave=sine ! audio/x-raw,rate=16000,channels=1 ! \
+             wavenc ! filesink location=\"{}\"",
+            path.display()
+        ));
+    }
+    let dubbed = |audio: &Path, fit: &str| -> (usize, f64) {
+        let out = tmp(&format!("fit-{fit}.mp4"));
+        run_ok(dub(&clip, audio, &out).args(["--fit", fit]));
+        let frames = muxed_video_frames(&out);
+        let seconds = lipsync::io::decode_audio(&out).unwrap().len() as f64 / 16_000.0;
+        std::fs::remove_file(&out).unwrap();
+        (frames, seconds)
+    };
+    // Speech longer than the video.
+    assert_eq!(dubbed(&speech, "cut").0, 12, "cut: as long as the video");
+    let (frames, seconds) = dubbed(&speech, "pad");
+    assert_eq!(frames, 50, "pad: as long as the speech, the last frame held");
+    assert!((seconds - 2.0).abs() < 0.05, "pad: {seconds} s of sound");
+    assert_eq!(dubbed(&speech, "loop").0, 50, "loop: as long as the speech");
+    // Speech shorter than the video.
+    assert_eq!(dubbed(&beep, "cut").0, 5, "cut: as long as the speech");
+    let (frames, seconds) = dubbed(&beep, "pad");
+    assert_eq!(frames, 12, "pad: as long as the video");
+    assert!((seconds - 0.48).abs() < 0.05, "pad: silence after the speech, {seconds} s of sound");
+    for path in [clip, speech, beep] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
 /// The video frames a file holds, decoded but not resampled.
 fn muxed_video_frames(path: &Path) -> usize {
     use gst::prelude::*;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gst::prelude::*;
-use lipsync::io::{FaceLoop, decode_video, ping_pong};
+use lipsync::io::{FaceLoop, Fit, decode_video, ping_pong};
 
 fn media(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media").join(name)
@@ -59,9 +59,9 @@ fn speech_like(path: &Path, seconds: u32) {
 fn assert_loops_like_a_whole_decode(clip: &Path, count: impl Fn(usize) -> usize) {
     let whole = decode_video(clip, usize::MAX).unwrap().frames;
     let n = whole.len();
-    let mut face = FaceLoop::open(clip, None).unwrap();
+    let mut face = FaceLoop::open(clip, None, Fit::Bounce).unwrap();
     for k in 0..count(n) {
-        let frame = face.next_frame().unwrap();
+        let frame = face.next_frame().unwrap().expect("a bounce never ends");
         let want = ping_pong(k, n);
         assert!(frame.data() == whole[want].data(), "{}: output frame {k} is not source frame {want}", clip.display());
     }
@@ -81,17 +81,39 @@ fn the_loop_hands_out_the_frames_of_a_whole_decode_forward_and_backward() {
 }
 
 #[test]
+fn loop_starts_the_video_again_and_cut_and_pad_play_it_once() {
+    let clip = tmp("fits.mp4");
+    face_video_720p(&clip, 12);
+    let whole = decode_video(&clip, usize::MAX).unwrap().frames;
+    let n = whole.len();
+    let mut looped = FaceLoop::open(&clip, None, Fit::Loop).unwrap();
+    for k in 0..2 * n + 3 {
+        let frame = looped.next_frame().unwrap().expect("a loop never ends");
+        assert!(frame.data() == whole[k % n].data(), "loop: output frame {k} is not source frame {}", k % n);
+    }
+    for fit in [Fit::Cut, Fit::Pad] {
+        let mut once = FaceLoop::open(&clip, None, fit).unwrap();
+        for (k, want) in whole.iter().enumerate() {
+            assert!(once.next_frame().unwrap().unwrap().data() == want.data(), "{fit:?}: frame {k}");
+        }
+        assert!(once.next_frame().unwrap().is_none(), "{fit:?}: the video ends after its {n} frames");
+        assert!(once.next_frame().unwrap().is_none());
+    }
+    std::fs::remove_file(&clip).unwrap();
+}
+
+#[test]
 fn a_photo_loops_as_one_frame_and_a_large_face_is_scaled_to_fit() {
-    let mut face = FaceLoop::open(&media("astronaut.png"), Some(300)).unwrap();
+    let mut face = FaceLoop::open(&media("astronaut.png"), Some(300), Fit::Bounce).unwrap();
     assert_eq!((face.width(), face.height()), (300, 300));
-    let first = face.next_frame().unwrap();
+    let first = face.next_frame().unwrap().unwrap();
     for _ in 0..5 {
-        assert!(face.next_frame().unwrap().data() == first.data());
+        assert!(face.next_frame().unwrap().unwrap().data() == first.data());
     }
     // Aspect kept: 1280x720 into 640.
     let clip = tmp("scaled.mp4");
     face_video_720p(&clip, 10);
-    let face = FaceLoop::open(&clip, Some(640)).unwrap();
+    let face = FaceLoop::open(&clip, Some(640), Fit::Bounce).unwrap();
     assert_eq!((face.width(), face.height()), (640, 360));
     std::fs::remove_file(&clip).unwrap();
 }

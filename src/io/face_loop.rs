@@ -1,6 +1,7 @@
-//! The face frames of a dub: the face video forward, then backward, and so on for as long as the speech
-//! lasts (as STSA loops it), decoded as they are needed. Only a backward run holds frames: a chunk of them,
-//! read forward after a seek and handed out in reverse.
+//! The face frames of a dub, decoded as they are needed: by default the face video forward, then
+//! backward, and so on for as long as the speech lasts (as STSA loops it); or looped, or played once
+//! ([`Fit`]). Only a backward run holds frames: a chunk of them, read forward after a seek and handed
+//! out in reverse.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -12,6 +13,28 @@ use crate::frame::VideoFrame;
 /// The most pixel bytes a backward chunk holds.
 const CHUNK_BYTES: usize = 128 << 20;
 
+/// How a face video and speech of different lengths make one dub.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "gst", derive(clap::ValueEnum))]
+pub enum Fit {
+    /// As long as the speech: the video forward, then backward, and so on (as STSA does).
+    #[default]
+    Bounce,
+    /// As long as the speech: the video from its start again each time it ends.
+    Loop,
+    /// As long as the shorter of the two.
+    Cut,
+    /// As long as the longer of the two: the video's last frame held, or silence after the speech.
+    Pad,
+}
+
+impl Fit {
+    /// Whether the face video repeats for as long as the speech lasts.
+    pub fn repeats(self) -> bool {
+        matches!(self, Fit::Bounce | Fit::Loop)
+    }
+}
+
 /// Source frame for output frame `k` when the face video has `n` frames: forward, then backward, as STSA
 /// does (`seq = [0..n-1] + [n-1..0]`, repeated).
 pub fn ping_pong(k: usize, n: usize) -> usize {
@@ -22,9 +45,11 @@ pub fn ping_pong(k: usize, n: usize) -> usize {
     if m < n { m } else { 2 * n - 1 - m }
 }
 
-/// Hands out the face frame for output frames 0, 1, 2, ... in [`ping_pong`] order.
+/// Hands out the face frame for output frames 0, 1, 2, ... in the order of its [`Fit`]: [`ping_pong`],
+/// from the start again, or once.
 pub struct FaceLoop {
     reader: VideoReader,
+    fit: Fit,
     /// The video's length in frames, known once the first forward run has reached its end.
     len: Option<usize>,
     /// The output frame the next call serves.
@@ -37,9 +62,10 @@ pub struct FaceLoop {
 
 impl FaceLoop {
     /// Opens the face (a video or a photo); frames larger than `max_side` are scaled down to fit.
-    pub fn open(path: &Path, max_side: Option<u32>) -> Result<FaceLoop> {
+    pub fn open(path: &Path, max_side: Option<u32>, fit: Fit) -> Result<FaceLoop> {
         Ok(FaceLoop {
             reader: VideoReader::open(path, max_side)?,
+            fit,
             len: None,
             next: 0,
             last: None,
@@ -55,30 +81,35 @@ impl FaceLoop {
         self.reader.height()
     }
 
-    /// The face frame for the next output frame (its pts is its source index at 25 fps).
-    pub fn next_frame(&mut self) -> Result<VideoFrame> {
+    /// The face frame for the next output frame (its pts is its source index at 25 fps); `None` once the
+    /// video has ended where the fit does not repeat it ([`Fit::Cut`], [`Fit::Pad`]).
+    pub fn next_frame(&mut self) -> Result<Option<VideoFrame>> {
         let k = self.next;
         self.next += 1;
-        let index = match self.len {
-            Some(n) => ping_pong(k, n),
+        let n = match self.len {
+            Some(n) => n,
             None => match self.reader.next_frame()? {
-                Some(frame) => return Ok(self.hand_out(k, frame)),
+                Some(frame) => return Ok(Some(self.hand_out(k, frame))),
                 // The first forward run is over: `k` frames long.
                 None => {
                     self.len = Some(k);
-                    ping_pong(k, k)
+                    k
                 }
             },
+        };
+        let (index, forward) = match self.fit {
+            Fit::Bounce => (ping_pong(k, n), k % (2 * n.max(1)) < n.max(1)),
+            Fit::Loop => (k % n.max(1), true),
+            Fit::Cut | Fit::Pad if k >= n => return Ok(None),
+            Fit::Cut | Fit::Pad => (k, true),
         };
         if let Some((i, frame)) = &self.last
             && *i == index
         {
-            return Ok(frame.clone());
+            return Ok(Some(frame.clone()));
         }
-        let n = self.len.unwrap_or(1);
-        let forward = k % (2 * n) < n;
         let frame = if forward { self.forward(index)? } else { self.backward(index)? };
-        Ok(self.hand_out(index, frame))
+        Ok(Some(self.hand_out(index, frame)))
     }
 
     fn hand_out(&mut self, index: usize, frame: VideoFrame) -> VideoFrame {

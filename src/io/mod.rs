@@ -16,7 +16,7 @@ use gst::prelude::*;
 
 pub use decode::{DecodedVideo, FPS, FRAME_NS, VideoReader, decode_audio, decode_video, is_image};
 pub use encode::{Mp4Writer, OutputSpec, VideoOutput, write_png};
-pub use face_loop::{FaceLoop, ping_pong};
+pub use face_loop::{FaceLoop, Fit, ping_pong};
 pub use live::{LiveClock, VideoInput};
 pub use pending::PendingFile;
 pub use rtp::{RtpAudioReceiver, RtpCodec, RtpSource};
