@@ -193,6 +193,23 @@ fn muxed_video_frames(path: &Path) -> usize {
 }
 
 #[test]
+fn doctor_checks_each_thing_and_fails_when_one_needs_a_fix() {
+    let out = lipsync().arg("doctor").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for what in ["gstreamer", "virtual camera", "face models", "audio server", "cuda"] {
+        assert!(
+            stdout.lines().any(|l| (l.starts_with("ok ") || l.starts_with("fix ")) && l.contains(what)),
+            "{what}:\n{stdout}"
+        );
+    }
+    // Where something needs a fix, the line says what to run, and the command fails.
+    let fixes = stdout.lines().filter(|l| l.starts_with("fix ")).count();
+    assert_eq!(out.status.success(), fixes == 0, "{stdout}");
+    assert!(stdout.contains("ok   gstreamer"), "this machine has every element lipsync uses:\n{stdout}");
+    assert!(stdout.contains("ok   face models"), "{stdout}");
+}
+
+#[test]
 fn live_rejects_an_unknown_audio_source() {
     let out = lipsync()
         .args(["live", "--camera", "test", "--audio", "rtp://x:1?codec=mp3", "--out", "/tmp/x.mkv"])

@@ -1,5 +1,6 @@
 //! The `lipsync` command line tool (feature `gst`): `dub` (files), `live` (camera, microphone or RTP in;
-//! virtual camera, file or window out) and `devices`. Both run the same engine as the element.
+//! virtual camera, file or window out), `landmarks`, `measure`, `weights`, `devices` and `doctor`. `dub` and
+//! `live` run the same engine as the element.
 
 /// Prints a line to standard output, as `println!` does, except that a reader that has gone away (`lipsync
 /// weights inspect x.pth | head -1`) ends the command quietly instead of panicking.
@@ -10,6 +11,7 @@ macro_rules! say {
 }
 
 mod devices;
+mod doctor;
 mod dub;
 mod landmarks;
 mod live;
@@ -38,7 +40,7 @@ enum Command {
     /// Lip-sync a face (photo or video) to an audio file and write an MP4 (H.264 + AAC).
     ///
     /// The output is as long as the audio, at 25 fps: a photo becomes a video, a face video shorter than
-    /// the audio plays forward and backward as often as needed.
+    /// the audio plays forward and backward as often as needed (`--fit` for loop, cut or pad).
     Dub(dub::DubArgs),
     /// Lip-sync a live camera to a live voice (microphone or RTP) at a fixed latency.
     Live(live::LiveArgs),
@@ -50,6 +52,9 @@ enum Command {
     Weights(weights::WeightsArgs),
     /// List audio inputs and cameras.
     Devices,
+    /// Check what live use needs (GStreamer elements, the virtual camera, the face models, the audio
+    /// server, CUDA) and say how to fix what is missing.
+    Doctor,
 }
 
 /// How the mouth is re-rendered: `--renderer` and what the renderer needs.
@@ -187,6 +192,7 @@ pub fn main() -> ExitCode {
         Command::Measure(args) => measure::run(&args),
         Command::Weights(args) => weights::run(&args),
         Command::Devices => devices::run(),
+        Command::Doctor => doctor::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
