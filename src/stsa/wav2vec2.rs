@@ -424,18 +424,15 @@ impl Streaming {
         let window: Vec<f32> = audio[start..end].iter().map(|&x| ((x as f64 - mean) * inv) as f32).collect();
         let len = window.len();
         let x = Tensor::from_vec(window, (1, len), &candle_core::Device::Cpu)?;
+        // Up to layer `layer` once, then on from there.
         let (out, picked) = match layer {
-            Some(l) if l + 1 < model.layer_count() => {
-                let mut h = model.forward_to(&x, l + 1)?;
-                let picked = h.clone();
+            Some(l) => {
+                let picked = model.forward_to(&x, l + 1)?;
+                let mut h = picked.clone();
                 for i in l + 1..model.layer_count() {
                     h = model.encoder_layer(i, &h)?;
                 }
                 (h, Some(picked))
-            }
-            Some(_) => {
-                let out = model.forward(&x)?;
-                (out.clone(), Some(out))
             }
             None => (model.forward(&x)?, None),
         };
