@@ -39,7 +39,10 @@ pub mod cli;
 pub mod io;
 
 pub use audio::{AudioProducer, AudioRing, AudioWindow};
-pub use engine::{Engine, EngineConfig, EngineEvent, Fallback, FrameStatus, Mode, OutputFrame, TrackingConfig};
+pub use engine::{
+    AudioGaps, Engine, EngineConfig, EngineEvent, Fallback, FrameStatus, Mode, OutputFrame, PlaybackEvent,
+    TrackingConfig,
+};
 pub use error::{Error, Result};
 pub use frame::{FrameLayout, Patch, PixelFormat, VideoFrame};
 pub use render::{Renderer, RendererKind, RendererOptions};

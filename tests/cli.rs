@@ -109,6 +109,93 @@ fn live_with_rtp_audio_writes_every_frame_with_its_sound() {
     sender.set_state(gst::State::Null).unwrap();
 }
 
+/// A TTS's turns over RTP, as a voice agent sends them: each utterance in one burst, its RTP timestamps
+/// saying when it plays; the user interrupts the first. The file `live` writes carries what was heard:
+/// the first turn up to the interruption, the second in full, at real time.
+#[test]
+fn live_plays_speech_sent_in_bursts_at_real_time_and_clear_interrupts_it() {
+    lipsync::io::init().unwrap();
+    use gst::prelude::*;
+    let port = 20000 + (std::process::id() % 20000) as u16 + 7;
+    let control_port = port + 1;
+    let out = tmp("turns.mkv");
+    let mut child = lipsync()
+        .args(["live", "--camera", "test", "--renderer", "passthrough", "--audio-gaps", "silence"])
+        .args(["--audio", &format!("rtp://127.0.0.1:{port}?codec=l16&burst=1")])
+        .args(["--control", &format!("127.0.0.1:{control_port}"), "--duration", "6"])
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sender = gst::parse::launch(&format!(
+        "appsrc name=src format=time caps=audio/x-raw,format=S16BE,rate=16000,channels=1,layout=interleaved ! \
+         rtpL16pay ! udpsink host=127.0.0.1 port={port} sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = sender.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    sender.set_state(gst::State::Playing).unwrap();
+    // A tone of `seconds` at `freq`, sent at once, at `at` s of the sender's RTP clock. The payloader
+    // numbers the samples on (it takes a pts only at a discontinuity), so each utterance's RTP time
+    // follows the one before: the second plays 3 s after the first began, though it is sent after 2 s.
+    let utterance = |freq: f32, seconds: f32, at: u64| {
+        let n = (seconds * 16_000.0) as usize;
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                let v = 0.5 * (std::f32::consts::TAU * freq * i as f32 / 16_000.0).sin();
+                ((v * 32767.0) as i16).to_be_bytes()
+            })
+            .collect();
+        let mut b = gst::Buffer::from_mut_slice(bytes);
+        b.get_mut().unwrap().set_pts(gst::ClockTime::from_seconds(at));
+        src.push_buffer(b).unwrap();
+    };
+    let agent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    agent.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let sent = std::time::Instant::now();
+    utterance(300.0, 3.0, 0); // 3 s of speech in one burst
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    agent.send_to(b"clear", ("127.0.0.1", control_port)).unwrap();
+    let mut line = [0u8; 128];
+    // The interrupted turn is reported to the agent.
+    let reply = agent.recv(&mut line).map(|n| String::from_utf8_lossy(&line[..n]).into_owned()).unwrap_or_default();
+    std::thread::sleep(std::time::Duration::from_millis(2000).saturating_sub(sent.elapsed()));
+    utterance(500.0, 1.0, 3); // the next turn
+    let status = child.wait().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    sender.set_state(gst::State::Null).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(reply.starts_with("finished 0 ") && reply.trim_end().ends_with(" interrupted"), "{reply}\n{log}");
+    for expected in ["playback: started 0 ", "playback: started 1 ", "playback: finished 1 1000 complete"] {
+        assert!(log.contains(expected), "no `{expected}`:\n{log}");
+    }
+    // The sound in the file, in 10 ms blocks: the runs of tone.
+    let sound = lipsync::io::decode_audio(&out).unwrap();
+    let loud: Vec<bool> =
+        sound.chunks(160).map(|b| (b.iter().map(|s| s * s).sum::<f32>() / b.len() as f32).sqrt() > 0.1).collect();
+    let mut runs = Vec::new();
+    let mut start = None;
+    for (i, &l) in loud.iter().chain([&false]).enumerate() {
+        match (l, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                runs.push((s, i - s));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(runs.len(), 2, "two turns heard, in 10 ms blocks (start, length): {runs:?}\n{log}");
+    let (first, second) = (runs[0], runs[1]);
+    assert!((60..=110).contains(&first.1), "the first turn stops at the clear, 1 s in: {runs:?}");
+    assert!(second.1.abs_diff(100) <= 4, "the second turn plays in full, at real time: {runs:?}");
+    assert!(second.0.abs_diff(first.0 + 300) <= 4, "each turn at its time: {runs:?}");
+}
+
 /// Runs a gst-launch pipeline to its end.
 fn run_pipeline(description: &str) {
     use gst::prelude::*;

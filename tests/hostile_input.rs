@@ -258,7 +258,7 @@ fn the_rtp_receiver_survives_random_packets() {
     let base = 30000 + (std::process::id() % 20000) as u16;
     for (n, codec) in [RtpCodec::L16 { rate: 16_000, channels: 1 }, RtpCodec::Opus].into_iter().enumerate() {
         let port = base + n as u16;
-        let source = RtpSource { address: "127.0.0.1".into(), port, codec, jitter_ms: 20 };
+        let source = RtpSource { address: "127.0.0.1".into(), port, codec, jitter_ms: 20, burst: false };
         let clock = LiveClock::new().unwrap();
         let (producer, mut ring) = lipsync::audio::AudioRing::new(&RingConfig::default());
         let receiver = RtpAudioReceiver::start(&source, producer, &clock).unwrap();

@@ -341,6 +341,13 @@ impl AudioRing {
         self.segments.iter().map(Segment::end_time).max()
     }
 
+    /// The runs of contiguous audio held, oldest first: (running time of the first sample, just after the
+    /// last).
+    pub fn spans(&mut self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.drain();
+        self.segments.iter().filter(|s| s.len > 0).map(|s| (s.time, s.end_time()))
+    }
+
     /// Running time of the oldest sample held.
     pub fn start_time(&mut self) -> Option<u64> {
         self.drain();

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::{RendererArgs, TrackingArgs, print_summary, stop_signals};
-use crate::audio::{ns_to_samples, samples_to_ns};
-use crate::engine::{Engine, EngineConfig, Fallback, Mode, OutputFrame};
+use crate::audio::{RingConfig, ns_to_samples, samples_to_ns};
+use crate::engine::{AudioGaps, Engine, EngineConfig, EngineEvent, Fallback, Mode, OutputFrame};
 use crate::error::{Error, Result};
+use crate::io::control::{self, Command, ControlPort};
 use crate::io::{FPS, FRAME_NS, LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
 
 #[derive(Args, Debug)]
@@ -21,9 +22,23 @@ pub struct LiveArgs {
     #[arg(long, default_value = "/dev/video0")]
     camera: String,
     /// Voice in: `mic` (the default input), `mic:NAME` (see `lipsync devices`), or
-    /// rtp://ADDR:PORT?codec=opus|l16[&rate=HZ][&channels=N][&jitter=MS].
+    /// rtp://ADDR:PORT?codec=opus|l16[&rate=HZ][&channels=N][&jitter=MS][&burst=1] (burst: the sender
+    /// sends faster than real time, a TTS; its RTP timestamps say when each sample plays).
     #[arg(long, default_value = "mic")]
     audio: String,
+    /// Where no audio came: `wait` for it (a microphone, a steady RTP stream: late audio) or take it as
+    /// `silence` (speech sent in turns, a TTS or a voice agent: the mouth closes between them).
+    #[arg(long, value_enum, default_value_t = AudioGaps::Wait)]
+    audio_gaps: AudioGaps,
+    /// Seconds of audio that may queue ahead of the video (speech sent faster than real time); more
+    /// stops the session with an error.
+    #[arg(long, default_value_t = 30.0)]
+    max_queue_s: f64,
+    /// A UDP control port, HOST:PORT: the datagram `clear` drops the speech queued (the user
+    /// interrupted); the sender of the last command is told what plays, a line each: `started SEGMENT
+    /// RUNNING_MS` and `finished SEGMENT POSITION_MS complete|interrupted`.
+    #[arg(long)]
+    control: Option<String>,
     /// Video out: v4l2:/dev/videoN (e.g. a v4l2loopback virtual camera), `window`, or a file (.mkv, .mp4).
     #[arg(long)]
     out: OutputSpec,
@@ -110,14 +125,29 @@ pub fn run(args: &LiveArgs) -> Result<()> {
             recommended / 1_000_000
         );
     }
+    if !(args.max_queue_s.is_finite() && args.max_queue_s >= 1.0) {
+        return Err(Error::InvalidArgument(format!("--max-queue-s {}: at least 1 s", args.max_queue_s)));
+    }
     let config = EngineConfig {
         mode: Mode::Live,
         latency: Some(latency),
         fallback: args.fallback,
         tracking: args.tracking.config(),
+        gaps: args.audio_gaps,
+        report_playback: true,
+        // The queue, and room for the windows of the frames inside; a burst may reach the hand-off all
+        // at once, between two of this loop's turns.
+        ring: {
+            let samples = ns_to_samples((args.max_queue_s * 1e9) as u64 + 1_000_000_000) as usize;
+            RingConfig { history_samples: samples, handoff_samples: samples, ..Default::default() }
+        },
         ..Default::default()
     };
     let (mut engine, producer) = Engine::<()>::new(renderer, config)?;
+    let mut control = args.control.as_deref().map(ControlPort::bind).transpose()?;
+    if let Some(port) = control.as_ref().and_then(ControlPort::local_addr) {
+        eprintln!("control: udp {port} (send `clear` to drop the queued speech)");
+    }
     let audio = start_audio(&args.audio, producer, &clock)?;
     let input = VideoInput::open(&args.camera, &clock)?;
     eprintln!("video: {}; renderer {kind}, latency {} ms; Ctrl-C stops", args.camera, latency / 1_000_000);
@@ -170,6 +200,9 @@ pub fn run(args: &LiveArgs) -> Result<()> {
             }
         }
         let now = clock.now();
+        if let Some(Command::Clear) = control.as_mut().and_then(ControlPort::poll) {
+            engine.flush_audio(Some(now));
+        }
         for out in engine.process(Some(now)) {
             held.push_back(with_its_sound(&mut engine, out));
         }
@@ -178,7 +211,24 @@ pub fn run(args: &LiveArgs) -> Result<()> {
             emit(held.pop_front().expect("front exists"), &mut output)?;
         }
         for event in engine.take_events() {
-            eprintln!("warning: {event}");
+            match event {
+                EngineEvent::Playback(p) => {
+                    eprintln!("playback: {}", control::line(&p));
+                    if let Some(c) = &control {
+                        c.report(&p);
+                    }
+                }
+                EngineEvent::AudioOverflow { .. } => {
+                    ended = Some(Error::Media(format!(
+                        "{event}: --max-queue-s is {} s; raise it, or send the speech no further ahead of its time",
+                        args.max_queue_s
+                    )));
+                }
+                other => eprintln!("warning: {other}"),
+            }
+        }
+        if ended.is_some() {
+            break;
         }
     }
     for out in engine.finish(Some(clock.now())) {

@@ -10,6 +10,7 @@
 //! The engine uses no GStreamer types; each frame carries a caller payload `P` (the element keeps its
 //! `gst::Buffer` there) that comes back with the output.
 
+pub mod playback;
 pub mod stats;
 mod worker;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use crossbeam::channel::{Receiver, RecvTimeoutError, TrySendError};
 
+pub use playback::{Playback, PlaybackEvent};
 pub use stats::{Stats, StatsSnapshot};
 use worker::{Answer, Done, Job, RenderOutcome, RenderTask, TrackJob, Tracked, Worker};
 
@@ -52,6 +54,20 @@ pub enum Mode {
     Offline,
 }
 
+/// What a frame whose audio has not arrived is rendered with, in live mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "gst", derive(clap::ValueEnum))]
+pub enum AudioGaps {
+    /// Missing audio is late (a microphone, an RTP stream): the frame waits for it until its deadline
+    /// and goes out as the fallback; after `audio_timeout` without audio, frames pass through.
+    #[default]
+    Wait,
+    /// Missing audio is silence (speech sent in bursts by a TTS or a voice agent, nothing in between):
+    /// once the frame's look-ahead is due, it is rendered with silence where no audio came, the mouth
+    /// closed.
+    Silence,
+}
+
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -61,6 +77,9 @@ pub struct EngineConfig {
     pub mode: Mode,
     /// When the audio lags the video by more than this (ns), frames go out without waiting for it.
     pub audio_timeout: u64,
+    pub gaps: AudioGaps,
+    /// Report when speech segments start and finish playing ([`EngineEvent::Playback`]).
+    pub report_playback: bool,
     /// Frames queued at or rendering on the worker at once.
     pub max_in_flight: usize,
     pub ring: RingConfig,
@@ -89,6 +108,8 @@ impl Default for EngineConfig {
             fallback: Fallback::Original,
             mode: Mode::Live,
             audio_timeout: 1_000_000_000,
+            gaps: AudioGaps::Wait,
+            report_playback: false,
             max_in_flight: 2,
             ring: RingConfig::default(),
             tracking: None,
@@ -129,6 +150,9 @@ impl<P> fmt::Debug for OutputFrame<P> {
     }
 }
 
+/// How long a frame without a duration is taken to last (25 fps).
+const DEFAULT_FRAME_NS: u64 = 40_000_000;
+
 /// The samples [`Engine::push_audio`] hands over at a time (an eighth of the hand-off's default room).
 const AUDIO_PIECE: usize = 4096;
 
@@ -157,6 +181,13 @@ pub enum EngineEvent {
         lag_ns: u64,
     },
     AudioResumed,
+    /// Audio came faster than the frames took it and more was queued than the ring holds
+    /// ([`RingConfig::history_samples`]): `samples` were dropped.
+    AudioOverflow {
+        samples: u64,
+    },
+    /// A speech segment began or finished playing ([`playback`]).
+    Playback(PlaybackEvent),
 }
 
 impl fmt::Display for EngineEvent {
@@ -167,6 +198,21 @@ impl fmt::Display for EngineEvent {
                 write!(f, "no audio for {} ms: video passes through until it returns", lag_ns / 1_000_000)
             }
             EngineEvent::AudioResumed => f.write_str("audio resumed"),
+            EngineEvent::AudioOverflow { samples } => write!(
+                f,
+                "audio queue full: {} ms of audio dropped (it came faster than real time for longer than the \
+                 queue holds)",
+                samples_to_ns(*samples) / 1_000_000
+            ),
+            EngineEvent::Playback(PlaybackEvent::Started { segment, running_time }) => {
+                write!(f, "speech segment {segment} started at {} ms", running_time / 1_000_000)
+            }
+            EngineEvent::Playback(PlaybackEvent::Finished { segment, position, interrupted }) => write!(
+                f,
+                "speech segment {segment} {} after {} ms",
+                if *interrupted { "interrupted" } else { "finished" },
+                position / 1_000_000
+            ),
         }
     }
 }
@@ -219,6 +265,9 @@ pub struct Engine<P> {
     audio_pool: Vec<Vec<f32>>,
     /// A thread stopped answering: every frame from then on goes out as the fallback.
     lost: bool,
+    playback: Playback,
+    /// Audio samples dropped so far (the ring's overrun count), reported as [`EngineEvent::AudioOverflow`].
+    dropped_samples: u64,
 }
 
 impl<P> Engine<P> {
@@ -264,6 +313,8 @@ impl<P> Engine<P> {
             events: Vec::new(),
             audio_pool: Vec::new(),
             lost: false,
+            playback: Playback::default(),
+            dropped_samples: 0,
         };
         Ok((engine, producer))
     }
@@ -290,6 +341,17 @@ impl<P> Engine<P> {
     /// Deadline (running time, ns) of the oldest frame not yet emitted.
     pub fn next_deadline(&self) -> Option<u64> {
         self.pending.front().map(|p| p.frame.pts + self.latency)
+    }
+
+    /// The next running time at which [`Engine::process`] has something to do without new input: the
+    /// oldest frame's deadline or, with gaps as silence, the time the first waiting frame's look-ahead is
+    /// due.
+    pub fn next_due(&self) -> Option<u64> {
+        let silence = (self.config.gaps == AudioGaps::Silence)
+            .then(|| self.pending.iter().find(|p| matches!(p.state, State::WaitingAudio)))
+            .flatten()
+            .map(|p| self.window.end(p.frame.pts));
+        [self.next_deadline(), silence].into_iter().flatten().min()
     }
 
     /// Moves audio pushed so far from the hand-off ring into the history (the caller feeds a large block
@@ -390,6 +452,7 @@ impl<P> Engine<P> {
         let now = if self.config.mode == Mode::Live { now } else { None };
         self.collect_results();
         self.dispatch(now, false);
+        self.observe_audio();
         self.emit(now)
     }
 
@@ -470,13 +533,14 @@ impl<P> Engine<P> {
         let now = if self.config.mode == Mode::Live { now } else { None };
         self.collect_results();
         self.dispatch(now, true);
+        self.observe_audio();
         self.emit(now)
     }
 
     /// Flush: drops every frame and all audio, resets the renderer. The engine is ready for a new stream.
     pub fn flush(&mut self) {
         self.flush_video();
-        self.flush_audio();
+        self.flush_audio(None);
     }
 
     /// Drops every frame and resets the renderer (the video was flushed).
@@ -489,16 +553,39 @@ impl<P> Engine<P> {
         self.earliest = None;
         self.last_video_pts = None;
         self.last_patch = None;
+        self.playback.flush_video();
         // Answers of the old epoch still in the channel are ignored when they arrive.
         let _ = self.worker.jobs.send(Job::Reset);
         self.worker.track(TrackJob::Reset);
     }
 
-    /// Drops all audio (the audio was flushed).
-    pub fn flush_audio(&mut self) {
+    /// Drops all audio (the audio was flushed): the frames still to render get silence, the segment
+    /// playing is reported interrupted where the output had got to at `now` (live: the frame due then,
+    /// `now - latency`; otherwise the last frame out).
+    pub fn flush_audio(&mut self, now: Option<u64>) {
+        let mut events = Vec::new();
+        let live = now.filter(|_| self.config.mode == Mode::Live);
+        self.playback.flush(live.map(|n| n.saturating_sub(self.latency)), &mut events);
+        self.report(events);
         self.ring.clear();
         self.audio_eos = false;
         self.audio_missing = false;
+    }
+
+    fn report(&mut self, playback: Vec<PlaybackEvent>) {
+        if self.config.report_playback {
+            self.events.extend(playback.into_iter().map(EngineEvent::Playback));
+        }
+    }
+
+    /// Follows the speech segments received and reports audio dropped since the last call.
+    fn observe_audio(&mut self) {
+        self.playback.observe(self.ring.spans());
+        let dropped = self.ring.counters().overrun_samples.load(std::sync::atomic::Ordering::Relaxed);
+        if dropped > self.dropped_samples {
+            self.events.push(EngineEvent::AudioOverflow { samples: dropped - self.dropped_samples });
+            self.dropped_samples = dropped;
+        }
     }
 
     fn collect_results(&mut self) {
@@ -576,7 +663,8 @@ impl<P> Engine<P> {
         // Audio missing for too long: let frames pass instead of waiting for their deadlines.
         if let Some(video) = self.last_video_pts {
             let lag = video.saturating_sub(audio_end.unwrap_or(0));
-            let missing = self.audio_absent || (!self.audio_eos && lag > self.config.audio_timeout);
+            let missing = self.config.gaps == AudioGaps::Wait
+                && (self.audio_absent || (!self.audio_eos && lag > self.config.audio_timeout));
             if missing != self.audio_missing {
                 self.audio_missing = missing;
                 self.events.push(if missing {
@@ -593,7 +681,9 @@ impl<P> Engine<P> {
             }
             let pts = p.frame.pts;
             let deadline = pts + self.latency;
-            let covered = audio_end.is_some_and(|end| end >= self.window.end(pts));
+            let covered = audio_end.is_some_and(|end| end >= self.window.end(pts))
+                || self.config.gaps == AudioGaps::Silence
+                    && (self.audio_absent || now.is_some_and(|n| n >= self.window.end(pts)));
             let too_late = now.is_some_and(|n| n >= deadline) || self.earliest.is_some_and(|e| pts < e);
             if too_late {
                 Stats::add(&self.stats.frames_late);
@@ -644,7 +734,8 @@ impl<P> Engine<P> {
             let mut audio = self.audio_pool.pop().unwrap_or_default();
             audio.resize(n, 0.0);
             let (start, lead) = self.window.placement(pts);
-            let info = self.ring.read(start, &mut audio[lead..], true);
+            // Silence where none came is an underrun only when audio was expected.
+            let info = self.ring.read(start, &mut audio[lead..], self.config.gaps == AudioGaps::Wait);
             let job = Job::Render(Box::new(RenderTask {
                 seq: self.pending[i].seq,
                 epoch: self.epoch,
@@ -743,6 +834,11 @@ impl<P> Engine<P> {
                 }
                 FrameStatus::Late | FrameStatus::Failed => Stats::add(&self.stats.frames_fallback),
             }
+            let end = p.frame.pts + p.frame.duration.unwrap_or(DEFAULT_FRAME_NS);
+            let known_to = if self.audio_eos { u64::MAX } else { self.window.end(p.frame.pts) };
+            let mut played = Vec::new();
+            self.playback.shown(p.frame.pts, end, known_to, &mut played);
+            self.report(played);
             out.push(OutputFrame { payload: p.payload, frame: p.frame, image, status });
         }
         out

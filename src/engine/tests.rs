@@ -384,3 +384,92 @@ fn tracker_answers_nobody_needs_do_not_pile_up() {
     assert_eq!(out.len(), 40);
     assert!(e.faces.len() <= 2, "only the answers a later frame's context can show are kept: {}", e.faces.len());
 }
+
+/// A live run: at k x 40 ms, `at(k, engine)` runs, frame k arrives (for k below `frames`) and the engine
+/// is asked, the renders it started waited for; the clock runs on until every frame is out.
+fn live_run(e: &mut Engine<u64>, frames: u64, mut at: impl FnMut(u64, &mut Engine<u64>)) -> Vec<OutputFrame<u64>> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < frames || e.pending() > 0 {
+        at(k, e);
+        if k < frames {
+            e.push_video(frame(k), k);
+        }
+        out.extend(e.process(Some(k * FRAME)));
+        while e.in_flight() > 0 {
+            e.wait(Duration::from_millis(10));
+        }
+        out.extend(e.process(Some(k * FRAME)));
+        k += 1;
+    }
+    out
+}
+
+fn red(o: &OutputFrame<u64>) -> u8 {
+    o.image.as_ref().map_or(0, |i| i[0])
+}
+
+#[test]
+fn with_gaps_as_silence_frames_without_audio_render_closed_once_their_look_ahead_is_due() {
+    let cfg = EngineConfig { latency: Some(200 * MS), gaps: AudioGaps::Silence, ..Default::default() };
+    let probe = Probe::new(100 * MS);
+    let renders = probe.renders.clone();
+    let (mut e, _audio) = Engine::<u64>::new(Box::new(probe), cfg.clone()).unwrap();
+    e.push_video(frame(0), 0);
+    assert!(e.process(Some(60 * MS)).is_empty());
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(renders.load(Ordering::SeqCst), 0, "audio may still come for its look-ahead");
+    let (mut e, _audio) = Engine::<u64>::new(Box::new(Probe::new(100 * MS)), cfg).unwrap();
+    let out = live_run(&mut e, 10, |_, _| {});
+    assert_eq!(out.len(), 10);
+    assert!(out.iter().all(|o| o.status == FrameStatus::Rendered && red(o) == 0), "{out:?}");
+    let s = e.stats().snapshot();
+    assert_eq!((s.frames_no_audio, s.frames_late, s.audio_underruns), (0, 0, 0));
+    assert!(e.take_events().is_empty(), "silence is not missing audio");
+}
+
+#[test]
+fn speech_sent_in_a_burst_plays_at_real_time_and_a_flush_silences_it_at_once() {
+    let cfg =
+        EngineConfig { latency: Some(200 * MS), gaps: AudioGaps::Silence, report_playback: true, ..Default::default() };
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(Probe::new(100 * MS)), cfg).unwrap();
+    // Two seconds of speech from 200 ms on, all of it sent at the start; the user interrupts at 1 s.
+    let flush_at = 25;
+    let out = live_run(&mut e, 40, |k, e| {
+        if k == 0 {
+            e.push_audio(&mut audio, Some(200 * MS), &[0.5; 32_000]).unwrap();
+        }
+        if k == flush_at {
+            e.flush_audio(Some(k * FRAME));
+        }
+    });
+    let reds: Vec<u8> = out.iter().map(red).collect();
+    // Frame k's window is [40k - 20, 40k + 100) ms.
+    assert!(reds[..5].iter().all(|&r| r < 50), "{reds:?}");
+    assert!(reds[6..flush_at as usize].iter().all(|&r| r == 50), "the speech plays as it comes due: {reds:?}");
+    assert!(reds[flush_at as usize..].iter().all(|&r| r == 0), "nothing of it after the flush: {reds:?}");
+    // What a caller writes as the sound after the flush is silence too.
+    assert!(e.audio_between(flush_at * FRAME, 2200 * MS).iter().all(|&s| s == 0.0));
+    let events = e.take_events();
+    assert_eq!(
+        events,
+        [
+            EngineEvent::Playback(PlaybackEvent::Started { segment: 0, running_time: 200 * MS }),
+            // At 1 s, with a latency of 200 ms, the frame of 800 ms is due: 600 ms of the speech were shown.
+            EngineEvent::Playback(PlaybackEvent::Finished { segment: 0, position: 600 * MS, interrupted: true }),
+        ]
+    );
+}
+
+#[test]
+fn audio_beyond_the_queue_is_reported_not_dropped_silently() {
+    let ring = RingConfig { history_samples: 16_000, ..Default::default() };
+    let (mut e, mut audio) = Engine::<u64>::new(Box::new(Probe::new(0)), EngineConfig { ring, ..offline() }).unwrap();
+    e.push_audio(&mut audio, Some(0), &[0.1; 40_000]).unwrap();
+    e.push_video(frame(0), 0);
+    e.process(None);
+    assert_eq!(e.take_events(), [EngineEvent::AudioOverflow { samples: 24_000 }]);
+    e.push_audio(&mut audio, None, &[0.1; 1_000]).unwrap();
+    e.process(None);
+    assert_eq!(e.take_events(), [EngineEvent::AudioOverflow { samples: 1_000 }], "only new drops, each time");
+}

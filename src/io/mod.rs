@@ -2,6 +2,7 @@
 //! decoding files, encoding MP4, live camera capture, RTP audio reception and live video outputs. The
 //! engine itself sees only [`VideoFrame`]s and 16 kHz samples.
 
+pub mod control;
 mod decode;
 pub mod encode;
 mod face_loop;

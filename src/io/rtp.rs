@@ -29,12 +29,15 @@ pub struct RtpSource {
     pub codec: RtpCodec,
     /// Jitter buffer size in ms.
     pub jitter_ms: u32,
+    /// The sender may send faster than real time (a TTS sends each utterance as it is made): the audio is
+    /// timed by the RTP timestamps alone, from the first packet's arrival, not by when packets arrive.
+    pub burst: bool,
 }
 
 impl FromStr for RtpSource {
     type Err = Error;
     /// `rtp://ADDR:PORT?codec=opus` or `rtp://ADDR:PORT?codec=l16[&rate=16000][&channels=1]`, optional
-    /// `&jitter=MS` (default 50).
+    /// `&jitter=MS` (default 50) and `&burst=1` (see [`RtpSource::burst`]).
     fn from_str(s: &str) -> Result<Self> {
         let bad = |why: &str| {
             Error::InvalidArgument(format!("audio source `{s}`: {why} (expected rtp://ADDR:PORT?codec=opus|l16)"))
@@ -44,7 +47,7 @@ impl FromStr for RtpSource {
         let (address, port) = hostport.rsplit_once(':').ok_or_else(|| bad("no port"))?;
         let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
         let mut codec = None;
-        let (mut rate, mut channels, mut jitter_ms) = (16_000u32, 1u32, 50u32);
+        let (mut rate, mut channels, mut jitter_ms, mut burst) = (16_000u32, 1u32, 50u32, false);
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| bad("malformed query"))?;
             match k {
@@ -52,6 +55,13 @@ impl FromStr for RtpSource {
                 "rate" => rate = v.parse().map_err(|_| bad("invalid rate"))?,
                 "channels" => channels = v.parse().map_err(|_| bad("invalid channels"))?,
                 "jitter" => jitter_ms = v.parse().map_err(|_| bad("invalid jitter"))?,
+                "burst" => {
+                    burst = match v {
+                        "1" | "true" | "yes" => true,
+                        "0" | "false" | "no" => false,
+                        _ => return Err(bad("burst is 1 or 0")),
+                    }
+                }
                 other => return Err(bad(&format!("unknown parameter `{other}`"))),
             }
         }
@@ -61,7 +71,7 @@ impl FromStr for RtpSource {
             Some(other) => return Err(bad(&format!("unknown codec `{other}`"))),
             None => return Err(bad("missing codec")),
         };
-        Ok(RtpSource { address: address.to_owned(), port, codec, jitter_ms })
+        Ok(RtpSource { address: address.to_owned(), port, codec, jitter_ms, burst })
     }
 }
 
@@ -78,6 +88,9 @@ struct Receiving {
     segment: Option<gst::FormattedSegment<gst::ClockTime>>,
     /// Running time just past the last audio pushed.
     end: Option<u64>,
+    /// Burst mode: the jitter buffer times the audio by the RTP timestamps alone, from 0; the first
+    /// packet's arrival (running time on `clock`) minus its time places it on the session's timeline.
+    burst: Option<(LiveClock, Option<i64>)>,
 }
 
 impl Receiving {
@@ -90,7 +103,7 @@ impl Receiving {
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         self.samples.clear();
         self.samples.extend(map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
-        let pts = pts.map(|t| t.nseconds());
+        let pts = pts.map(|t| self.placed(t.nseconds()));
         // A hole since the last audio (a loss the gap did not cover in full) is silence too.
         if let (Some(end), Some(pts)) = (self.end, pts)
             && pts > end
@@ -101,6 +114,17 @@ impl Receiving {
         self.end = pts.map(|t| t + samples_to_ns(self.samples.len() as u64));
         let _ = self.producer.push(pts, &self.samples);
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Where audio the jitter buffer timed `t` plays on the session's timeline.
+    fn placed(&mut self, t: u64) -> u64 {
+        match &mut self.burst {
+            None => t,
+            Some((clock, offset)) => {
+                let offset = *offset.get_or_insert_with(|| clock.now() as i64 - t as i64);
+                (t as i64 + offset).max(0) as u64
+            }
+        }
     }
 
     /// Pushes `n` samples of silence from running time `from`.
@@ -123,8 +147,9 @@ impl Receiving {
             gst::EventView::Gap(gap) => {
                 let (start, duration) = gap.get();
                 let Some(at) = self.segment.as_ref().and_then(|s| s.to_running_time(start)) else { return };
-                let to = at.nseconds() + duration.map_or(0, |d| d.nseconds());
-                let from = self.end.map_or(at.nseconds(), |end| end.min(at.nseconds()));
+                let at = self.placed(at.nseconds());
+                let to = at + duration.map_or(0, |d| d.nseconds());
+                let from = self.end.map_or(at, |end| end.min(at));
                 let n = ns_to_samples(to.saturating_sub(from)) as usize;
                 self.end = Some(from + samples_to_ns(n as u64)).max(self.end);
                 self.silence(from, n);
@@ -157,10 +182,12 @@ impl RtpAudioReceiver {
             ),
         };
         let pipeline = launch(&format!(
-            "udpsrc name=udp caps=\"{caps}\" ! rtpjitterbuffer latency={} do-lost=true ! {depay} ! audioconvert ! \
+            "udpsrc name=udp caps=\"{caps}\" ! rtpjitterbuffer latency={} do-lost=true mode={} ! {depay} ! audioconvert ! \
              audioresample ! audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! \
              appsink name=sink sync=false",
-            source.jitter_ms
+            source.jitter_ms,
+            // `slave` follows the sender's clock by the packets' arrival, which a burst would squeeze.
+            if source.burst { "none" } else { "slave" }
         ))?;
         let udp: gst::Element = by_name(&pipeline, "udp")?;
         udp.set_property("address", &source.address);
@@ -168,8 +195,13 @@ impl RtpAudioReceiver {
         clock.attach(&pipeline);
         let sink: gst_app::AppSink = by_name(&pipeline, "sink")?;
         // Both callbacks run on the streaming thread, one at a time: the lock is never contended.
-        let receiving =
-            std::sync::Arc::new(Mutex::new(Receiving { producer, samples: Vec::new(), segment: None, end: None }));
+        let receiving = std::sync::Arc::new(Mutex::new(Receiving {
+            producer,
+            samples: Vec::new(),
+            segment: None,
+            end: None,
+            burst: source.burst.then(|| (clock.clone(), None)),
+        }));
         let on_gap = receiving.clone();
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -213,7 +245,9 @@ mod tests {
         assert_eq!((s.address.as_str(), s.port, s.codec), ("127.0.0.1", 5004, RtpCodec::Opus));
         let s: RtpSource = "rtp://0.0.0.0:6000?codec=l16&rate=48000&channels=2&jitter=80".parse().unwrap();
         assert_eq!(s.codec, RtpCodec::L16 { rate: 48000, channels: 2 });
-        assert_eq!(s.jitter_ms, 80);
+        assert_eq!((s.jitter_ms, s.burst), (80, false));
+        assert!("rtp://0.0.0.0:6000?codec=opus&burst=1".parse::<RtpSource>().unwrap().burst);
+        assert!("rtp://0.0.0.0:6000?codec=opus&burst=maybe".parse::<RtpSource>().is_err());
         let e = "rtp://1.2.3.4:5?codec=mp3".parse::<RtpSource>().unwrap_err();
         assert!(e.to_string().contains("unknown codec `mp3`"), "{e}");
         assert!("udp://1.2.3.4:5".parse::<RtpSource>().is_err());

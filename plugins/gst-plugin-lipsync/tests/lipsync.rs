@@ -3,43 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::*;
 use gst::prelude::*;
 use gst_check::Harness;
 
-const MS: u64 = 1_000_000;
-const FRAME: u64 = 40 * MS;
 const W: u32 = 64;
 const H: u32 = 48;
-
-fn init() {
-    use std::sync::Once;
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let registry = std::env::temp_dir().join(format!("lipsync-test-registry-{}.bin", std::process::id()));
-        // SAFETY: set once, before GStreamer starts any thread.
-        unsafe { std::env::set_var("GST_REGISTRY", registry) };
-        gst::init().unwrap();
-        gstlipsync::plugin_register_static().expect("register lipsync");
-    });
-}
-
-fn video_caps(format: &str, w: u32, h: u32) -> gst::Caps {
-    gst::Caps::builder("video/x-raw")
-        .field("format", format)
-        .field("width", w as i32)
-        .field("height", h as i32)
-        .field("framerate", gst::Fraction::new(25, 1))
-        .build()
-}
-
-fn audio_caps() -> gst::Caps {
-    gst::Caps::builder("audio/x-raw")
-        .field("format", "F32LE")
-        .field("rate", 16000i32)
-        .field("channels", 1i32)
-        .field("layout", "interleaved")
-        .build()
-}
 
 fn video_buffer(k: u64, size: usize) -> gst::Buffer {
     let mut b = gst::Buffer::from_mut_slice(vec![k as u8; size]);
@@ -93,19 +64,6 @@ fn setup(props: &[(&str, &dyn ToValue)], with_audio: bool, live: bool) -> Setup 
     Setup { element, video, audio, bus }
 }
 
-fn counter(e: &gst::Element, name: &str) -> u64 {
-    e.property::<u64>(name)
-}
-
-/// Pulls buffers until EOS.
-fn pull_all(h: &mut Harness) -> Vec<gst::Buffer> {
-    let mut out = Vec::new();
-    while let Some(b) = h.pull_until_eos().expect("output before the timeout") {
-        out.push(b);
-    }
-    out
-}
-
 /// Ends both streams (EOS on the audio and video pads) and pulls every output buffer.
 fn end_and_pull_all(s: &mut Setup) -> Vec<gst::Buffer> {
     if let Some(a) = s.audio.as_mut() {
@@ -113,10 +71,6 @@ fn end_and_pull_all(s: &mut Setup) -> Vec<gst::Buffer> {
     }
     s.video.push_event(gst::event::Eos::new());
     pull_all(&mut s.video)
-}
-
-fn messages(bus: &gst::Bus, kind: gst::MessageType) -> Vec<gst::Message> {
-    std::iter::from_fn(|| bus.pop_filtered(&[kind])).collect()
 }
 
 /// A `lipsync/phoneme` event: `phoneme` spoken from `start_ms` for `ms`.
@@ -287,22 +241,27 @@ fn a_gap_event_on_the_audio_is_silence_not_an_underrun() {
 }
 
 #[test]
-fn audio_far_ahead_of_any_video_counts_as_overruns() {
-    let mut s = setup(&[], true, true);
+fn audio_beyond_the_queue_is_an_error_not_dropped_silently() {
+    let mut s = setup(&[("max-queue", &(10 * 1000 * MS))], true, true);
     // Live on the real clock; the aggregator learns that it is live from the latency query a sink makes.
     s.video.use_systemclock();
     s.element.set_base_time(gst::SystemClock::obtain().time());
     s.video.query_latency();
     let a = s.audio.as_mut().unwrap();
-    // 12 s of audio and no video at all: the 10 s history overflows.
+    // 12 s of audio and no video at all: more than the 10 s queue.
     for k in 0..12 {
-        a.push(audio_buffer(k * 1000, 1000, 0.1)).unwrap();
+        let _ = a.push(audio_buffer(k * 1000, 1000, 0.1));
     }
     let start = Instant::now();
-    while counter(&s.element, "audio-overruns") == 0 && start.elapsed() < Duration::from_secs(10) {
+    let mut errors = Vec::new();
+    while errors.is_empty() && start.elapsed() < Duration::from_secs(10) {
+        errors = messages(&s.bus, gst::MessageType::Error);
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(counter(&s.element, "audio-overruns") >= 1);
+    let gst::MessageView::Error(e) = errors[0].view() else { unreachable!() };
+    assert!(e.error().to_string().contains("Audio queue full"), "{}", e.error());
+    assert!(e.debug().unwrap().contains("max-queue (10 s)"), "{:?}", e.debug());
     assert_eq!(counter(&s.element, "frames-in"), 0);
 }
 
@@ -575,14 +534,6 @@ fn qos_skips_rendering_frames_already_too_late() {
     assert_eq!(counter(&s.element, "frames-rendered"), 5);
 }
 
-/// The astronaut photo, 512x512 RGB (a row is 1536 bytes: no padding).
-fn astronaut_rgb() -> Vec<u8> {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/face/astronaut.golden.safetensors");
-    let golden = candle_core::safetensors::load(&fixture, &candle_core::Device::Cpu).unwrap();
-    golden["image_rgb_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap()
-}
-
 #[test]
 fn face_tracking_counts_frames_without_a_face() {
     init();
@@ -654,29 +605,6 @@ fn astronaut_frames_with(
     let out = pull_all(&mut h);
     assert_eq!(out.len(), n as usize);
     (out.iter().map(|b| b.map_readable().unwrap().to_vec()).collect(), element)
-}
-
-fn pixels_apart(a: &[u8], b: &[u8]) -> usize {
-    a.chunks(3).zip(b.chunks(3)).filter(|(p, q)| p.iter().zip(*q).any(|(x, y)| x.abs_diff(*y) > 24)).count()
-}
-
-/// One second of a voice-like sound: harmonics of 120 Hz with a vowel's formants, in 4 Hz syllables or
-/// held.
-fn voice(syllables: bool) -> Vec<f32> {
-    (0..16_000)
-        .map(|i| {
-            let t = i as f32 / 16_000.0;
-            let syllable = if syllables { (std::f32::consts::PI * 4.0 * t).sin().abs() } else { 1.0 };
-            let tone: f32 = (1..30)
-                .map(|k| {
-                    let f = 120.0 * k as f32;
-                    let g = (-((f - 700.0) / 200.0).powi(2)).exp() + 0.6 * (-((f - 1200.0) / 250.0).powi(2)).exp();
-                    g * (std::f32::consts::TAU * f * t).sin()
-                })
-                .sum();
-            0.1 * syllable * tone
-        })
-        .collect()
 }
 
 #[test]

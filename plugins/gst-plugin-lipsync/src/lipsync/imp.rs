@@ -10,7 +10,11 @@
 //! Timing: the element's latency is the Aggregator's `latency` property (default: the renderer's
 //! recommendation); the base class adds it to upstream's in the latency query and, in live pipelines, wakes
 //! `aggregate(timeout=true)` at `next_time + latency` = the deadline of the oldest frame inside, which then
-//! goes out rendered or as the fallback. Non-live, every frame is rendered.
+//! goes out rendered or as the fallback, or (`audio-gaps=silence`) the time a waiting frame's look-ahead
+//! is due, when it is rendered with the audio there is. Non-live, every frame is rendered.
+//!
+//! Speech in turns: the audio ring holds up to `max-queue` ahead of the frames (more is an error); a flush
+//! on the audio pad drops it, and the engine's playback events become `lipsync-playback` messages.
 
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
@@ -23,7 +27,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use parking_lot::Mutex;
 
-use lipsync::engine::{EngineEvent, Stats, StatsSnapshot};
+use lipsync::engine::{EngineEvent, PlaybackEvent, Stats, StatsSnapshot};
 use lipsync::face::models::ModelSource;
 use lipsync::render::Simulated;
 use lipsync::stsa::models::ComputeDevice;
@@ -33,7 +37,7 @@ use lipsync::{
     VideoFrame,
 };
 
-use super::{Fallback, Precision, Renderer};
+use super::{AudioGaps, Fallback, Precision, Renderer};
 
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| gst::DebugCategory::new("lipsync", gst::DebugColorFlags::empty(), Some("Streaming lip-sync")));
@@ -45,6 +49,10 @@ const DEFAULT_STATS_INTERVAL: u64 = 1_000_000_000;
 const DEFAULT_SIMULATE_DELAY: u64 = 0;
 const DEFAULT_SIMULATE_LOOKAHEAD: u64 = 0;
 const DEFAULT_DEVICE: &str = "cpu";
+const DEFAULT_AUDIO_GAPS: AudioGaps = AudioGaps::Wait;
+const DEFAULT_MAX_QUEUE: u64 = 30_000_000_000;
+/// The audio ring holds the queue and, beyond it, the windows of the frames being rendered.
+const QUEUE_MARGIN: u64 = 1_000_000_000;
 /// Renders queued on the worker at once.
 const MAX_IN_FLIGHT: usize = 2;
 /// Audio is handed to the ring in pieces of at most this many samples.
@@ -67,6 +75,8 @@ struct Settings {
     renderer: Renderer,
     fallback: Fallback,
     audio_timeout: u64,
+    audio_gaps: AudioGaps,
+    max_queue: u64,
     stats_interval: u64,
     simulate_delay: u64,
     simulate_lookahead: u64,
@@ -86,6 +96,8 @@ impl Default for Settings {
             renderer: DEFAULT_RENDERER,
             fallback: DEFAULT_FALLBACK,
             audio_timeout: DEFAULT_AUDIO_TIMEOUT,
+            audio_gaps: DEFAULT_AUDIO_GAPS,
+            max_queue: DEFAULT_MAX_QUEUE,
             stats_interval: DEFAULT_STATS_INTERVAL,
             simulate_delay: DEFAULT_SIMULATE_DELAY,
             simulate_lookahead: DEFAULT_SIMULATE_LOOKAHEAD,
@@ -383,7 +395,9 @@ impl LipSync {
         }
     }
 
-    fn post_events(&self, events: Vec<EngineEvent>) {
+    /// Posts the engine's events; an audio overflow is an error (returned, to stop the stream).
+    fn post_events(&self, events: Vec<EngineEvent>) -> Result<(), gst::FlowError> {
+        let mut result = Ok(());
         for e in events {
             match e {
                 EngineEvent::RenderFailed(msg) => {
@@ -403,8 +417,44 @@ impl LipSync {
                 EngineEvent::AudioResumed => {
                     gst::info!(CAT, imp = self, "audio resumed, lip-sync rendering again")
                 }
+                EngineEvent::AudioOverflow { samples } => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Failed,
+                        (
+                            "Audio queue full: {} ms of audio dropped",
+                            lipsync::audio::samples_to_ns(samples) / 1_000_000
+                        ),
+                        [
+                            "More audio came ahead of the video than max-queue ({} s) holds: raise max-queue, or send the audio no further ahead of its time",
+                            self.settings.lock().max_queue / 1_000_000_000
+                        ]
+                    );
+                    result = Err(gst::FlowError::Error);
+                }
+                EngineEvent::Playback(p) => self.post_playback(p),
             }
         }
+        result
+    }
+
+    /// A `lipsync-playback` element message: a speech segment started or finished playing.
+    fn post_playback(&self, event: PlaybackEvent) {
+        let s = match event {
+            PlaybackEvent::Started { segment, running_time } => gst::Structure::builder("lipsync-playback")
+                .field("event", "started")
+                .field("segment", segment)
+                .field("running-time", gst::ClockTime::from_nseconds(running_time))
+                .build(),
+            PlaybackEvent::Finished { segment, position, interrupted } => gst::Structure::builder("lipsync-playback")
+                .field("event", "finished")
+                .field("segment", segment)
+                .field("position", gst::ClockTime::from_nseconds(position))
+                .field("interrupted", interrupted)
+                .build(),
+        };
+        gst::debug!(CAT, imp = self, "{s}");
+        let _ = self.obj().post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
     fn stats_structure(s: &StatsSnapshot) -> gst::Structure {
@@ -516,6 +566,18 @@ impl ObjectImpl for LipSync {
                     .default_value(DEFAULT_AUDIO_TIMEOUT)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("audio-gaps", DEFAULT_AUDIO_GAPS)
+                    .nick("Audio gaps")
+                    .blurb("What a frame whose audio has not come is rendered with: wait (late audio: wait up to the deadline) or silence (speech in bursts: the mouth closed)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-queue")
+                    .nick("Maximum audio queue")
+                    .blurb("Audio (ns) that may arrive ahead of the video (speech sent faster than real time); more is an error")
+                    .default_value(DEFAULT_MAX_QUEUE)
+                    .minimum(1_000_000_000)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("stats-interval")
                     .nick("Stats interval")
                     .blurb("Stream time (ns) between `lipsync-stats` element messages (0 = only at EOS)")
@@ -583,6 +645,8 @@ impl ObjectImpl for LipSync {
             }
             "fallback" => settings.fallback = value.get().expect("type checked upstream"),
             "audio-timeout" => settings.audio_timeout = value.get().expect("type checked upstream"),
+            "audio-gaps" => settings.audio_gaps = value.get().expect("type checked upstream"),
+            "max-queue" => settings.max_queue = value.get().expect("type checked upstream"),
             "stats-interval" => settings.stats_interval = value.get().expect("type checked upstream"),
             "track-faces" => settings.track_faces = value.get().expect("type checked upstream"),
             "face-models" => settings.face_models = value.get().expect("type checked upstream"),
@@ -619,6 +683,8 @@ impl ObjectImpl for LipSync {
             "renderer" => self.settings.lock().renderer.to_value(),
             "fallback" => self.settings.lock().fallback.to_value(),
             "audio-timeout" => self.settings.lock().audio_timeout.to_value(),
+            "audio-gaps" => self.settings.lock().audio_gaps.to_value(),
+            "max-queue" => self.settings.lock().max_queue.to_value(),
             "stats-interval" => self.settings.lock().stats_interval.to_value(),
             "track-faces" => self.settings.lock().track_faces.to_value(),
             "face-models" => self.settings.lock().face_models.to_value(),
@@ -761,6 +827,12 @@ impl AggregatorImpl for LipSync {
             latency: Some(self.own_latency()),
             fallback: settings.fallback.into(),
             audio_timeout: settings.audio_timeout,
+            gaps: settings.audio_gaps.into(),
+            report_playback: true,
+            ring: lipsync::audio::RingConfig {
+                history_samples: lipsync::audio::ns_to_samples(settings.max_queue + QUEUE_MARGIN) as usize,
+                ..Default::default()
+            },
             max_in_flight: MAX_IN_FLIGHT,
             // Tracking when asked, or with the user's models for any renderer that tracks.
             tracking: (settings.track_faces || settings.face_models.is_some()).then(|| TrackingConfig {
@@ -833,8 +905,8 @@ impl AggregatorImpl for LipSync {
         let audio_pad = self.audio_pad.lock().clone();
         let mut state = self.state.lock();
         let stream = state.stream.as_mut()?;
-        match stream.engine.next_deadline() {
-            Some(deadline) => Some(gst::ClockTime::from_nseconds(deadline.saturating_sub(own))),
+        match stream.engine.next_due() {
+            Some(due) => Some(gst::ClockTime::from_nseconds(due.saturating_sub(own))),
             // No video inside: wake up for the queued audio (live, nothing else would take it while the
             // video pad is empty), or when more audio is due.
             None => {
@@ -882,18 +954,24 @@ impl AggregatorImpl for LipSync {
             // A flush from upstream (not a seek through this element, which calls `flush`) resets what
             // came through that pad.
             EventView::FlushStop(_) => {
+                let now = if is_video { None } else { self.now(self.own_latency()) };
+                let mut events = Vec::new();
                 if let Some(stream) = self.state.lock().stream.as_mut() {
                     if is_video {
                         stream.engine.flush_video();
                         stream.last_video_rt = None;
                         stream.next_stats_at = None;
                     } else {
-                        stream.engine.flush_audio();
+                        // The speech queued is dropped: the next frames are rendered with silence (or the
+                        // audio sent after this), and the segment playing is reported interrupted now.
+                        stream.engine.flush_audio(now);
+                        events = stream.engine.take_events();
                     }
                 }
                 if !is_video {
                     self.phonemes.clear();
                 }
+                let _ = self.post_events(events);
                 self.parent_sink_event(pad, event)
             }
             EventView::CustomDownstream(c) if c.structure().is_some_and(|s| s.has_name(PHONEME_EVENT)) => {
@@ -1057,8 +1135,9 @@ impl AggregatorImpl for LipSync {
                 self.phonemes.forget_before(t.nseconds());
             }
         }
-        self.post_events(events);
+        let posted = self.post_events(events);
         self.push_outputs(outputs)?;
+        posted?;
         if post_stats {
             self.post_stats();
         }

@@ -61,6 +61,33 @@ impl From<Fallback> for lipsync::Fallback {
     }
 }
 
+/// The element's `audio-gaps` property.
+#[derive(Debug, Default, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstLipSyncAudioGaps")]
+pub enum AudioGaps {
+    #[default]
+    #[enum_value(
+        name = "Wait: missing audio is late (a microphone, RTP): frames wait for it up to their deadline",
+        nick = "wait"
+    )]
+    Wait = 0,
+    #[enum_value(
+        name = "Silence: missing audio is silence (speech in bursts from a TTS): frames render with the mouth closed",
+        nick = "silence"
+    )]
+    Silence = 1,
+}
+
+impl From<AudioGaps> for lipsync::AudioGaps {
+    fn from(g: AudioGaps) -> Self {
+        match g {
+            AudioGaps::Wait => lipsync::AudioGaps::Wait,
+            AudioGaps::Silence => lipsync::AudioGaps::Silence,
+        }
+    }
+}
+
 /// The element's `precision` property.
 #[derive(Debug, Default, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
