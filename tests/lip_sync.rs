@@ -154,3 +154,57 @@ fn silence_keeps_the_mouth_closed() {
         }
     }
 }
+
+/// Speech a TTS sends faster than real time: 6 s of recorded speech in one burst over RTP, into `lipsync
+/// live` with the talking clip as its camera (played in real time). The file it writes must hold the
+/// speech at its length, and the mouth must follow it as in a dub.
+#[test]
+fn speech_sent_in_a_burst_plays_at_its_length_in_sync() {
+    lipsync::io::init().unwrap();
+    use gst::prelude::*;
+    let speech = decode_audio(&media("education_9s_16k.wav")).unwrap()[..6 * 16_000].to_vec();
+    let port = 20000 + (std::process::id() % 20000) as u16 + 11;
+    let out = tmp("burst.mkv");
+    let child = Command::new(env!("CARGO_BIN_EXE_lipsync"))
+        .args(["live", "--camera"])
+        .arg(media("speakerine.mp4"))
+        .args(["--audio", &format!("rtp://127.0.0.1:{port}?codec=l16&burst=1"), "--audio-gaps", "silence"])
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sender = gst::parse::launch(&format!(
+        "appsrc name=src format=time caps=audio/x-raw,format=S16BE,rate=16000,channels=1,layout=interleaved ! \
+         rtpL16pay ! udpsink host=127.0.0.1 port={port} sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = sender.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    sender.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let bytes: Vec<u8> = speech.iter().flat_map(|v| ((v * 32767.0) as i16).to_be_bytes()).collect();
+    let mut b = gst::Buffer::from_mut_slice(bytes);
+    b.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+    src.push_buffer(b).unwrap();
+    let output = child.wait_with_output().unwrap();
+    sender.set_state(gst::State::Null).unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    // The speech in the file, first sound to last, against the speech sent.
+    let heard = decode_audio(&out).unwrap();
+    let span = |s: &[f32]| {
+        let loud = |x: &&f32| x.abs() > 0.02;
+        let first = s.iter().position(|x| loud(&x)).unwrap();
+        let last = s.len() - s.iter().rev().position(|x| loud(&x)).unwrap();
+        (last - first) as f64 / 16.0
+    };
+    let (sent_ms, heard_ms) = (span(&speech), span(&heard));
+    eprintln!("speech sent {sent_ms:.1} ms, heard {heard_ms:.1} ms\n{log}");
+    assert!((heard_ms - sent_ms).abs() <= 40.0, "sent {sent_ms:.1} ms of speech, the file holds {heard_ms:.1} ms");
+    let r = measure_file(&out);
+    eprintln!("burst: offset {} frames, correlation {:.3}", r.estimate.offset_frames, r.estimate.correlation);
+    assert!(r.estimate.offset_frames.abs() <= 1, "{:?}", r.estimate);
+    assert!(r.estimate.correlation >= 0.5, "{:?}", r.estimate);
+}
