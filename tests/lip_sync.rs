@@ -155,7 +155,7 @@ fn silence_keeps_the_mouth_closed() {
     }
 }
 
-/// Speech a TTS sends faster than real time: 6 s of recorded speech in one burst over RTP, into `lipsync
+/// Speech a TTS sends faster than real time: 6 s of recorded speech over RTP in 0.6 s, into `lipsync
 /// live` with the talking clip as its camera (played in real time). The file it writes must hold the
 /// speech at its length, and the mouth must follow it as in a dub.
 #[test]
@@ -184,10 +184,14 @@ fn speech_sent_in_a_burst_plays_at_its_length_in_sync() {
     let src = sender.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
     sender.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let bytes: Vec<u8> = speech.iter().flat_map(|v| ((v * 32767.0) as i16).to_be_bytes()).collect();
-    let mut b = gst::Buffer::from_mut_slice(bytes);
-    b.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
-    src.push_buffer(b).unwrap();
+    // Ten times faster than real time, as a TTS makes it: 100 ms of speech every 10 ms.
+    for (k, piece) in speech.chunks(1600).enumerate() {
+        let bytes: Vec<u8> = piece.iter().flat_map(|v| ((v * 32767.0) as i16).to_be_bytes()).collect();
+        let mut b = gst::Buffer::from_mut_slice(bytes);
+        b.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(100 * k as u64));
+        src.push_buffer(b).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let output = child.wait_with_output().unwrap();
     sender.set_state(gst::State::Null).unwrap();
     let log = String::from_utf8_lossy(&output.stderr);

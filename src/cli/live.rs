@@ -18,9 +18,14 @@ use crate::io::{FPS, FRAME_NS, LiveClock, OutputSpec, RtpAudioReceiver, RtpSourc
 
 #[derive(Args, Debug)]
 pub struct LiveArgs {
-    /// Video in: /dev/videoN (a camera), `test` (a moving test pattern) or a video file played in real time.
-    #[arg(long, default_value = "/dev/video0")]
+    /// Video in: /dev/videoN (a camera), `test` (a moving test pattern), a photo (an avatar: its frame
+    /// repeated) or a video file played in real time.
+    #[arg(long, visible_alias = "face", default_value = "/dev/video0")]
     camera: String,
+    /// A video file as the camera starts again when it ends (the session goes on until --duration or
+    /// Ctrl-C).
+    #[arg(long = "loop")]
+    looping: bool,
     /// Voice in: `mic` (the default input), `mic:NAME` (see `lipsync devices`), or
     /// rtp://ADDR:PORT?codec=opus|l16[&rate=HZ][&channels=N][&jitter=MS][&burst=1] (burst: the sender
     /// sends faster than real time, a TTS; its RTP timestamps say when each sample plays).
@@ -149,7 +154,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
         eprintln!("control: udp {port} (send `clear` to drop the queued speech)");
     }
     let audio = start_audio(&args.audio, producer, &clock)?;
-    let input = VideoInput::open(&args.camera, &clock)?;
+    let input = VideoInput::open(&args.camera, &clock, args.looping)?;
     eprintln!("video: {}; renderer {kind}, latency {} ms; Ctrl-C stops", args.camera, latency / 1_000_000);
 
     // Ctrl-C (SIGINT) and SIGTERM end the session cleanly (the output file is completed).

@@ -1,6 +1,8 @@
 //! Live capture: one clock for every pipeline of a live session, and video input from a camera
-//! (`/dev/videoN`), a test pattern (`test`) or a file played in real time.
+//! (`/dev/videoN`), a test pattern (`test`), a photo (held as a live video) or a video file played in real
+//! time, once or looping.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,16 +49,32 @@ pub struct VideoInput {
     source: String,
     /// Set when the file given has no video stream.
     no_video: Arc<AtomicBool>,
+    /// A video file that starts again when it ends.
+    looping: Option<Looping>,
+}
+
+/// Where a looping file's passes lie in the session: each pass starts where the last one's frames ended.
+struct Looping {
+    /// The session's base time.
+    base: gst::ClockTime,
+    /// Running time of the current pass's start in the session.
+    offset: Cell<u64>,
+    /// Running time just after the last frame pulled, in the session.
+    end: Cell<u64>,
 }
 
 impl VideoInput {
-    /// `source`: `/dev/videoN`, `test` (a moving test pattern) or a media file played in real time.
-    pub fn open(source: &str, clock: &LiveClock) -> Result<Self> {
+    /// `source`: `/dev/videoN`, `test` (a moving test pattern), a photo (its frame repeated, live) or a
+    /// video file played in real time; `looping`: a video file starts again when it ends (seamlessly in
+    /// time: the frames' running times go on).
+    pub fn open(source: &str, clock: &LiveClock, looping: bool) -> Result<Self> {
         let caps = "video/x-raw,format=RGB,framerate=25/1";
         let head = if source == "test" {
             "videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=480 ! videoconvert".to_owned()
         } else if source.starts_with("/dev/video") {
             "v4l2src name=src ! videoconvert ! videorate".to_owned()
+        } else if Path::new(source).exists() && super::is_image(Path::new(source)) {
+            "filesrc name=src ! decodebin ! videoconvert ! imagefreeze is-live=true".to_owned()
         } else if Path::new(source).exists() {
             "filesrc name=src ! decodebin name=decoder ! videoconvert name=convert ! videorate".to_owned()
         } else {
@@ -81,8 +99,10 @@ impl VideoInput {
                 None
             });
         }
+        let looping = looping.then(|| Looping { base: clock.base, offset: Cell::new(0), end: Cell::new(0) });
+        let looping = looping.filter(|_| pipeline.by_name("decoder").is_some());
         set_state(&pipeline, gst::State::Playing)?;
-        Ok(VideoInput { pipeline, sink, source: source.to_owned(), no_video })
+        Ok(VideoInput { pipeline, sink, source: source.to_owned(), no_video, looping })
     }
 
     /// The next frame, waiting at most `timeout`; `Ok(None)` on timeout; an error at the end of the
@@ -106,8 +126,28 @@ impl VideoInput {
                 let pts = buffer
                     .pts()
                     .and_then(|pts| sample.segment()?.downcast_ref::<gst::ClockTime>()?.to_running_time(pts))
-                    .ok_or(Error::MissingTimestamp { what: "a camera frame" })?;
-                Ok(Some(frame_from_sample(&sample, pts.nseconds())?))
+                    .ok_or(Error::MissingTimestamp { what: "a camera frame" })?
+                    .nseconds();
+                let pts = match &self.looping {
+                    Some(l) => {
+                        let pts = pts + l.offset.get();
+                        l.end.set(pts + buffer.duration().map_or(super::FRAME_NS, |d| d.nseconds()));
+                        pts
+                    }
+                    None => pts,
+                };
+                Ok(Some(frame_from_sample(&sample, pts)?))
+            }
+            None if self.sink.is_eos()
+                && let Some(l) = &self.looping =>
+            {
+                // Again from the start, its running time 0 at the session's time just after the last frame.
+                l.offset.set(l.end.get());
+                self.pipeline.set_base_time(l.base + gst::ClockTime::from_nseconds(l.offset.get()));
+                self.pipeline
+                    .seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::ZERO)
+                    .map_err(|_| Error::Media(format!("{}: cannot seek back to its start to loop it", self.source)))?;
+                Ok(None)
             }
             None if self.sink.is_eos() => {
                 check_bus(&self.pipeline)?;

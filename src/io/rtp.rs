@@ -79,6 +79,9 @@ impl FromStr for RtpSource {
 /// sender, left to the engine (it renders silence there too, and counts it).
 const MAX_HOLE: u64 = 1_000_000_000;
 
+/// The receive buffer asked for in burst mode: 30 s of L16 at 16 kHz, with the kernel's overhead per packet.
+const BURST_SOCKET_BUFFER: i32 = 4 << 20;
+
 /// The appsink's side of a receiver: decoded audio, and silence for what was lost, into the engine's ring.
 struct Receiving {
     producer: AudioProducer,
@@ -104,8 +107,10 @@ impl Receiving {
         self.samples.clear();
         self.samples.extend(map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
         let pts = pts.map(|t| self.placed(t.nseconds()));
-        // A hole since the last audio (a loss the gap did not cover in full) is silence too.
+        // A hole since the last audio (a loss the gap did not cover in full) is silence too; a burst
+        // sender's holes are the pauses between its utterances, left as they are.
         if let (Some(end), Some(pts)) = (self.end, pts)
+            && self.burst.is_none()
             && pts > end
             && pts - end <= MAX_HOLE
         {
@@ -192,6 +197,11 @@ impl RtpAudioReceiver {
         let udp: gst::Element = by_name(&pipeline, "udp")?;
         udp.set_property("address", &source.address);
         udp.set_property("port", source.port as i32);
+        if source.burst {
+            // A burst arrives at once: the socket must hold it until the jitter buffer takes it (the
+            // kernel caps this at net.core.rmem_max).
+            udp.set_property("buffer-size", BURST_SOCKET_BUFFER);
+        }
         clock.attach(&pipeline);
         let sink: gst_app::AppSink = by_name(&pipeline, "sink")?;
         // Both callbacks run on the streaming thread, one at a time: the lock is never contended.
