@@ -1,5 +1,7 @@
 //! End-to-end tests of the `lipsync` binary on the real media in `../shared/media`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -128,15 +130,7 @@ fn live_plays_speech_sent_in_bursts_at_real_time_and_clear_interrupts_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let sender = gst::parse::launch(&format!(
-        "appsrc name=src format=time caps=audio/x-raw,format=S16BE,rate=16000,channels=1,layout=interleaved ! \
-         rtpL16pay ! udpsink host=127.0.0.1 port={port} sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = sender.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
-    sender.set_state(gst::State::Playing).unwrap();
+    let (sender, src) = common::rtp_speech_sender(port);
     // A tone of `seconds` at `freq`, sent at once, at `at` s of the sender's RTP clock. The payloader
     // numbers the samples on (it takes a pts only at a discontinuity), so each utterance's RTP time
     // follows the one before: the second plays 3 s after the first began, though it is sent after 2 s.

@@ -3,6 +3,8 @@
 //! (within a frame) with a clear correlation (0.5 on recorded speech), tremble no more than the input video's own mouth, and stay
 //! shut on silence.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -174,15 +176,7 @@ fn speech_sent_in_a_burst_plays_at_its_length_in_sync() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let sender = gst::parse::launch(&format!(
-        "appsrc name=src format=time caps=audio/x-raw,format=S16BE,rate=16000,channels=1,layout=interleaved ! \
-         rtpL16pay ! udpsink host=127.0.0.1 port={port} sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = sender.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
-    sender.set_state(gst::State::Playing).unwrap();
+    let (sender, src) = common::rtp_speech_sender(port);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // Ten times faster than real time, as a TTS makes it: 100 ms of speech every 10 ms.
     for (k, piece) in speech.chunks(1600).enumerate() {

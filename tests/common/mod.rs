@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: MediaPipe's golden results on the fixture images.
+//! Helpers shared by the integration tests: MediaPipe's golden results on the fixture images, an RTP
+//! speech sender.
 #![allow(dead_code)] // each test file uses some of these
 
 use std::collections::HashMap;
@@ -71,4 +72,21 @@ pub fn stsa_keys(section: &str) -> Vec<(String, Vec<usize>)> {
             Some((key.to_string(), dims.collect()))
         })
         .collect()
+}
+
+/// An RTP sender of 16 kHz mono speech (L16) to 127.0.0.1:`port`, playing, as a TTS streams it: push
+/// 16-bit big-endian buffers into the appsrc, stamped with when they play on the sender's clock.
+pub fn rtp_speech_sender(port: u16) -> (gst::Pipeline, gst_app::AppSrc) {
+    use gst::prelude::*;
+    lipsync::io::init().unwrap();
+    let sender = gst::parse::launch(&format!(
+        "appsrc name=src format=time caps=audio/x-raw,format=S16BE,rate=16000,channels=1,layout=interleaved ! \
+         rtpL16pay ! udpsink host=127.0.0.1 port={port} sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = sender.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    sender.set_state(gst::State::Playing).unwrap();
+    (sender, src)
 }
