@@ -76,6 +76,7 @@ pub fn stsa_keys(section: &str) -> Vec<(String, Vec<usize>)> {
 
 /// An RTP sender of 16 kHz mono speech (L16) to 127.0.0.1:`port`, playing, as a TTS streams it: push
 /// 16-bit big-endian buffers into the appsrc, stamped with when they play on the sender's clock.
+#[cfg(feature = "gst")]
 pub fn rtp_speech_sender(port: u16) -> (gst::Pipeline, gst_app::AppSrc) {
     use gst::prelude::*;
     lipsync::io::init().unwrap();
