@@ -288,6 +288,35 @@ impl Patch {
         Patch { x, y, width, height, rgba }
     }
 
+    /// This patch with `top` drawn over it ("over", straight alpha), on the bounding box of both;
+    /// transparent where neither is.
+    pub fn under(self, top: &Patch) -> Patch {
+        let (x0, y0) = (self.x.min(top.x), self.y.min(top.y));
+        let x1 = (self.x + self.width as i32).max(top.x + top.width as i32);
+        let y1 = (self.y + self.height as i32).max(top.y + top.height as i32);
+        let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
+        let mut rgba = vec![0u8; w * h * 4];
+        for p in [&self, top] {
+            let (dx, dy) = ((p.x - x0) as usize, (p.y - y0) as usize);
+            for row in 0..p.height as usize {
+                for col in 0..p.width as usize {
+                    let s = &p.rgba[(row * p.width as usize + col) * 4..][..4];
+                    if s[3] == 0 {
+                        continue;
+                    }
+                    let d = &mut rgba[((dy + row) * w + dx + col) * 4..][..4];
+                    let (a, b) = (s[3] as f32 / 255.0, d[3] as f32 / 255.0 * (1.0 - s[3] as f32 / 255.0));
+                    let out = a + b;
+                    for c in 0..3 {
+                        d[c] = ((s[c] as f32 * a + d[c] as f32 * b) / out + 0.5) as u8;
+                    }
+                    d[3] = (out * 255.0 + 0.5) as u8;
+                }
+            }
+        }
+        Patch { x: x0, y: y0, width: w as u32, height: h as u32, rgba }
+    }
+
     fn pixel(&self, px: usize, py: usize) -> [u8; 4] {
         let i = (py * self.width as usize + px) * 4;
         [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2], self.rgba[i + 3]]
@@ -407,5 +436,18 @@ mod tests {
         assert_eq!(out[0], 235); // white in limited range
         assert_eq!(out[2], 128); // luma outside untouched
         assert_eq!(out[16], 128); // chroma of white is neutral
+    }
+
+    #[test]
+    fn patches_combine_on_their_union_the_top_one_over() {
+        let mut top = Patch::solid(3, 1, 2, 2, [0, 0, 200, 255]);
+        top.rgba[3] = 0; // its first pixel transparent
+        let both = Patch::solid(0, 0, 4, 2, [100, 0, 0, 255]).under(&top);
+        assert_eq!((both.x, both.y, both.width, both.height), (0, 0, 5, 3));
+        let px = |x: usize, y: usize| both.pixel(x, y);
+        assert_eq!(px(3, 1), [100, 0, 0, 255], "under the top's transparent pixel");
+        assert_eq!(px(4, 1), [0, 0, 200, 255]);
+        assert_eq!(px(3, 2), [0, 0, 200, 255]);
+        assert_eq!(px(0, 2)[3], 0, "neither covers it");
     }
 }

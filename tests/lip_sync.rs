@@ -206,3 +206,53 @@ fn speech_sent_in_a_burst_plays_at_its_length_in_sync() {
     assert!(r.estimate.offset_frames.abs() <= 1, "{:?}", r.estimate);
     assert!(r.estimate.correlation >= 0.5, "{:?}", r.estimate);
 }
+
+/// A photo as an avatar, over 30 s of silence: its eyes blink at a person's rate (MediaPipe sees the eye
+/// aspect ratio dip), the head stays where it is, the mouth stays as closed as it is drawn.
+#[test]
+fn a_photo_blinks_in_silence() {
+    let silence = tmp("silence30.wav");
+    write_silence(&silence, 30);
+    let out = tmp("idle-photo.mp4");
+    dub(&media("astronaut.png"), &silence, &out);
+    let frames = decode_video(&out, 10_000).unwrap().frames;
+    let mut tracker = tracker();
+    let dist = |a: [f32; 3], b: [f32; 3]| (a[0] - b[0]).hypot(a[1] - b[1]);
+    let (mut ratios, mut noses, mut gaps) = (Vec::new(), Vec::new(), Vec::new());
+    let mut face_width = 0.0;
+    for frame in &frames {
+        let face = tracker.track(frame).unwrap().expect("a face in every frame");
+        let l = &face.landmarks;
+        // Eye aspect ratio: the lids' distance at two places over the eye's width, both eyes.
+        let eye = |v: [(usize, usize); 2], (a, b): (usize, usize)| {
+            (dist(l[v[0].0], l[v[0].1]) + dist(l[v[1].0], l[v[1].1])) / (2.0 * dist(l[a], l[b]))
+        };
+        let ratio = (eye([(160, 144), (158, 153)], (33, 133)) + eye([(387, 373), (385, 380)], (263, 362))) / 2.0;
+        ratios.push(ratio);
+        noses.push([l[1][0], l[1][1]]);
+        gaps.push(dist(l[13], l[14]) / dist(l[33], l[263]));
+        face_width = dist(l[234], l[454]);
+    }
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f32::total_cmp);
+    let open = sorted[sorted.len() / 2];
+    // A blink: the ratio under 80 % of the open eye's (MediaPipe's mesh reads drawn closed lids as
+    // 70 % of open, the open eye's own frame-to-frame spread is ~1 %), counted where it goes under.
+    let shut: Vec<bool> = ratios.iter().map(|&r| r < 0.8 * open).collect();
+    eprintln!("eye ratios, frames 20 to 40: {:?}", &ratios[20..40].iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>());
+    eprintln!("open eye's spread: 5th percentile {:.3}, 95th {:.3}", sorted[sorted.len() / 20], sorted[sorted.len() * 19 / 20]);
+    let blinks = shut.windows(2).filter(|w| !w[0] && w[1]).count();
+    let minutes = frames.len() as f32 / 25.0 / 60.0;
+    let per_minute = blinks as f32 / minutes;
+    let (x0, y0) = (noses[0][0], noses[0][1]);
+    let moved = noses.iter().map(|p| (p[0] - x0).hypot(p[1] - y0)).fold(0.0f32, f32::max) / face_width;
+    let (gap_mean, gap_max) = (gaps.iter().sum::<f32>() / gaps.len() as f32, gaps.iter().copied().fold(0.0, f32::max));
+    eprintln!(
+        "photo, 30 s of silence: {blinks} blinks ({per_minute:.1} a minute; eye ratio open {open:.3}, lowest {:.3}), \
+         head moved {:.1} % of the face width, inner-lip gap over the eye distance mean {gap_mean:.3} max {gap_max:.3}",
+        sorted[0],
+        100.0 * moved
+    );
+    assert!((8.0..=30.0).contains(&per_minute), "{per_minute:.1} blinks a minute");
+    assert!(moved < 0.05, "the head moved {:.1} % of the face width", 100.0 * moved);
+}

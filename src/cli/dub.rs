@@ -70,7 +70,8 @@ pub fn run(args: &DubArgs) -> Result<()> {
         Some(path) => Some(PhonemeFeed::from_track(&PhonemeTrack::load(path)?, 0)),
         None => None,
     };
-    let (mut engine, mut producer) = Engine::<usize>::new(args.renderer.create_with(phonemes)?, config)?;
+    let (mut engine, mut producer) =
+        Engine::<usize>::new(args.renderer.create(phonemes, io::is_image(&args.face))?, config)?;
     // Written beside the target and renamed onto it once whole (see `PendingFile`).
     let output = PendingFile::new(&args.output)?;
     let layout = FrameLayout::new(PixelFormat::Rgb, face.width(), face.height());

@@ -111,7 +111,7 @@ fn start_audio(spec: &str, producer: crate::audio::AudioProducer, clock: &LiveCl
 
 pub fn run(args: &LiveArgs) -> Result<()> {
     let clock = LiveClock::new()?;
-    let renderer = args.renderer.create()?;
+    let renderer = args.renderer.create(None, crate::io::is_image(std::path::Path::new(&args.camera)))?;
     let kind = renderer.name();
     if args.renderer.is_stsa_on_cpu() {
         eprintln!(

@@ -82,15 +82,20 @@ impl RendererArgs {
         self.renderer == RendererKind::Stsa && self.device == ComputeDevice::Cpu
     }
 
-    /// Builds the renderer (STSA loads its networks here).
-    pub fn create(&self) -> crate::Result<Box<dyn crate::render::Renderer>> {
-        self.create_with(None)
-    }
-
-    /// Builds the renderer, the classic one taking its visemes from `phonemes` where it has them.
-    pub fn create_with(&self, phonemes: Option<PhonemeFeed>) -> crate::Result<Box<dyn crate::render::Renderer>> {
-        let options =
-            RendererOptions { weights: self.weights.clone(), device: self.device, precision: self.precision, phonemes };
+    /// Builds the renderer (STSA loads its networks here), the classic one taking its visemes from
+    /// `phonemes` where it has them and drawing blinks on a `still_face` (a photo).
+    pub fn create(
+        &self,
+        phonemes: Option<PhonemeFeed>,
+        still_face: bool,
+    ) -> crate::Result<Box<dyn crate::render::Renderer>> {
+        let options = RendererOptions {
+            weights: self.weights.clone(),
+            device: self.device,
+            precision: self.precision,
+            phonemes,
+            still_face,
+        };
         self.renderer.create(&options)
     }
 }

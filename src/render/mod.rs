@@ -137,6 +137,8 @@ pub struct RendererOptions {
     /// `classic`: timed phonemes of the speech (from a TTS, a file), which it takes the visemes from
     /// wherever they have phonemes, instead of hearing them from the audio.
     pub phonemes: Option<PhonemeFeed>,
+    /// `classic`: the face is a still (a photo): draw blinks.
+    pub still_face: bool,
 }
 
 impl RendererKind {
@@ -168,7 +170,10 @@ impl RendererKind {
     /// Builds the renderer; `stsa` loads its networks here, and fails naming a missing file.
     pub fn create(self, options: &RendererOptions) -> Result<Box<dyn Renderer>> {
         Ok(match self {
-            RendererKind::Classic => Box::new(Classic::default().with_phonemes(options.phonemes.clone())),
+            RendererKind::Classic => {
+                let config = ClassicConfig { blink: options.still_face, ..ClassicConfig::default() };
+                Box::new(Classic::new(config).with_phonemes(options.phonemes.clone()))
+            }
             RendererKind::Passthrough => Box::new(Passthrough),
             RendererKind::Stsa => {
                 let weights = match options.weights.as_deref() {

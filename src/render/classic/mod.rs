@@ -13,8 +13,10 @@
 //! 4. [`warp`]: a piecewise-affine warp of the lower face to those targets, with the mouth interior drawn
 //!    by [`mouth`], and the dark line where closed lips meet drawn over them; the fixed ring around the
 //!    warp mesh makes the patch meet the frame without a seam.
+//! 5. With `blink` (a photo as the face): [`eyes`] draws the eyelids down at a person's rate.
 
 pub mod articulation;
+pub mod eyes;
 pub mod mouth;
 pub mod shape;
 pub mod warp;
@@ -32,6 +34,7 @@ use crate::render::pixels::{CHEEKS, appearance, luma, mean_colour, snapshot};
 use crate::render::{RenderJob, Rendered, Renderer};
 use crate::sync::mouth_opening;
 use crate::visemes::PhonemeFeed;
+use eyes::{Blinker, EyeRig};
 use mouth::{Interior, OpenMouth};
 use shape::{Affine, OUTER_LIP, Rig};
 
@@ -42,11 +45,13 @@ pub struct ClassicConfig {
     pub bank: BankConfig,
     /// Scales every mouth movement (1 = natural).
     pub expressiveness: f32,
+    /// Draws blinks: for a face that does not blink by itself (a photo as an avatar).
+    pub blink: bool,
 }
 
 impl Default for ClassicConfig {
     fn default() -> Self {
-        ClassicConfig { bank: BankConfig::default(), expressiveness: 1.0 }
+        ClassicConfig { bank: BankConfig::default(), expressiveness: 1.0, blink: false }
     }
 }
 
@@ -65,6 +70,9 @@ pub struct Classic {
     bank: ReferenceBank,
     neutral: Option<Neutral>,
     open_mouth: Option<(u64, Option<OpenMouth>)>,
+    /// With `blink`: the eyes' meshes (built on the first face) and when they blink.
+    eyes: Option<EyeRig>,
+    blinker: Blinker,
 }
 
 const UPPER_INNER: [u16; 11] = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308];
@@ -87,6 +95,8 @@ impl Classic {
             bank: ReferenceBank::new(config.bank),
             neutral: None,
             open_mouth: None,
+            eyes: None,
+            blinker: Blinker::default(),
         }
     }
 
@@ -233,9 +243,18 @@ impl Renderer for Classic {
         };
         // The head placement is not smoothed over time beyond the tracker's own One-Euro filter: the mouth
         // must ride on the head exactly (smoothing it here measurably added tremble relative to the face).
-        Ok(match self.render_with_head(job.frame, face, &head, &pose) {
-            Some(patch) => Rendered::Patch(patch),
-            None => Rendered::Unchanged,
+        let mouth = self.render_with_head(job.frame, face, &head, &pose);
+        let eyes = if self.config.blink {
+            let amount = self.blinker.amount(job.frame.pts);
+            let rig = self.eyes.get_or_insert_with(|| EyeRig::new(&face.landmarks));
+            rig.blink(job.frame, face, amount)
+        } else {
+            None
+        };
+        Ok(match (mouth, eyes) {
+            (Some(mouth), Some(eyes)) => Rendered::Patch(mouth.under(&eyes)),
+            (Some(patch), None) | (None, Some(patch)) => Rendered::Patch(patch),
+            (None, None) => Rendered::Unchanged,
         })
     }
 
@@ -244,5 +263,7 @@ impl Renderer for Classic {
         self.bank.reset();
         self.neutral = None;
         self.open_mouth = None;
+        self.eyes = None;
+        self.blinker = Blinker::default();
     }
 }

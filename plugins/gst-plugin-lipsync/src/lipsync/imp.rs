@@ -81,6 +81,7 @@ struct Settings {
     simulate_delay: u64,
     simulate_lookahead: u64,
     track_faces: bool,
+    still_face: bool,
     face_models: Option<String>,
     weights: Option<String>,
     device: ComputeDevice,
@@ -102,6 +103,7 @@ impl Default for Settings {
             simulate_delay: DEFAULT_SIMULATE_DELAY,
             simulate_lookahead: DEFAULT_SIMULATE_LOOKAHEAD,
             track_faces: false,
+            still_face: false,
             face_models: None,
             weights: None,
             device: ComputeDevice::Cpu,
@@ -169,6 +171,7 @@ impl Settings {
             device: self.device,
             precision: self.precision.into(),
             phonemes: Some(phonemes.clone()),
+            still_face: self.still_face,
         };
         let inner = RendererKind::from(self.renderer).create(&options)?;
         Ok(Simulated::wrap(inner, Duration::from_nanos(self.simulate_delay), self.simulate_lookahead))
@@ -602,6 +605,12 @@ impl ObjectImpl for LipSync {
                     .default_value(false)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("still-face")
+                    .nick("Still face")
+                    .blurb("The video is a still (a photo through imagefreeze): the classic renderer draws blinks at a person's rate")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("face-models")
                     .nick("Face models")
                     .blurb("The mediapipe 0.10.21 wheel or a folder with its face .tflite files (default: $LIPSYNC_MEDIAPIPE, else ~/.cache/lipsync)")
@@ -649,6 +658,7 @@ impl ObjectImpl for LipSync {
             "max-queue" => settings.max_queue = value.get().expect("type checked upstream"),
             "stats-interval" => settings.stats_interval = value.get().expect("type checked upstream"),
             "track-faces" => settings.track_faces = value.get().expect("type checked upstream"),
+            "still-face" => settings.still_face = value.get().expect("type checked upstream"),
             "face-models" => settings.face_models = value.get().expect("type checked upstream"),
             "weights" => settings.weights = value.get().expect("type checked upstream"),
             "device" => {
@@ -687,6 +697,7 @@ impl ObjectImpl for LipSync {
             "max-queue" => self.settings.lock().max_queue.to_value(),
             "stats-interval" => self.settings.lock().stats_interval.to_value(),
             "track-faces" => self.settings.lock().track_faces.to_value(),
+            "still-face" => self.settings.lock().still_face.to_value(),
             "face-models" => self.settings.lock().face_models.to_value(),
             "weights" => self.settings.lock().weights.to_value(),
             "device" => self.settings.lock().device.to_string().to_value(),
