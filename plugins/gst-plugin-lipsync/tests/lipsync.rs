@@ -847,3 +847,17 @@ fn phonemes_shape_the_mouth_of_the_classic_renderer() {
         assert!(apart[6] > 300 && apart[7] > 300, "the lips close for the p: {apart:?}");
     }
 }
+
+#[test]
+fn a_still_face_blinks() {
+    init();
+    let make = |still: bool| gst::ElementFactory::make("lipsync").property("still-face", still).build().unwrap();
+    let silence = vec![0.0; 16_000 * 2];
+    let (blinking, _) = astronaut_frames(make(true), &silence, 40);
+    let (plain, _) = astronaut_frames(make(false), &silence, 40);
+    let apart: Vec<usize> = blinking.iter().zip(&plain).map(|(a, b)| pixels_apart(a, b)).collect();
+    eprintln!("pixels apart, blinking or not: {apart:?}");
+    // The first blink starts 1 s in and lasts 240 ms: only those frames differ, by the lids.
+    assert!(apart[26..29].iter().all(|&n| n > 50), "{apart:?}");
+    assert!(apart[..25].iter().chain(&apart[32..]).all(|&n| n == 0), "{apart:?}");
+}
