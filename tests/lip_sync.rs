@@ -239,8 +239,15 @@ fn a_photo_blinks_in_silence() {
     // A blink: the ratio under 80 % of the open eye's (MediaPipe's mesh reads drawn closed lids as
     // 70 % of open, the open eye's own frame-to-frame spread is ~1 %), counted where it goes under.
     let shut: Vec<bool> = ratios.iter().map(|&r| r < 0.8 * open).collect();
-    eprintln!("eye ratios, frames 20 to 40: {:?}", &ratios[20..40].iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>());
-    eprintln!("open eye's spread: 5th percentile {:.3}, 95th {:.3}", sorted[sorted.len() / 20], sorted[sorted.len() * 19 / 20]);
+    eprintln!(
+        "eye ratios, frames 20 to 40: {:?}",
+        &ratios[20..40].iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>()
+    );
+    eprintln!(
+        "open eye's spread: 5th percentile {:.3}, 95th {:.3}",
+        sorted[sorted.len() / 20],
+        sorted[sorted.len() * 19 / 20]
+    );
     let blinks = shut.windows(2).filter(|w| !w[0] && w[1]).count();
     let minutes = frames.len() as f32 / 25.0 / 60.0;
     let per_minute = blinks as f32 / minutes;
