@@ -193,6 +193,9 @@ impl FrameLayout {
 /// Read-only pixel storage shared between the engine thread and the render worker.
 pub type FrameData = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
+/// How long a frame lasts when neither it nor its stream says (25 fps).
+pub const DEFAULT_FRAME_NS: u64 = 40_000_000;
+
 /// One video frame: layout, data and timing (running time in ns, as GStreamer uses).
 #[derive(Clone)]
 pub struct VideoFrame {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
-use super::{NS_PER_SAMPLE, SAMPLE_RATE, samples_to_ns};
+use super::{NS_PER_SAMPLE, SAMPLE_RATE, ns_to_samples, samples_to_ns};
 use crate::error::{Error, Result};
 
 /// Sizes and tolerances of an [`AudioRing`].
@@ -40,6 +40,15 @@ impl Default for RingConfig {
             history_samples: 10 * SAMPLE_RATE as usize,
             tolerance_ns: 2_000_000,
         }
+    }
+}
+
+impl RingConfig {
+    /// A ring that holds `queue` ns of audio ahead of the frames (speech sent faster than real time),
+    /// and a second more for the windows of the frames being rendered.
+    pub fn for_queue(queue: u64) -> Self {
+        let history_samples = ns_to_samples(queue + 1_000_000_000) as usize;
+        RingConfig { history_samples, ..Default::default() }
     }
 }
 

@@ -13,7 +13,7 @@ use super::{RendererArgs, TrackingArgs, print_summary, stop_signals};
 use crate::audio::{RingConfig, ns_to_samples, samples_to_ns};
 use crate::engine::{AudioGaps, Engine, EngineConfig, EngineEvent, Fallback, Mode, OutputFrame};
 use crate::error::{Error, Result};
-use crate::io::control::{self, Command, ControlPort};
+use crate::io::control::{Command, ControlPort};
 use crate::io::{FPS, FRAME_NS, LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
 
 #[derive(Args, Debug)]
@@ -140,11 +140,10 @@ pub fn run(args: &LiveArgs) -> Result<()> {
         tracking: args.tracking.config(),
         gaps: args.audio_gaps,
         report_playback: true,
-        // The queue, and room for the windows of the frames inside; a burst may reach the hand-off all
-        // at once, between two of this loop's turns.
+        // A burst may reach the hand-off all at once, between two of this loop's turns.
         ring: {
-            let samples = ns_to_samples((args.max_queue_s * 1e9) as u64 + 1_000_000_000) as usize;
-            RingConfig { history_samples: samples, handoff_samples: samples, ..Default::default() }
+            let ring = RingConfig::for_queue((args.max_queue_s * 1e9) as u64);
+            RingConfig { handoff_samples: ring.history_samples, ..ring }
         },
         ..Default::default()
     };
@@ -218,7 +217,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
         for event in engine.take_events() {
             match event {
                 EngineEvent::Playback(p) => {
-                    eprintln!("playback: {}", control::line(&p));
+                    eprintln!("{event}");
                     if let Some(c) = &control {
                         c.report(&p);
                     }

@@ -29,7 +29,7 @@ use crate::audio::{AudioProducer, AudioRing, AudioWindow, RingConfig, ns_to_samp
 use crate::error::{Error, Result};
 use crate::face::models::ModelSource;
 use crate::face::{Face, FaceTracker, TrackerConfig};
-use crate::frame::{Patch, VideoFrame};
+use crate::frame::{DEFAULT_FRAME_NS, Patch, VideoFrame};
 use crate::render::{FrameContext, Neighbour, Renderer};
 
 /// What a late (or failed) frame is replaced with.
@@ -150,9 +150,6 @@ impl<P> fmt::Debug for OutputFrame<P> {
     }
 }
 
-/// How long a frame without a duration is taken to last (25 fps).
-const DEFAULT_FRAME_NS: u64 = 40_000_000;
-
 /// The samples [`Engine::push_audio`] hands over at a time (an eighth of the hand-off's default room).
 const AUDIO_PIECE: usize = 4096;
 
@@ -204,15 +201,7 @@ impl fmt::Display for EngineEvent {
                  queue holds)",
                 samples_to_ns(*samples) / 1_000_000
             ),
-            EngineEvent::Playback(PlaybackEvent::Started { segment, running_time }) => {
-                write!(f, "speech segment {segment} started at {} ms", running_time / 1_000_000)
-            }
-            EngineEvent::Playback(PlaybackEvent::Finished { segment, position, interrupted }) => write!(
-                f,
-                "speech segment {segment} {} after {} ms",
-                if *interrupted { "interrupted" } else { "finished" },
-                position / 1_000_000
-            ),
+            EngineEvent::Playback(p) => write!(f, "playback: {p}"),
         }
     }
 }

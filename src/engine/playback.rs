@@ -8,6 +8,7 @@
 //! end does and no more audio follows it within the gap; an audio flush interrupts the one playing.
 
 use std::collections::VecDeque;
+use std::fmt;
 
 /// The shortest break in the audio that ends a segment.
 pub const SEGMENT_GAP: u64 = 100_000_000;
@@ -20,6 +21,24 @@ pub enum PlaybackEvent {
     /// Segment `segment` ended after `position` ns of it were shown: all of it, or, `interrupted`, as far
     /// as the frames had got when its audio was flushed.
     Finished { segment: u64, position: u64, interrupted: bool },
+}
+
+/// `started SEGMENT RUNNING_MS` or `finished SEGMENT POSITION_MS complete|interrupted`: how `lipsync live`
+/// prints it and tells its control port's client.
+impl fmt::Display for PlaybackEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PlaybackEvent::Started { segment, running_time } => {
+                write!(f, "started {segment} {}", running_time / 1_000_000)
+            }
+            PlaybackEvent::Finished { segment, position, interrupted } => write!(
+                f,
+                "finished {segment} {} {}",
+                position / 1_000_000,
+                if interrupted { "interrupted" } else { "complete" }
+            ),
+        }
+    }
 }
 
 #[derive(Debug)]

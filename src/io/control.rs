@@ -56,20 +56,8 @@ impl ControlPort {
     /// Tells the sender of the last command about `event` (nothing when nobody sent one yet).
     pub fn report(&self, event: &PlaybackEvent) {
         if let Some(peer) = self.peer {
-            let _ = self.socket.send_to(format!("{}\n", line(event)).as_bytes(), peer);
+            let _ = self.socket.send_to(format!("{event}\n").as_bytes(), peer);
         }
-    }
-}
-
-/// `started SEGMENT RUNNING_MS` or `finished SEGMENT POSITION_MS complete|interrupted`.
-pub fn line(event: &PlaybackEvent) -> String {
-    match *event {
-        PlaybackEvent::Started { segment, running_time } => format!("started {segment} {}", running_time / 1_000_000),
-        PlaybackEvent::Finished { segment, position, interrupted } => format!(
-            "finished {segment} {} {}",
-            position / 1_000_000,
-            if interrupted { "interrupted" } else { "complete" }
-        ),
     }
 }
 

@@ -67,9 +67,18 @@ enum Vertex {
     Ring(f32),
 }
 
-/// The two eyes' meshes, triangulated once on the first face they are built from.
+/// One eye's mesh, triangulated once on the first face it is built from, and the warp's per-triangle and
+/// per-vertex inputs the eyes do not use (no drawn interior).
+struct EyeMesh {
+    vertices: Vec<Vertex>,
+    triangles: Vec<[u32; 3]>,
+    interior: Vec<bool>,
+    uv: Vec<P>,
+}
+
+/// The two eyes' meshes.
 pub struct EyeRig {
-    eyes: Vec<(Vec<Vertex>, Vec<[u32; 3]>)>,
+    eyes: Vec<EyeMesh>,
 }
 
 /// The eyes have no drawn interior: never asked.
@@ -94,7 +103,8 @@ impl EyeRig {
                 vertices.extend((0..RING).map(|k| Vertex::Ring(k as f32 / RING as f32 * std::f32::consts::TAU)));
                 let layout = positions(&vertices, ids, landmarks, 0.0);
                 let triangles = delaunay(&layout);
-                (vertices, triangles)
+                let (interior, uv) = (vec![false; triangles.len()], vec![[0.0; 2]; vertices.len()]);
+                EyeMesh { vertices, triangles, interior, uv }
             })
             .collect();
         EyeRig { eyes }
@@ -108,12 +118,13 @@ impl EyeRig {
         }
         let landmarks = face.raw_landmarks();
         let mut patch: Option<Patch> = None;
-        for ((vertices, triangles), ids) in self.eyes.iter().zip(&EYES) {
-            let source = positions(vertices, ids, landmarks, 0.0);
-            let target = positions(vertices, ids, landmarks, amount);
-            let interior = vec![false; triangles.len()];
-            let uv = vec![[0.0; 2]; source.len()];
-            let Some(eye) = warp(frame, &source, &target, triangles, &interior, &uv, &NoInterior) else { continue };
+        for (mesh, ids) in self.eyes.iter().zip(&EYES) {
+            let source = positions(&mesh.vertices, ids, landmarks, 0.0);
+            let target = positions(&mesh.vertices, ids, landmarks, amount);
+            let Some(eye) = warp(frame, &source, &target, &mesh.triangles, &mesh.interior, &mesh.uv, &NoInterior)
+            else {
+                continue;
+            };
             patch = Some(match patch {
                 Some(p) => p.under(&eye),
                 None => eye,

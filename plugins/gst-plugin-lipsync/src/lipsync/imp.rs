@@ -51,8 +51,6 @@ const DEFAULT_SIMULATE_LOOKAHEAD: u64 = 0;
 const DEFAULT_DEVICE: &str = "cpu";
 const DEFAULT_AUDIO_GAPS: AudioGaps = AudioGaps::Wait;
 const DEFAULT_MAX_QUEUE: u64 = 30_000_000_000;
-/// The audio ring holds the queue and, beyond it, the windows of the frames being rendered.
-const QUEUE_MARGIN: u64 = 1_000_000_000;
 /// Renders queued on the worker at once.
 const MAX_IN_FLIGHT: usize = 2;
 /// Audio is handed to the ring in pieces of at most this many samples.
@@ -296,7 +294,7 @@ impl LipSync {
     fn audio_needed_until(&self, stream: &mut Stream) -> Option<u64> {
         let head = self.video_pad.peek_buffer().and_then(|b| running_time(&self.video_pad, b.pts()));
         let newest = head.map(|t| t.nseconds()).max(stream.last_video_rt)?;
-        Some(stream.engine.window().end(newest) + stream.frame_period.unwrap_or(DEFAULT_FRAME_PERIOD))
+        Some(stream.engine.window().end(newest) + stream.frame_period.unwrap_or(lipsync::frame::DEFAULT_FRAME_NS))
     }
 
     /// Non-live: take the next frame only once the audio has caught up with it, so the engine holds about
@@ -840,10 +838,7 @@ impl AggregatorImpl for LipSync {
             audio_timeout: settings.audio_timeout,
             gaps: settings.audio_gaps.into(),
             report_playback: true,
-            ring: lipsync::audio::RingConfig {
-                history_samples: lipsync::audio::ns_to_samples(settings.max_queue + QUEUE_MARGIN) as usize,
-                ..Default::default()
-            },
+            ring: lipsync::audio::RingConfig::for_queue(settings.max_queue),
             max_in_flight: MAX_IN_FLIGHT,
             // Tracking when asked, or with the user's models for any renderer that tracks.
             tracking: (settings.track_faces || settings.face_models.is_some()).then(|| TrackingConfig {
@@ -1165,9 +1160,6 @@ impl AggregatorImpl for LipSync {
 fn running_time(pad: &gst_base::AggregatorPad, t: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
     pad.segment().downcast_ref::<gst::ClockTime>()?.to_running_time(t?)
 }
-
-/// The time between frames assumed while the caps do not say (25 fps).
-const DEFAULT_FRAME_PERIOD: u64 = 40_000_000;
 
 fn lipsync_span(timeout: bool) -> tracing::span::EnteredSpan {
     tracing::trace_span!("lipsync_aggregate", timeout).entered()
