@@ -29,6 +29,7 @@ const ELEMENTS: &[(&str, &str)] = &[
     ("videoconvert", "gstreamer1.0-plugins-base"),
     ("videoscale", "gstreamer1.0-plugins-base"),
     ("videorate", "gstreamer1.0-plugins-base"),
+    ("imagefreeze", "gstreamer1.0-plugins-good"),
     ("audioconvert", "gstreamer1.0-plugins-base"),
     ("audioresample", "gstreamer1.0-plugins-base"),
     ("opusenc", "gstreamer1.0-plugins-base"),
