@@ -43,6 +43,7 @@ const ELEMENTS: &[(&str, &str)] = &[
     ("rtpopusdepay", "gstreamer1.0-plugins-good"),
     ("v4l2src", "gstreamer1.0-plugins-good"),
     ("v4l2sink", "gstreamer1.0-plugins-good"),
+    ("pulsesink", "gstreamer1.0-pulseaudio"),
     ("x264enc", "gstreamer1.0-plugins-ugly"),
     ("avenc_aac", "gstreamer1.0-libav"),
     ("aacparse", "gstreamer1.0-plugins-good"),

@@ -13,8 +13,12 @@ use super::{RendererArgs, TrackingArgs, print_summary, stop_signals};
 use crate::audio::{RingConfig, ns_to_samples, samples_to_ns};
 use crate::engine::{AudioGaps, Engine, EngineConfig, EngineEvent, Fallback, Mode, OutputFrame};
 use crate::error::{Error, Result};
+use crate::frame::VideoFrame;
 use crate::io::control::{Command, ControlPort};
-use crate::io::{FPS, FRAME_NS, LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput, VideoOutput};
+use crate::io::{
+    AudioOutSpec, AudioOutput, FPS, FRAME_NS, LiveClock, OutputSpec, RtpAudioReceiver, RtpSource, VideoInput,
+    VideoOutput,
+};
 
 #[derive(Args, Debug)]
 pub struct LiveArgs {
@@ -47,6 +51,11 @@ pub struct LiveArgs {
     /// Video out: v4l2:/dev/videoN (e.g. a v4l2loopback virtual camera), `window`, or a file (.mkv, .mp4).
     #[arg(long)]
     out: OutputSpec,
+    /// Voice out: `pulse` (the default sink of PulseAudio or PipeWire) or `pulse:SINK`, e.g. a null sink
+    /// whose monitor a call application takes as its microphone. Each sound plays when its frame leaves
+    /// for --out, delayed by the same latency.
+    #[arg(long)]
+    audio_out: Option<AudioOutSpec>,
     /// Fixed latency in ms (default: the renderer's recommendation).
     #[arg(long)]
     latency_ms: Option<u64>,
@@ -64,6 +73,24 @@ pub struct LiveArgs {
 
 /// A frame on its way out, with its sound (pts and 16 kHz samples) for outputs that take it.
 type Outgoing = (OutputFrame<()>, Option<(u64, Vec<f32>)>);
+
+/// The session's sound as one unbroken run of 16 kHz samples from the first frame on, cut where the
+/// frames end. It is read as the engine hands each frame over (it keeps a frame's audio only until its
+/// next call).
+#[derive(Default)]
+struct Soundtrack {
+    until: Option<u64>,
+}
+
+impl Soundtrack {
+    /// The samples up to the end of `frame` not yet taken, and the running time of the first.
+    fn take(&mut self, engine: &mut Engine<()>, frame: &VideoFrame) -> (u64, Vec<f32>) {
+        let end = ns_to_samples(frame.pts + frame.duration.unwrap_or(FRAME_NS));
+        let start = self.until.unwrap_or(ns_to_samples(frame.pts)).min(end);
+        self.until = Some(end);
+        (samples_to_ns(start), engine.audio_between(samples_to_ns(start), samples_to_ns(end)))
+    }
+}
 
 /// Keeps the audio source alive for the session (dropping it stops capture).
 #[allow(dead_code)]
@@ -152,9 +179,16 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     if let Some(port) = control.as_ref().and_then(ControlPort::local_addr) {
         eprintln!("control: udp {port} (send `clear` to drop the queued speech)");
     }
+    // Before the inputs start: waking the sink may take a second or two.
+    let voice = args.audio_out.as_ref().map(|spec| AudioOutput::open(spec, &clock, latency)).transpose()?;
+    if let Some(spec) = &args.audio_out {
+        eprintln!("voice: {spec}, {} ms behind its time as the video", latency / 1_000_000);
+    }
     let audio = start_audio(&args.audio, producer, &clock)?;
     let input = VideoInput::open(&args.camera, &clock, args.looping)?;
     eprintln!("video: {}; renderer {kind}, latency {} ms; Ctrl-C stops", args.camera, latency / 1_000_000);
+    // Other processes' times (a recorder, a sender's log) relate to the session's by this.
+    eprintln!("clock: running time 0 is {} ns on the monotonic clock", clock.base().nseconds());
 
     // Ctrl-C (SIGINT) and SIGTERM end the session cleanly (the output file is completed).
     let interrupted = stop_signals(false)?;
@@ -162,22 +196,22 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     let started = Instant::now();
     let stop_at = args.duration.map(|s| Duration::from_secs_f64(s.max(0.0)));
     let mut output: Option<VideoOutput> = None;
-    // A file output carries the sound: each frame takes the audio of its display time with it, read as the
-    // engine hands the frame over (it keeps a frame's audio only until its next call), one run of samples
-    // from the first frame on.
-    let with_sound = matches!(args.out, OutputSpec::File(_));
-    let mut sound_until: Option<u64> = None;
-    let mut with_its_sound = |engine: &mut Engine<()>, out: OutputFrame<()>| -> Outgoing {
-        let sound = with_sound.then(|| {
-            let end = ns_to_samples(out.frame.pts + out.frame.duration.unwrap_or(FRAME_NS));
-            let start = sound_until.unwrap_or(ns_to_samples(out.frame.pts)).min(end);
-            sound_until = Some(end);
-            (samples_to_ns(start), engine.audio_between(samples_to_ns(start), samples_to_ns(end)))
-        });
-        (out, sound)
+    // A file output carries the sound; the voice goes out as soon as its frame is made, the sink
+    // playing it at the frame's time plus the latency.
+    let file_sound = matches!(args.out, OutputSpec::File(_));
+    let mut soundtrack = Soundtrack::default();
+    let mut hand_over = |engine: &mut Engine<()>, out: OutputFrame<()>, held: &mut VecDeque<Outgoing>| -> Result<()> {
+        let sound = (file_sound || voice.is_some()).then(|| soundtrack.take(engine, &out.frame));
+        if let (Some(voice), Some((pts, samples))) = (&voice, &sound) {
+            voice.push(samples, *pts)?;
+        }
+        held.push_back((out, sound.filter(|_| file_sound)));
+        Ok(())
     };
     let mut held: VecDeque<Outgoing> = VecDeque::new();
-    let emit = |(out, sound): Outgoing, output: &mut Option<VideoOutput>| -> Result<()> {
+    // How long after its time (pts + latency) a frame left at worst.
+    let mut late_max = 0u64;
+    let mut emit = |(out, sound): Outgoing, output: &mut Option<VideoOutput>| -> Result<()> {
         if output.is_none() {
             *output = Some(VideoOutput::open(&args.out, out.frame.layout(), FPS as i32)?);
         }
@@ -185,7 +219,9 @@ pub fn run(args: &LiveArgs) -> Result<()> {
         if let Some((pts, samples)) = sound.filter(|(_, s)| !s.is_empty()) {
             output.push_audio(&samples, pts)?;
         }
-        output.push(&out.frame, out.image)
+        output.push(&out.frame, out.image)?;
+        late_max = late_max.max(clock.now().saturating_sub(out.frame.pts + latency));
+        Ok(())
     };
     let mut ended = None;
     loop {
@@ -203,12 +239,15 @@ pub fn run(args: &LiveArgs) -> Result<()> {
                 break;
             }
         }
+        if let Some(voice) = &voice {
+            voice.keep_fed()?;
+        }
         let now = clock.now();
         if let Some(Command::Clear) = control.as_mut().and_then(ControlPort::poll) {
             engine.flush_audio(Some(now));
         }
         for out in engine.process(Some(now)) {
-            held.push_back(with_its_sound(&mut engine, out));
+            hand_over(&mut engine, out, &mut held)?;
         }
         // Out at exactly pts + latency: the declared latency, not whenever the render happened to finish.
         while held.front().is_some_and(|(f, _)| now >= f.frame.pts + latency) {
@@ -236,7 +275,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
         }
     }
     for out in engine.finish(Some(clock.now())) {
-        held.push_back(with_its_sound(&mut engine, out));
+        hand_over(&mut engine, out, &mut held)?;
     }
     for out in held {
         emit(out, &mut output)?;
@@ -245,6 +284,15 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     if let Some(out) = output {
         out.finish()?;
     }
+    if let Some(voice) = voice {
+        if voice.late_samples() > 0 {
+            eprintln!(
+                "warning: {} ms of the voice came after its time and was not played: raise --latency-ms",
+                samples_to_ns(voice.late_samples()) / 1_000_000
+            );
+        }
+        voice.finish()?;
+    }
     drop(audio);
     let stats = engine.stats().snapshot();
     let written = match &args.out {
@@ -252,6 +300,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
         _ => None::<PathBuf>,
     };
     print_summary(&stats, started.elapsed(), written.as_ref());
+    eprintln!("frames left at most {:.1} ms after their time (pts + latency)", late_max as f64 / 1e6);
     match ended {
         // A file played as the camera ends normally.
         Some(Error::Media(m)) if m.contains("ended") => Ok(()),

@@ -72,7 +72,7 @@ impl Mp4Writer {
 }
 
 /// The engine's audio: 16 kHz mono F32.
-fn audio_caps() -> gst::Caps {
+pub(super) fn audio_caps() -> gst::Caps {
     gst::Caps::builder("audio/x-raw")
         .field("format", "F32LE")
         .field("rate", crate::audio::SAMPLE_RATE as i32)
@@ -82,7 +82,7 @@ fn audio_caps() -> gst::Caps {
 }
 
 /// 16 kHz samples as a buffer starting at `pts` (ns).
-fn audio_buffer(samples: &[f32], pts: u64) -> gst::Buffer {
+pub(super) fn audio_buffer(samples: &[f32], pts: u64) -> gst::Buffer {
     let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     let mut buffer = gst::Buffer::from_mut_slice(bytes);
     {

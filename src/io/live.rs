@@ -34,6 +34,11 @@ impl LiveClock {
         self.clock.time().saturating_sub(self.base).nseconds()
     }
 
+    /// The system clock's time (CLOCK_MONOTONIC) at running time 0.
+    pub fn base(&self) -> gst::ClockTime {
+        self.base
+    }
+
     /// Makes `pipeline` run on this clock and base time.
     pub fn attach(&self, pipeline: &gst::Pipeline) {
         pipeline.use_clock(Some(&self.clock));

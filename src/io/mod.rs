@@ -2,6 +2,7 @@
 //! decoding files, encoding MP4, live camera capture, RTP audio reception and live video outputs. The
 //! engine itself sees only [`VideoFrame`]s and 16 kHz samples.
 
+mod audio_out;
 pub mod control;
 mod decode;
 pub mod encode;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use gst::prelude::*;
 
+pub use audio_out::{AudioOutSpec, AudioOutput};
 pub use decode::{DecodedVideo, FPS, FRAME_NS, VideoReader, decode_audio, decode_video, is_image};
 pub use encode::{Mp4Writer, OutputSpec, VideoOutput, write_png};
 pub use face_loop::{FaceLoop, Fit, ping_pong};
