@@ -308,6 +308,11 @@ impl Patch {
                         continue;
                     }
                     let d = &mut rgba[((dy + row) * w + dx + col) * 4..][..4];
+                    // Opaque over anything, or anything over nothing: as it is.
+                    if s[3] == 255 || d[3] == 0 {
+                        d.copy_from_slice(s);
+                        continue;
+                    }
                     let (a, b) = (s[3] as f32 / 255.0, d[3] as f32 / 255.0 * (1.0 - s[3] as f32 / 255.0));
                     let out = a + b;
                     for c in 0..3 {

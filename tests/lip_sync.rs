@@ -208,7 +208,7 @@ fn speech_sent_in_a_burst_plays_at_its_length_in_sync() {
 }
 
 /// A photo as an avatar, over 30 s of silence: its eyes blink at a person's rate (MediaPipe sees the eye
-/// aspect ratio dip), the head stays where it is, the mouth stays as closed as it is drawn.
+/// aspect ratio dip), the head sways a little, the mouth stays as closed as it is drawn.
 #[test]
 fn a_photo_blinks_in_silence() {
     let silence = tmp("silence30.wav");
@@ -253,13 +253,19 @@ fn a_photo_blinks_in_silence() {
     let per_minute = blinks as f32 / minutes;
     let (x0, y0) = (noses[0][0], noses[0][1]);
     let moved = noses.iter().map(|p| (p[0] - x0).hypot(p[1] - y0)).fold(0.0f32, f32::max) / face_width;
+    // The sway: how far the nose goes across, from its leftmost to its rightmost.
+    let across = noses.iter().map(|p| p[0]);
+    let swayed = (across.clone().fold(f32::MIN, f32::max) - across.fold(f32::MAX, f32::min)) / face_width;
     let (gap_mean, gap_max) = (gaps.iter().sum::<f32>() / gaps.len() as f32, gaps.iter().copied().fold(0.0, f32::max));
     eprintln!(
         "photo, 30 s of silence: {blinks} blinks ({per_minute:.1} a minute; eye ratio open {open:.3}, lowest {:.3}), \
-         head moved {:.1} % of the face width, inner-lip gap over the eye distance mean {gap_mean:.3} max {gap_max:.3}",
+         head moved {:.1} % of the face width (swaying {:.1} % across), inner-lip gap over the eye distance mean \
+         {gap_mean:.3} max {gap_max:.3}",
         sorted[0],
-        100.0 * moved
+        100.0 * moved,
+        100.0 * swayed
     );
     assert!((8.0..=30.0).contains(&per_minute), "{per_minute:.1} blinks a minute");
     assert!(moved < 0.05, "the head moved {:.1} % of the face width", 100.0 * moved);
+    assert!(swayed > 0.01, "the head sways {:.1} % of the face width across: held still", 100.0 * swayed);
 }

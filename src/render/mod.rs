@@ -137,7 +137,7 @@ pub struct RendererOptions {
     /// `classic`: timed phonemes of the speech (from a TTS, a file), which it takes the visemes from
     /// wherever they have phonemes, instead of hearing them from the audio.
     pub phonemes: Option<PhonemeFeed>,
-    /// `classic`: the face is a still (a photo): draw blinks.
+    /// `classic`: the face is a still (a photo): draw blinks and a slow head sway.
     pub still_face: bool,
 }
 
@@ -171,7 +171,7 @@ impl RendererKind {
     pub fn create(self, options: &RendererOptions) -> Result<Box<dyn Renderer>> {
         Ok(match self {
             RendererKind::Classic => {
-                let config = ClassicConfig { blink: options.still_face, ..ClassicConfig::default() };
+                let config = ClassicConfig { still_face: options.still_face, ..ClassicConfig::default() };
                 Box::new(Classic::new(config).with_phonemes(options.phonemes.clone()))
             }
             RendererKind::Passthrough => Box::new(Passthrough),

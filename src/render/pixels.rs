@@ -57,6 +57,22 @@ impl<'a> Sampler<'a> {
         let y = y.clamp(0.0, self.max_y);
         let (ix, iy) = (x as usize, y as usize);
         let (ax, ay) = (x - ix as f32, y - iy as f32);
+        // Away from the right and bottom edges of a packed frame: the 2x2 block read straight from its
+        // two rows.
+        if let Some(p) = &self.packed
+            && (ix as f32) < self.max_x
+            && (iy as f32) < self.max_y
+        {
+            let o = p.offset + iy * p.stride + ix * p.bytes_per_pixel;
+            let (top, bottom) =
+                (&p.data[o..o + 2 * p.bytes_per_pixel], &p.data[o + p.stride..o + p.stride + 2 * p.bytes_per_pixel]);
+            return p.rgb.map(|c| {
+                let (a, b) = (top[c] as f32, top[c + p.bytes_per_pixel] as f32);
+                let (c, d) = (bottom[c] as f32, bottom[c + p.bytes_per_pixel] as f32);
+                let upper = a + (b - a) * ax;
+                upper + (c + (d - c) * ax - upper) * ay
+            });
+        }
         let jx = if (ix as f32) < self.max_x { ix + 1 } else { ix };
         let jy = if (iy as f32) < self.max_y { iy + 1 } else { iy };
         let (a, b, c, d) = (self.get(ix, iy), self.get(jx, iy), self.get(ix, jy), self.get(jx, jy));

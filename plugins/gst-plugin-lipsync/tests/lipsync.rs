@@ -849,15 +849,20 @@ fn phonemes_shape_the_mouth_of_the_classic_renderer() {
 }
 
 #[test]
-fn a_still_face_blinks() {
+fn a_still_face_blinks_and_sways() {
     init();
     let make = |still: bool| gst::ElementFactory::make("lipsync").property("still-face", still).build().unwrap();
     let silence = vec![0.0; 16_000 * 2];
-    let (blinking, _) = astronaut_frames(make(true), &silence, 40);
+    let (still, _) = astronaut_frames(make(true), &silence, 40);
     let (plain, _) = astronaut_frames(make(false), &silence, 40);
-    let apart: Vec<usize> = blinking.iter().zip(&plain).map(|(a, b)| pixels_apart(a, b)).collect();
-    eprintln!("pixels apart, blinking or not: {apart:?}");
-    // The first blink starts 1 s in and lasts 240 ms: only those frames differ, by the lids.
-    assert!(apart[26..29].iter().all(|&n| n > 50), "{apart:?}");
-    assert!(apart[..25].iter().chain(&apart[32..]).all(|&n| n == 0), "{apart:?}");
+    let apart: Vec<usize> = still.iter().zip(&plain).map(|(a, b)| pixels_apart(a, b)).collect();
+    let steps: Vec<usize> = still.windows(2).map(|w| pixels_apart(&w[0], &w[1])).collect();
+    eprintln!("pixels apart, still face or not: {apart:?}\nframe to frame: {steps:?}");
+    // The sway grows in from the photo's own pose: the first frames are the plain ones, later ones differ
+    // more and more (the whole head moved).
+    assert!(apart[..8].iter().all(|&n| n == 0) && apart[39] > 400, "{apart:?}");
+    // The first blink starts 1 s in and lasts 240 ms: the lids move many pixels from frame to frame. The
+    // sway moves none by more than a shade (after the first frames, where the mouth closes).
+    assert!(steps[25] > 100 && steps[26] > 100, "{steps:?}");
+    assert!(steps[8..24].iter().chain(&steps[32..]).all(|&n| n <= 5), "{steps:?}");
 }

@@ -8,7 +8,7 @@
 //! each closing in 80 ms, shut for 40 ms and opening in 120 ms.
 
 use super::smoothstep;
-use super::warp::{InteriorShader, delaunay, warp};
+use super::warp::{NoInterior, delaunay, warp};
 use crate::face::Face;
 use crate::frame::{Patch, VideoFrame};
 
@@ -79,15 +79,6 @@ struct EyeMesh {
 /// The two eyes' meshes.
 pub struct EyeRig {
     eyes: Vec<EyeMesh>,
-}
-
-/// The eyes have no drawn interior: never asked.
-struct NoInterior;
-
-impl InteriorShader for NoInterior {
-    fn shade(&self, _uv: P, warped: [f32; 3]) -> [f32; 3] {
-        warped
-    }
 }
 
 impl EyeRig {

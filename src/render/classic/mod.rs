@@ -13,12 +13,14 @@
 //! 4. [`warp`]: a piecewise-affine warp of the lower face to those targets, with the mouth interior drawn
 //!    by [`mouth`], and the dark line where closed lips meet drawn over them; the fixed ring around the
 //!    warp mesh makes the patch meet the frame without a seam.
-//! 5. With `blink` (a photo as the face): [`eyes`] draws the eyelids down at a person's rate.
+//! 5. With `still_face` (a photo as the face): [`eyes`] draws the eyelids down at a person's rate and
+//!    [`sway`] moves the head a little, slowly, the whole drawn frame warped against a fixed ring.
 
 pub mod articulation;
 pub mod eyes;
 pub mod mouth;
 pub mod shape;
+pub mod sway;
 pub mod warp;
 
 pub use articulation::{Articulator, MouthPose};
@@ -27,6 +29,8 @@ use crate::audio::AudioWindow;
 use crate::error::Result;
 use crate::face::Face;
 use crate::face::crop::RgbView;
+use std::sync::Arc;
+
 use crate::frame::{Patch, VideoFrame};
 use crate::guidance::CANVAS;
 use crate::guidance::references::{BankConfig, ReferenceBank, lip_openness};
@@ -37,6 +41,7 @@ use crate::visemes::PhonemeFeed;
 use eyes::{Blinker, EyeRig};
 use mouth::{Interior, OpenMouth};
 use shape::{Affine, OUTER_LIP, Rig};
+use sway::{HeadRig, Swayer};
 
 /// Classic renderer settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,13 +50,14 @@ pub struct ClassicConfig {
     pub bank: BankConfig,
     /// Scales every mouth movement (1 = natural).
     pub expressiveness: f32,
-    /// Draws blinks: for a face that does not blink by itself (a photo as an avatar).
-    pub blink: bool,
+    /// Brings a face that holds still by itself (a photo as an avatar) to life: blinks and a slow sway
+    /// of the head.
+    pub still_face: bool,
 }
 
 impl Default for ClassicConfig {
     fn default() -> Self {
-        ClassicConfig { bank: BankConfig::default(), expressiveness: 1.0, blink: false }
+        ClassicConfig { bank: BankConfig::default(), expressiveness: 1.0, still_face: false }
     }
 }
 
@@ -70,9 +76,12 @@ pub struct Classic {
     bank: ReferenceBank,
     neutral: Option<Neutral>,
     open_mouth: Option<(u64, Option<OpenMouth>)>,
-    /// With `blink`: the eyes' meshes (built on the first face) and when they blink.
+    /// With `still_face`: the eyes' and the head's meshes (built on the first face), when the eyes blink
+    /// and how the head sways.
     eyes: Option<EyeRig>,
     blinker: Blinker,
+    head: Option<HeadRig>,
+    swayer: Swayer,
 }
 
 const UPPER_INNER: [u16; 11] = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308];
@@ -97,6 +106,8 @@ impl Classic {
             open_mouth: None,
             eyes: None,
             blinker: Blinker::default(),
+            head: None,
+            swayer: Swayer::default(),
         }
     }
 
@@ -220,11 +231,12 @@ impl Renderer for Classic {
     }
 
     /// The 95 ms look-ahead plus 25 ms to render: 120 ms. The face is tracked while the frame waits for its
-    /// look-ahead (the engine's tracking thread), so only the render counts: 9.1 ms on average for a
+    /// look-ahead (the engine's tracking thread), so only the render counts: 8.5 ms on average for a
     /// 500-pixel face in 1280x720 on a 2-core CPU, composite included (`cargo bench --bench classic`),
-    /// with a p99 of 19 to 23 ms while an encoder shares the cores (`lipsync dub`'s summary).
+    /// with a p99 of 19 to 23 ms while an encoder shares the cores (`lipsync dub`'s summary). A still
+    /// face's blinks and head sway take 11.6 ms more on that face (the whole head is warped): 15 ms more.
     fn recommended_latency(&self) -> u64 {
-        articulation::WINDOW.after + 25_000_000
+        articulation::WINDOW.after + 25_000_000 + if self.config.still_face { 15_000_000 } else { 0 }
     }
 
     fn needs_face(&self) -> bool {
@@ -244,17 +256,29 @@ impl Renderer for Classic {
         // The head placement is not smoothed over time beyond the tracker's own One-Euro filter: the mouth
         // must ride on the head exactly (smoothing it here measurably added tremble relative to the face).
         let mouth = self.render_with_head(job.frame, face, &head, &pose);
-        let eyes = if self.config.blink {
-            let amount = self.blinker.amount(job.frame.pts);
-            let rig = self.eyes.get_or_insert_with(|| EyeRig::new(&face.landmarks));
-            rig.blink(job.frame, face, amount)
-        } else {
-            None
+        if !self.config.still_face {
+            return Ok(mouth.map_or(Rendered::Unchanged, Rendered::Patch));
+        }
+        let amount = self.blinker.amount(job.frame.pts);
+        let eyes = self.eyes.get_or_insert_with(|| EyeRig::new(&face.landmarks)).blink(job.frame, face, amount);
+        let drawn = match (mouth, eyes) {
+            (Some(mouth), Some(eyes)) => Some(mouth.under(&eyes)),
+            (one, other) => one.or(other),
         };
-        Ok(match (mouth, eyes) {
-            (Some(mouth), Some(eyes)) => Rendered::Patch(mouth.under(&eyes)),
-            (Some(patch), None) | (None, Some(patch)) => Rendered::Patch(patch),
-            (None, None) => Rendered::Unchanged,
+        // The head sways with the mouth and eyes as drawn: the mesh warps the frame they are blended into.
+        let pose = self.swayer.pose(job.frame.pts);
+        let head = self.head.get_or_insert_with(|| HeadRig::new(&face.landmarks));
+        let swayed = match &drawn {
+            Some(patch) => {
+                let layout = *job.frame.layout();
+                let drawn_frame = VideoFrame::new(layout, Arc::new(job.frame.composite(patch)), job.frame.pts, None)?;
+                head.sway(&drawn_frame, face, pose)
+            }
+            None => head.sway(job.frame, face, pose),
+        };
+        Ok(match (drawn, swayed) {
+            (Some(drawn), Some(swayed)) => Rendered::Patch(drawn.under(&swayed)),
+            (one, other) => one.or(other).map_or(Rendered::Unchanged, Rendered::Patch),
         })
     }
 
@@ -265,5 +289,7 @@ impl Renderer for Classic {
         self.open_mouth = None;
         self.eyes = None;
         self.blinker = Blinker::default();
+        self.head = None;
+        self.swayer = Swayer::default();
     }
 }

@@ -87,6 +87,15 @@ pub trait InteriorShader {
     fn shade(&self, uv: P, warped: [f32; 3]) -> [f32; 3];
 }
 
+/// For a mesh without a drawn interior (eyes, the head): never asked.
+pub struct NoInterior;
+
+impl InteriorShader for NoInterior {
+    fn shade(&self, _uv: P, warped: [f32; 3]) -> [f32; 3] {
+        warped
+    }
+}
+
 /// Warps the frame by the mesh into an RGBA patch over the target's bounding box (clipped to the frame).
 /// Pixels no triangle covers stay transparent. Each triangle is filled scanline by scanline: the span of
 /// pixel centres inside it, with the source position (and mouth coordinates) stepped along the span.
@@ -172,17 +181,27 @@ pub fn warp(
             }
             let xs = ((lo - 0.5).ceil() as i32).max(tx0);
             let xe = ((hi - 0.5).floor() as i32).min(tx1);
+            if xe < xs {
+                continue;
+            }
             let row = ((y - py0) as usize) * w;
-            for x in xs..=xe {
-                let cx = x as f32 + 0.5;
-                let at = |f: &[f32; 3]| f[0] + f[1] * cx + f[2] * cy;
-                let warped = sampler.bilinear(at(&sx), at(&sy));
-                let rgb = if is_interior { shader.shade([at(&uu), at(&vv)], warped) } else { warped };
-                let o = (row + (x - px0) as usize) * 4;
+            let span = &mut rgba[(row + (xs - px0) as usize) * 4..(row + (xe - px0) as usize + 1) * 4];
+            // The source position along the row: affine in the pixel's index from the span's start.
+            let cx = xs as f32 + 0.5;
+            let (fx, fy) = (sx[0] + sx[1] * cx + sx[2] * cy, sy[0] + sy[1] * cx + sy[2] * cy);
+            for (i, out) in span.chunks_exact_mut(4).enumerate() {
+                let warped = sampler.bilinear(fx + sx[1] * i as f32, fy + sy[1] * i as f32);
+                let rgb = if is_interior {
+                    let cx = (xs + i as i32) as f32 + 0.5;
+                    let at = |f: &[f32; 3]| f[0] + f[1] * cx + f[2] * cy;
+                    shader.shade([at(&uu), at(&vv)], warped)
+                } else {
+                    warped
+                };
                 for k in 0..3 {
-                    rgba[o + k] = (rgb[k].clamp(0.0, 255.0) + 0.5) as u8; // round, without libm's roundf
+                    out[k] = (rgb[k].clamp(0.0, 255.0) + 0.5) as u8; // round, without libm's roundf
                 }
-                rgba[o + 3] = 255;
+                out[3] = 255;
             }
         }
     }

@@ -605,7 +605,7 @@ impl ObjectImpl for LipSync {
                     .build(),
                 glib::ParamSpecBoolean::builder("still-face")
                     .nick("Still face")
-                    .blurb("The video is a still (a photo through imagefreeze): the classic renderer draws blinks at a person's rate")
+                    .blurb("The video is a still (a photo through imagefreeze): the classic renderer draws blinks at a person's rate and sways the head a little")
                     .default_value(false)
                     .mutable_ready()
                     .build(),
