@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 
 use super::crop::{Border, Rect, RgbView, warp};
 use super::models::{FaceModel, ModelSource};
-use super::tflite::{Graph, TfliteModel};
+use super::tflite::{Graph, StepTime, TfliteModel};
 use crate::error::Result;
 use crate::frame::VideoFrame;
 
@@ -83,6 +83,11 @@ impl FaceMesh {
     pub fn run(&self, input: &Tensor) -> Result<(Vec<f32>, f32)> {
         let out = self.graph.run(input)?;
         Ok((out[0].flatten_all()?.to_vec1::<f32>()?, out[1].flatten_all()?.to_vec1::<f32>()?[0]))
+    }
+
+    /// How long each of the network's operators takes on `input` ([`Graph::profile`]).
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<StepTime>> {
+        Ok(self.graph.profile(input)?.1)
     }
 
     /// Projects raw outputs back to the frame through `roi`.

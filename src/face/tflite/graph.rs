@@ -19,6 +19,17 @@ use super::kernels::{self, DwShape};
 use super::model::{Const, OpKind, Padding, TfliteModel};
 use crate::error::{Error, Result};
 
+/// How long one operator of a run took ([`Graph::profile`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepTime {
+    /// The operator: `conv` (a k x k convolution), `conv1x1`, `depthwise`, `max_pool`, `add`, `relu`,
+    /// `prelu`, `pad`, `reshape` or `concat`.
+    pub op: &'static str,
+    /// Its output's shape (NCHW for 4-D tensors).
+    pub output: Vec<usize>,
+    pub nanos: u64,
+}
+
 /// Zero padding of a 2-D window operation: (top, bottom, left, right).
 type Pads = [usize; 4];
 
@@ -39,20 +50,17 @@ fn same_or_valid(padding: Padding, input: (usize, usize), kernel: (usize, usize)
 }
 
 enum Step {
+    /// A k x k convolution: the input unfolded, then a 1x1 convolution over the unfolded channels.
     Conv {
         x: usize,
         y: usize,
-        w: Tensor,
-        b: Tensor,
         im2col: Im2col,
-        relu: bool,
+        op: Pointwise,
     },
     Pointwise {
         x: usize,
         y: usize,
-        w: Tensor,
-        b: Tensor,
-        relu: bool,
+        op: Pointwise,
     },
     Depthwise {
         x: usize,
@@ -106,6 +114,9 @@ pub struct Graph {
     input: usize,
     input_shape: Vec<usize>,
     outputs: Vec<usize>,
+    /// Per step, the tensors it reads for the last time (the run drops them then, so the allocator hands
+    /// their memory, still in cache, to the next operators).
+    last_reads: Vec<Vec<usize>>,
     device: Device,
 }
 
@@ -176,13 +187,7 @@ impl Graph {
                     } else if stride.0 != stride.1 {
                         return Err(bad(format!("operator {index}: unequal strides {stride:?}")));
                     } else if kh == 1 && kw == 1 && *stride == (1, 1) {
-                        Step::Pointwise {
-                            x,
-                            y,
-                            w: Tensor::from_vec(w, (o, i), device)?,
-                            b: Tensor::from_vec(b, (o, 1), device)?,
-                            relu: *relu,
-                        }
+                        Step::Pointwise { x, y, op: Pointwise { w: Arc::new(w), b: Arc::new(b), relu: *relu } }
                     } else {
                         // OHWI -> [O][C*kh*kw], rows in im2col order (channel, ky, kx).
                         let w = Tensor::from_vec(w, (o, kh, kw, i), device)?
@@ -192,10 +197,8 @@ impl Graph {
                         Step::Conv {
                             x,
                             y,
-                            w,
-                            b: Tensor::from_vec(b, (o, 1), device)?,
                             im2col: Im2col { kh, kw, stride: stride.0, pads },
-                            relu: *relu,
+                            op: Pointwise { w: Arc::new(w.flatten_all()?.to_vec1()?), b: Arc::new(b), relu: *relu },
                         }
                     }
                 }
@@ -240,7 +243,20 @@ impl Graph {
             };
             steps.push(step);
         }
+        let mut last_read = vec![None; model.tensors.len()];
+        for (k, step) in steps.iter().enumerate() {
+            for t in step.inputs() {
+                last_read[t] = Some(k);
+            }
+        }
+        let mut last_reads = vec![Vec::new(); steps.len()];
+        for (t, k) in last_read.into_iter().enumerate() {
+            if let Some(k) = k.filter(|_| !model.outputs.contains(&t)) {
+                last_reads[k].push(t);
+            }
+        }
         Ok(Graph {
+            last_reads,
             steps,
             ranks: model.tensors.iter().map(|t| t.shape.len()).collect(),
             input: *input,
@@ -261,6 +277,17 @@ impl Graph {
 
     /// Runs the graph on an NHWC input; returns the outputs in the model's order and layout.
     pub fn run(&self, input: &Tensor) -> Result<Vec<Tensor>> {
+        self.run_timed(input, None)
+    }
+
+    /// Runs the graph as [`Graph::run`] does and says how long each operator took, in order.
+    pub fn profile(&self, input: &Tensor) -> Result<(Vec<Tensor>, Vec<StepTime>)> {
+        let mut times = Vec::with_capacity(self.steps.len());
+        let outputs = self.run_timed(input, Some(&mut times))?;
+        Ok((outputs, times))
+    }
+
+    fn run_timed(&self, input: &Tensor, mut times: Option<&mut Vec<StepTime>>) -> Result<Vec<Tensor>> {
         if input.dims() != self.input_shape.as_slice() {
             return Err(Error::Model(format!(
                 "input {:?} given; the model takes {:?}",
@@ -273,24 +300,19 @@ impl Graph {
         let get = |values: &[Option<Tensor>], t: usize| -> Result<Tensor> {
             values[t].clone().ok_or_else(|| Error::Model(format!("tensor {t} is used before it is computed")))
         };
-        for step in &self.steps {
+        for (k, step) in self.steps.iter().enumerate() {
+            let started = times.is_some().then(std::time::Instant::now);
             let (y, value) = match step {
-                Step::Conv { x, y, w, b, im2col, relu } => {
+                Step::Conv { x, y, im2col, op } => {
                     // A matrix product over the unfolded input: the few-channel first layers run ~10x
                     // faster this way than through candle's convolution.
                     let v = get(&values, *x)?;
                     let (ho, wo) = im2col.output_size(v.dim(2)?, v.dim(3)?);
                     let cols = v.apply_op1_no_bwd(im2col)?;
-                    let out = w.matmul(&cols)?.broadcast_add(b)?.reshape((1, w.dim(0)?, ho, wo))?;
-                    (*y, if *relu { out.relu()? } else { out })
+                    let k = cols.dim(0)?;
+                    (*y, cols.reshape((1, k, ho, wo))?.apply_op1_no_bwd(op)?)
                 }
-                Step::Pointwise { x, y, w, b, relu } => {
-                    let v = get(&values, *x)?;
-                    let (n, c, h, wd) = v.dims4()?;
-                    let out = w.matmul(&v.reshape((c, h * wd))?)?.broadcast_add(b)?;
-                    let out = out.reshape((n, w.dim(0)?, h, wd))?;
-                    (*y, if *relu { out.relu()? } else { out })
-                }
+                Step::Pointwise { x, y, op } => (*y, get(&values, *x)?.apply_op1_no_bwd(op)?),
                 Step::Depthwise { x, y, op } => (*y, get(&values, *x)?.apply_op1_no_bwd(op)?),
                 Step::MaxPool { x, y, kernel, stride } => {
                     (*y, get(&values, *x)?.max_pool2d_with_stride(*kernel, *stride)?)
@@ -326,7 +348,17 @@ impl Graph {
                     (*y, Tensor::cat(&parts, *axis)?)
                 }
             };
+            if let (Some(times), Some(started)) = (times.as_deref_mut(), started) {
+                times.push(StepTime {
+                    op: step.name(),
+                    output: value.dims().to_vec(),
+                    nanos: started.elapsed().as_nanos() as u64,
+                });
+            }
             values[y] = Some(value);
+            for &t in &self.last_reads[k] {
+                values[t] = None;
+            }
         }
         self.outputs
             .iter()
@@ -335,6 +367,39 @@ impl Graph {
                 Ok(if self.ranks[t] == 4 { v.permute((0, 2, 3, 1))?.contiguous()? } else { v })
             })
             .collect()
+    }
+}
+
+impl Step {
+    /// The tensors the step reads.
+    fn inputs(&self) -> Vec<usize> {
+        match self {
+            Step::Conv { x, .. }
+            | Step::Pointwise { x, .. }
+            | Step::Depthwise { x, .. }
+            | Step::MaxPool { x, .. }
+            | Step::Relu { x, .. }
+            | Step::Prelu { x, .. }
+            | Step::Pad { x, .. }
+            | Step::Reshape { x, .. } => vec![*x],
+            Step::Add { a, b, .. } => vec![*a, *b],
+            Step::Concat { xs, .. } => xs.clone(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Step::Conv { .. } => "conv",
+            Step::Pointwise { .. } => "conv1x1",
+            Step::Depthwise { .. } => "depthwise",
+            Step::MaxPool { .. } => "max_pool",
+            Step::Add { .. } => "add",
+            Step::Relu { .. } => "relu",
+            Step::Prelu { .. } => "prelu",
+            Step::Pad { .. } => "pad",
+            Step::Reshape { .. } => "reshape",
+            Step::Concat { .. } => "concat",
+        }
     }
 }
 
@@ -379,6 +444,32 @@ impl CustomOp1 for Depthwise {
         let mut out = vec![0f32; c * ho * wo];
         kernels::depthwise(src, &mut out, &self.w, &self.b, &shape, self.relu);
         Ok((CpuStorage::F32(out), Shape::from((1, c, ho, wo))))
+    }
+}
+
+/// A 1x1 convolution with stride 1 on an NCHW f32 tensor, bias and ReLU included ([`kernels::pointwise`]).
+struct Pointwise {
+    /// [O][C]
+    w: Arc<Vec<f32>>,
+    b: Arc<Vec<f32>>,
+    relu: bool,
+}
+
+impl CustomOp1 for Pointwise {
+    fn name(&self) -> &'static str {
+        "pointwise-conv2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let src = nchw_f32(storage, layout, "pointwise-conv2d")?;
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let o = self.b.len();
+        if n != 1 || c * o != self.w.len() {
+            candle_core::bail!("pointwise-conv2d: input {:?} for {o} x {} weights", layout.shape(), self.w.len());
+        }
+        let mut out = vec![0f32; o * h * w];
+        kernels::pointwise(src, &mut out, &self.w, &self.b, h * w, self.relu);
+        Ok((CpuStorage::F32(out), Shape::from((1, o, h, w))))
     }
 }
 

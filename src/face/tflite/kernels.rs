@@ -1,12 +1,8 @@
-//! The depthwise convolution kernel of the face models, on NCHW f32 planes (batch 1): compiled twice,
-//! plainly and with AVX2 + FMA (chosen at run time), with its channels spread over rayon's threads when
-//! the layer is big enough to pay for it. (A hand-written pointwise kernel was tried and lost to candle's
-//! gemm, which the 1x1 convolutions keep using.)
-
-use rayon::prelude::*;
-
-/// Work (multiply-adds) below which a layer stays on one thread.
-const PARALLEL_MIN_MACS: usize = 200_000;
+//! The convolution kernels of the face models, on NCHW f32 planes (batch 1), each on one thread: these
+//! layers are small (a second thread costs about what it saves, and the tracker shares the machine with
+//! the renderer). Depthwise: compiled twice, plainly and with AVX2 + FMA (chosen at run time). Pointwise
+//! (1x1, and k x k over an unfolded input): the `gemm` crate's matrix product, candle's own, called
+//! without its thread pool and with the bias in the destination.
 
 /// Geometry of a depthwise convolution.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +28,9 @@ fn madd<const FMA: bool>(acc: f32, k: f32, x: f32) -> f32 {
 fn depthwise_plane_body<const FMA: bool>(src: &[f32], dst: &mut [f32], wk: &[f32], bias: f32, s: &DwShape, relu: bool) {
     let (sh, sw) = s.stride;
     dst.fill(bias);
+    // With stride 2, a source row split into its even columns, then its odd ones: every tap then reads a
+    // contiguous run (a vector loop) instead of every other value.
+    let mut split = Vec::with_capacity(if sw == 2 { s.w } else { 0 });
     for oy in 0..s.ho {
         let row = &mut dst[oy * s.wo..(oy + 1) * s.wo];
         for ky in 0..s.kh {
@@ -40,6 +39,11 @@ fn depthwise_plane_body<const FMA: bool>(src: &[f32], dst: &mut [f32], wk: &[f32
                 continue;
             }
             let src_row = &src[iy as usize * s.w..(iy as usize + 1) * s.w];
+            if sw == 2 {
+                split.clear();
+                split.extend(src_row.iter().step_by(2));
+                split.extend(src_row.iter().skip(1).step_by(2));
+            }
             for kx in 0..s.kw {
                 let k = wk[ky * s.kw + kx];
                 // Output columns whose input column ox*sw + kx - pad_left lies inside the row.
@@ -49,9 +53,15 @@ fn depthwise_plane_body<const FMA: bool>(src: &[f32], dst: &mut [f32], wk: &[f32
                     continue;
                 }
                 let ix0 = first * sw + kx - s.pad_left;
+                let n = last - first;
                 if sw == 1 {
-                    let n = last - first;
                     for (o, i) in row[first..last].iter_mut().zip(&src_row[ix0..ix0 + n]) {
+                        *o = madd::<FMA>(*o, k, *i);
+                    }
+                } else if sw == 2 {
+                    // Column ix0 + 2j is column ix0 / 2 + j of its parity's half.
+                    let start = if ix0.is_multiple_of(2) { 0 } else { s.w.div_ceil(2) } + ix0 / 2;
+                    for (o, i) in row[first..last].iter_mut().zip(&split[start..start + n]) {
                         *o = madd::<FMA>(*o, k, *i);
                     }
                 } else {
@@ -99,16 +109,69 @@ pub fn depthwise(src: &[f32], out: &mut [f32], w: &[f32], bias: &[f32], s: &DwSh
     let work = |(ch, dst): (usize, &mut [f32])| {
         depthwise_plane(&src[ch * plane_in..(ch + 1) * plane_in], dst, &w[ch * k..(ch + 1) * k], bias[ch], s, relu)
     };
-    if bias.len() * plane_out * k >= PARALLEL_MIN_MACS {
-        out.par_chunks_mut(plane_out).enumerate().for_each(work);
-    } else {
-        out.chunks_mut(plane_out).enumerate().for_each(work);
+    out.chunks_mut(plane_out).enumerate().for_each(work);
+}
+
+/// A 1x1 convolution of an NCHW input of `hw` pixels: `out[o][p] = bias[o] + sum_c w[o][c] * src[c][p]`,
+/// then ReLU if asked.
+pub fn pointwise(src: &[f32], out: &mut [f32], w: &[f32], bias: &[f32], hw: usize, relu: bool) {
+    let (o, c) = (bias.len(), w.len() / bias.len());
+    assert!(w.len() == o * c && src.len() == c * hw && out.len() == o * hw, "pointwise: sizes do not match");
+    for (row, &b) in out.chunks_exact_mut(hw).zip(bias) {
+        row.fill(b);
+    }
+    // SAFETY: the three matrices are the slices checked above: `w` is o x c (row stride c), `src` is
+    // c x hw (row stride hw) and `out` is o x hw (row stride hw), all contiguous and not overlapping.
+    unsafe {
+        gemm::gemm(
+            o,
+            hw,
+            c,
+            out.as_mut_ptr(),
+            1,
+            hw as isize,
+            true,
+            w.as_ptr(),
+            1,
+            c as isize,
+            src.as_ptr(),
+            1,
+            hw as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    if relu {
+        out.iter_mut().for_each(|v| *v = v.max(0.0));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pointwise_matches_a_plain_sum() {
+        let (o, c, hw) = (5, 7, 13);
+        let src: Vec<f32> = (0..c * hw).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w: Vec<f32> = (0..o * c).map(|i| (i as f32 * 0.61).cos()).collect();
+        let b: Vec<f32> = (0..o).map(|i| i as f32 * 0.25 - 0.5).collect();
+        for relu in [false, true] {
+            let mut out = vec![f32::NAN; o * hw];
+            pointwise(&src, &mut out, &w, &b, hw, relu);
+            for oc in 0..o {
+                for p in 0..hw {
+                    let sum = b[oc] + (0..c).map(|ic| w[oc * c + ic] * src[ic * hw + p]).sum::<f32>();
+                    let want = if relu { sum.max(0.0) } else { sum };
+                    assert!((out[oc * hw + p] - want).abs() < 1e-5, "{oc} {p}: {} vs {want}", out[oc * hw + p]);
+                }
+            }
+        }
+    }
 
     #[test]
     fn depthwise_matches_a_plain_convolution() {

@@ -6,5 +6,5 @@ pub mod graph;
 pub mod kernels;
 pub mod model;
 
-pub use graph::Graph;
+pub use graph::{Graph, StepTime};
 pub use model::TfliteModel;
