@@ -24,7 +24,10 @@ struct PulseServer {
 
 impl PulseServer {
     fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("lipsync-pulse-{}", std::process::id()));
+        // One folder per server: the tests of this file run at once, each with its own.
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("lipsync-pulse-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("native");
@@ -167,7 +170,7 @@ fn the_virtual_microphone_plays_the_voice_in_sync_with_the_camera() {
         stderr.lines().map_while(|l| l.ok()).for_each(|l| lines.send(l).unwrap_or(()));
     });
     let mut log: Vec<String> = Vec::new();
-    for line in log_lines.iter() {
+    while let Ok(line) = log_lines.recv_timeout(Duration::from_secs(30)) {
         let started = line.starts_with("video:");
         log.push(line);
         if started {
