@@ -116,27 +116,16 @@ fn time_of(times: &[(usize, u64)], index: usize) -> f64 {
 fn best_lag(hay: &[f32], needle: &[f32]) -> (usize, f64) {
     let energy = |s: &[f32]| s.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt().max(1e-9);
     let norm = energy(needle);
-    (0..hay.len().saturating_sub(needle.len()))
-        .step_by(4)
-        .map(|lag| {
-            let window = &hay[lag..lag + needle.len()];
-            let dot: f64 = window.iter().zip(needle).map(|(&a, &b)| a as f64 * b as f64).sum();
-            (lag, dot / (norm * energy(window)))
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(coarse, _)| {
-            // Refined around the coarse best, to the sample.
-            (coarse.saturating_sub(4)..coarse + 5)
-                .filter(|&lag| lag + needle.len() <= hay.len())
-                .map(|lag| {
-                    let window = &hay[lag..lag + needle.len()];
-                    let dot: f64 = window.iter().zip(needle).map(|(&a, &b)| a as f64 * b as f64).sum();
-                    (lag, dot / (norm * energy(window)))
-                })
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .unwrap()
-        })
-        .expect("a recording longer than the speech")
+    let score = |lag: usize| {
+        let window = &hay[lag..lag + needle.len()];
+        let dot: f64 = window.iter().zip(needle).map(|(&a, &b)| a as f64 * b as f64).sum();
+        (lag, dot / (norm * energy(window)))
+    };
+    let best = |lags: &mut dyn Iterator<Item = usize>| lags.map(score).max_by(|a, b| a.1.total_cmp(&b.1));
+    let last = hay.len().checked_sub(needle.len()).expect("a recording longer than the speech");
+    // Every fourth lag, then refined around the best to the sample.
+    let (coarse, _) = best(&mut (0..last).step_by(4)).expect("a recording longer than the speech");
+    best(&mut (coarse.saturating_sub(4)..=(coarse + 4).min(last))).expect("lags around the coarse best")
 }
 
 /// The number after `key` on the line of `log` that has it.

@@ -447,7 +447,8 @@ impl CustomOp1 for Depthwise {
     }
 }
 
-/// A 1x1 convolution with stride 1 on an NCHW f32 tensor, bias and ReLU included ([`kernels::pointwise`]).
+/// A 1x1 convolution with stride 1 on an NCHW f32 tensor, bias and ReLU included ([`kernels::pointwise`]);
+/// also a k x k convolution's, over its unfolded input.
 struct Pointwise {
     /// [O][C]
     w: Arc<Vec<f32>>,
@@ -467,8 +468,7 @@ impl CustomOp1 for Pointwise {
         if n != 1 || c * o != self.w.len() {
             candle_core::bail!("pointwise-conv2d: input {:?} for {o} x {} weights", layout.shape(), self.w.len());
         }
-        let mut out = vec![0f32; o * h * w];
-        kernels::pointwise(src, &mut out, &self.w, &self.b, h * w, self.relu);
+        let out = kernels::pointwise(src, &self.w, &self.b, h * w, self.relu);
         Ok((CpuStorage::F32(out), Shape::from((1, o, h, w))))
     }
 }

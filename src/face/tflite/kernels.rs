@@ -25,12 +25,17 @@ fn madd<const FMA: bool>(acc: f32, k: f32, x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn depthwise_plane_body<const FMA: bool>(src: &[f32], dst: &mut [f32], wk: &[f32], bias: f32, s: &DwShape, relu: bool) {
+fn depthwise_plane_body<const FMA: bool>(
+    src: &[f32],
+    dst: &mut [f32],
+    wk: &[f32],
+    bias: f32,
+    s: &DwShape,
+    relu: bool,
+    split: &mut Vec<f32>,
+) {
     let (sh, sw) = s.stride;
     dst.fill(bias);
-    // With stride 2, a source row split into its even columns, then its odd ones: every tap then reads a
-    // contiguous run (a vector loop) instead of every other value.
-    let mut split = Vec::with_capacity(if sw == 2 { s.w } else { 0 });
     for oy in 0..s.ho {
         let row = &mut dst[oy * s.wo..(oy + 1) * s.wo];
         for ky in 0..s.kh {
@@ -39,6 +44,8 @@ fn depthwise_plane_body<const FMA: bool>(src: &[f32], dst: &mut [f32], wk: &[f32
                 continue;
             }
             let src_row = &src[iy as usize * s.w..(iy as usize + 1) * s.w];
+            // With stride 2, the source row split into its even columns, then its odd ones: every tap
+            // then reads a contiguous run (a vector loop) instead of every other value.
             if sw == 2 {
                 split.clear();
                 split.extend(src_row.iter().step_by(2));
@@ -79,8 +86,16 @@ fn depthwise_plane_body<const FMA: bool>(src: &[f32], dst: &mut [f32], wk: &[f32
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn depthwise_plane_avx2(src: &[f32], dst: &mut [f32], wk: &[f32], bias: f32, s: &DwShape, relu: bool) {
-    depthwise_plane_body::<true>(src, dst, wk, bias, s, relu)
+fn depthwise_plane_avx2(
+    src: &[f32],
+    dst: &mut [f32],
+    wk: &[f32],
+    bias: f32,
+    s: &DwShape,
+    relu: bool,
+    split: &mut Vec<f32>,
+) {
+    depthwise_plane_body::<true>(src, dst, wk, bias, s, relu, split)
 }
 
 fn has_avx2_fma() -> bool {
@@ -94,32 +109,33 @@ fn has_avx2_fma() -> bool {
     }
 }
 
-fn depthwise_plane(src: &[f32], dst: &mut [f32], wk: &[f32], bias: f32, s: &DwShape, relu: bool) {
+/// `split`: room for one source row, re-used from plane to plane.
+fn depthwise_plane(src: &[f32], dst: &mut [f32], wk: &[f32], bias: f32, s: &DwShape, relu: bool, split: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { depthwise_plane_avx2(src, dst, wk, bias, s, relu) };
+        return unsafe { depthwise_plane_avx2(src, dst, wk, bias, s, relu, split) };
     }
-    depthwise_plane_body::<false>(src, dst, wk, bias, s, relu)
+    depthwise_plane_body::<false>(src, dst, wk, bias, s, relu, split)
 }
 
 /// Depthwise convolution of `c` planes: `w` is `[C][kh][kw]`, `out` is `[C][ho][wo]`.
 pub fn depthwise(src: &[f32], out: &mut [f32], w: &[f32], bias: &[f32], s: &DwShape, relu: bool) {
     let (plane_in, plane_out, k) = (s.h * s.w, s.ho * s.wo, s.kh * s.kw);
-    let work = |(ch, dst): (usize, &mut [f32])| {
-        depthwise_plane(&src[ch * plane_in..(ch + 1) * plane_in], dst, &w[ch * k..(ch + 1) * k], bias[ch], s, relu)
-    };
-    out.chunks_mut(plane_out).enumerate().for_each(work);
+    let mut split = Vec::with_capacity(if s.stride.1 == 2 { s.w } else { 0 });
+    for (ch, dst) in out.chunks_mut(plane_out).enumerate() {
+        let (src, wk) = (&src[ch * plane_in..(ch + 1) * plane_in], &w[ch * k..(ch + 1) * k]);
+        depthwise_plane(src, dst, wk, bias[ch], s, relu, &mut split);
+    }
 }
 
 /// A 1x1 convolution of an NCHW input of `hw` pixels: `out[o][p] = bias[o] + sum_c w[o][c] * src[c][p]`,
 /// then ReLU if asked.
-pub fn pointwise(src: &[f32], out: &mut [f32], w: &[f32], bias: &[f32], hw: usize, relu: bool) {
+pub fn pointwise(src: &[f32], w: &[f32], bias: &[f32], hw: usize, relu: bool) -> Vec<f32> {
     let (o, c) = (bias.len(), w.len() / bias.len());
-    assert!(w.len() == o * c && src.len() == c * hw && out.len() == o * hw, "pointwise: sizes do not match");
-    for (row, &b) in out.chunks_exact_mut(hw).zip(bias) {
-        row.fill(b);
-    }
+    assert!(w.len() == o * c && src.len() == c * hw, "pointwise: sizes do not match");
+    // The bias, row by row: the matrix product adds to it.
+    let mut out: Vec<f32> = bias.iter().flat_map(|&b| std::iter::repeat_n(b, hw)).collect();
     // SAFETY: the three matrices are the slices checked above: `w` is o x c (row stride c), `src` is
     // c x hw (row stride hw) and `out` is o x hw (row stride hw), all contiguous and not overlapping.
     unsafe {
@@ -148,6 +164,7 @@ pub fn pointwise(src: &[f32], out: &mut [f32], w: &[f32], bias: &[f32], hw: usiz
     if relu {
         out.iter_mut().for_each(|v| *v = v.max(0.0));
     }
+    out
 }
 
 #[cfg(test)]
@@ -161,8 +178,7 @@ mod tests {
         let w: Vec<f32> = (0..o * c).map(|i| (i as f32 * 0.61).cos()).collect();
         let b: Vec<f32> = (0..o).map(|i| i as f32 * 0.25 - 0.5).collect();
         for relu in [false, true] {
-            let mut out = vec![f32::NAN; o * hw];
-            pointwise(&src, &mut out, &w, &b, hw, relu);
+            let out = pointwise(&src, &w, &b, hw, relu);
             for oc in 0..o {
                 for p in 0..hw {
                     let sum = b[oc] + (0..c).map(|ic| w[oc * c + ic] * src[ic * hw + p]).sum::<f32>();

@@ -8,7 +8,7 @@
 //! each closing in 80 ms, shut for 40 ms and opening in 120 ms.
 
 use super::smoothstep;
-use super::warp::{NoInterior, delaunay, warp};
+use super::warp::{delaunay, warp};
 use crate::face::Face;
 use crate::frame::{Patch, VideoFrame};
 
@@ -67,13 +67,10 @@ enum Vertex {
     Ring(f32),
 }
 
-/// One eye's mesh, triangulated once on the first face it is built from, and the warp's per-triangle and
-/// per-vertex inputs the eyes do not use (no drawn interior).
+/// One eye's mesh, triangulated once on the first face it is built from.
 struct EyeMesh {
     vertices: Vec<Vertex>,
     triangles: Vec<[u32; 3]>,
-    interior: Vec<bool>,
-    uv: Vec<P>,
 }
 
 /// The two eyes' meshes.
@@ -94,8 +91,7 @@ impl EyeRig {
                 vertices.extend((0..RING).map(|k| Vertex::Ring(k as f32 / RING as f32 * std::f32::consts::TAU)));
                 let layout = positions(&vertices, ids, landmarks, 0.0);
                 let triangles = delaunay(&layout);
-                let (interior, uv) = (vec![false; triangles.len()], vec![[0.0; 2]; vertices.len()]);
-                EyeMesh { vertices, triangles, interior, uv }
+                EyeMesh { vertices, triangles }
             })
             .collect();
         EyeRig { eyes }
@@ -112,10 +108,7 @@ impl EyeRig {
         for (mesh, ids) in self.eyes.iter().zip(&EYES) {
             let source = positions(&mesh.vertices, ids, landmarks, 0.0);
             let target = positions(&mesh.vertices, ids, landmarks, amount);
-            let Some(eye) = warp(frame, &source, &target, &mesh.triangles, &mesh.interior, &mesh.uv, &NoInterior)
-            else {
-                continue;
-            };
+            let Some(eye) = warp(frame, &source, &target, &mesh.triangles, None) else { continue };
             patch = Some(match patch {
                 Some(p) => p.under(&eye),
                 None => eye,

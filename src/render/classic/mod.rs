@@ -25,12 +25,12 @@ pub mod warp;
 
 pub use articulation::{Articulator, MouthPose};
 
+use std::sync::Arc;
+
 use crate::audio::AudioWindow;
 use crate::error::Result;
 use crate::face::Face;
 use crate::face::crop::RgbView;
-use std::sync::Arc;
-
 use crate::frame::{Patch, VideoFrame};
 use crate::guidance::CANVAS;
 use crate::guidance::references::{BankConfig, ReferenceBank, lip_openness};
@@ -199,7 +199,8 @@ impl Classic {
             feather: [1.5 / t.width.max(1.0), 1.5 / t.gap.max(1.0)],
             reference: self.open_mouth.as_ref().and_then(|(_, m)| m.as_ref()),
         };
-        let mut patch = warp::warp(frame, &t.source, &t.target, &rig.triangles, &rig.interior, &rig.mouth_uv, &shader)?;
+        let drawn = warp::DrawnInterior { triangles: &rig.interior, uv: &rig.mouth_uv, shader: &shader };
+        let mut patch = warp::warp(frame, &t.source, &t.target, &rig.triangles, Some(drawn))?;
         // Lips that meet show the dark line between them: pressed lips a deep one, lips at rest a lighter one.
         let resting = SEAM_AT_REST * (1.0 - smoothstep(0.0, SEAM_OPEN * t.scale, t.gap));
         let closed = smoothstep(0.2, 0.8, pose.press).max(resting);

@@ -7,7 +7,7 @@
 //! warped by that mesh. [`Swayer`] says how far: sums of slow sines whose periods share no common
 //! multiple within an hour, so the motion never visibly repeats.
 
-use super::warp::{NoInterior, delaunay, warp};
+use super::warp::{delaunay, warp};
 use crate::face::Face;
 use crate::frame::{Patch, VideoFrame};
 
@@ -43,15 +43,11 @@ pub struct Pose {
 /// The head's mesh, triangulated once on the first face.
 pub struct HeadRig {
     triangles: Vec<[u32; 3]>,
-    interior: Vec<bool>,
-    uv: Vec<P>,
 }
 
 impl HeadRig {
     pub fn new(landmarks: &[[f32; 3]]) -> HeadRig {
-        let triangles = delaunay(&positions(landmarks, Pose::default()).0);
-        let vertices = SILHOUETTE.len() + INSIDE.len() + RING;
-        HeadRig { interior: vec![false; triangles.len()], uv: vec![[0.0; 2]; vertices], triangles }
+        HeadRig { triangles: delaunay(&positions(landmarks, Pose::default())) }
     }
 
     /// `frame` (with whatever was drawn on it) with the head of `face` moved to `pose`, as a patch;
@@ -61,14 +57,12 @@ impl HeadRig {
             return None;
         }
         let landmarks = face.raw_landmarks();
-        let (source, _) = positions(landmarks, Pose::default());
-        let (target, _) = positions(landmarks, pose);
-        warp(frame, &source, &target, &self.triangles, &self.interior, &self.uv, &NoInterior)
+        warp(frame, &positions(landmarks, Pose::default()), &positions(landmarks, pose), &self.triangles, None)
     }
 }
 
-/// The mesh's vertices for `landmarks` with the head at `pose` (the ring fixed), and the face's width.
-fn positions(landmarks: &[[f32; 3]], pose: Pose) -> (Vec<P>, f32) {
+/// The mesh's vertices for `landmarks` with the head at `pose` (the ring fixed).
+fn positions(landmarks: &[[f32; 3]], pose: Pose) -> Vec<P> {
     let at = |id: usize| [landmarks[id][0], landmarks[id][1]];
     let (top, chin) = (at(TOP), at(CHIN));
     let (left, right) = (at(SIDES[0]), at(SIDES[1]));
@@ -90,7 +84,7 @@ fn positions(landmarks: &[[f32; 3]], pose: Pose) -> (Vec<P>, f32) {
         let (a, b) = (angle.cos() * RING_RADII[0] * width * 0.5, angle.sin() * RING_RADII[1] * height * 0.5);
         [centre[0] + across[0] * a + down[0] * b, centre[1] + across[1] * a + down[1] * b]
     }));
-    (points, width)
+    points
 }
 
 /// Largest turn (radians) and shift (face widths, across and down).

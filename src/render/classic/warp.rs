@@ -87,13 +87,13 @@ pub trait InteriorShader {
     fn shade(&self, uv: P, warped: [f32; 3]) -> [f32; 3];
 }
 
-/// For a mesh without a drawn interior (eyes, the head): never asked.
-pub struct NoInterior;
-
-impl InteriorShader for NoInterior {
-    fn shade(&self, _uv: P, warped: [f32; 3]) -> [f32; 3] {
-        warped
-    }
+/// The part of a mesh drawn rather than warped (the mouth's opening): which triangles, the vertices'
+/// (u, v) across the opening, and what fills it.
+#[derive(Clone, Copy)]
+pub struct DrawnInterior<'a> {
+    pub triangles: &'a [bool],
+    pub uv: &'a [P],
+    pub shader: &'a dyn InteriorShader,
 }
 
 /// Warps the frame by the mesh into an RGBA patch over the target's bounding box (clipped to the frame).
@@ -104,9 +104,7 @@ pub fn warp(
     source: &[P],
     target: &[P],
     triangles: &[[u32; 3]],
-    interior: &[bool],
-    uv: &[P],
-    shader: &dyn InteriorShader,
+    drawn: Option<DrawnInterior<'_>>,
 ) -> Option<Patch> {
     let _span = tracing::trace_span!("warp").entered();
     let sampler = Sampler::new(frame);
@@ -125,11 +123,12 @@ pub fn warp(
     }
     let (w, h) = ((px1 - px0) as usize, (py1 - py0) as usize);
     let mut rgba = vec![0u8; w * h * 4];
-    for (t, &is_interior) in triangles.iter().zip(interior) {
+    for (k, t) in triangles.iter().enumerate() {
+        let interior = drawn.filter(|d| d.triangles[k]);
         let [a, b, c] = t.map(|i| target[i as usize]);
         let [sa, sb, sc] = t.map(|i| source[i as usize]);
         // A triangle that neither moves nor is drawn leaves its pixels as they are.
-        if !is_interior && sa == a && sb == b && sc == c {
+        if interior.is_none() && sa == a && sb == b && sc == c {
             continue;
         }
         let det = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]);
@@ -148,8 +147,11 @@ pub fn warp(
         // Source positions in sampler coordinates (pixel centres at integers).
         let sx = affine(sa[0] - 0.5, sb[0] - 0.5, sc[0] - 0.5);
         let sy = affine(sa[1] - 0.5, sb[1] - 0.5, sc[1] - 0.5);
-        let [ua, ub, uc] = t.map(|i| uv[i as usize]);
-        let (uu, vv) = (affine(ua[0], ub[0], uc[0]), affine(ua[1], ub[1], uc[1]));
+        // The interior's (u, v), affine over the triangle too.
+        let uv = interior.map(|d| {
+            let [ua, ub, uc] = t.map(|i| d.uv[i as usize]);
+            (affine(ua[0], ub[0], uc[0]), affine(ua[1], ub[1], uc[1]))
+        });
         let ty0 = (a[1].min(b[1]).min(c[1]).floor() as i32).max(py0);
         let ty1 = (a[1].max(b[1]).max(c[1]).ceil() as i32).min(py1 - 1);
         let tx0 = (a[0].min(b[0]).min(c[0]).floor() as i32).max(px0);
@@ -191,12 +193,13 @@ pub fn warp(
             let (fx, fy) = (sx[0] + sx[1] * cx + sx[2] * cy, sy[0] + sy[1] * cx + sy[2] * cy);
             for (i, out) in span.chunks_exact_mut(4).enumerate() {
                 let warped = sampler.bilinear(fx + sx[1] * i as f32, fy + sy[1] * i as f32);
-                let rgb = if is_interior {
-                    let cx = (xs + i as i32) as f32 + 0.5;
-                    let at = |f: &[f32; 3]| f[0] + f[1] * cx + f[2] * cy;
-                    shader.shade([at(&uu), at(&vv)], warped)
-                } else {
-                    warped
+                let rgb = match (interior, &uv) {
+                    (Some(d), Some((uu, vv))) => {
+                        let cx = (xs + i as i32) as f32 + 0.5;
+                        let at = |f: &[f32; 3]| f[0] + f[1] * cx + f[2] * cy;
+                        d.shader.shade([at(uu), at(vv)], warped)
+                    }
+                    _ => warped,
                 };
                 for k in 0..3 {
                     out[k] = (rgb[k].clamp(0.0, 255.0) + 0.5) as u8; // round, without libm's roundf
@@ -269,15 +272,14 @@ mod tests {
         let pts: Vec<P> = vec![[10.0, 10.0], [50.0, 10.0], [50.0, 40.0], [10.0, 40.0], [30.0, 25.0]];
         let tris = delaunay(&pts);
         let uv = vec![[0.0; 2]; pts.len()];
-        let interior = vec![false; tris.len()];
         // Nothing moves: nothing to draw.
-        let patch = warp(&frame, &pts, &pts, &tris, &interior, &uv, &Black).unwrap();
+        let patch = warp(&frame, &pts, &pts, &tris, None).unwrap();
         assert!(patch.rgba.chunks(4).all(|p| p[3] == 0));
         // Moving the centre vertex right by 4: every pixel of the hull is drawn, and the pixel at the new
         // centre shows the old centre.
         let mut moved = pts.clone();
         moved[4][0] += 4.0;
-        let patch = warp(&frame, &pts, &moved, &tris, &interior, &uv, &Black).unwrap();
+        let patch = warp(&frame, &pts, &moved, &tris, None).unwrap();
         let at = |x: usize, y: usize| {
             let o = ((y - patch.y as usize) * patch.width as usize + (x - patch.x as usize)) * 4;
             &patch.rgba[o..o + 4]
@@ -289,7 +291,9 @@ mod tests {
         // Near an unmoved corner the warp is the identity.
         assert_eq!(&at(11, 11)[..3], &[11, 11, 100]);
         // Interior triangles get the shader.
-        let patch = warp(&frame, &pts, &pts, &tris, &vec![true; tris.len()], &uv, &Black).unwrap();
+        let all = vec![true; tris.len()];
+        let drawn = DrawnInterior { triangles: &all, uv: &uv, shader: &Black };
+        let patch = warp(&frame, &pts, &pts, &tris, Some(drawn)).unwrap();
         let o = ((25 - patch.y as usize) * patch.width as usize + (30 - patch.x as usize)) * 4;
         assert_eq!(&patch.rgba[o..o + 4], &[0, 0, 0, 255]);
     }
