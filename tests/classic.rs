@@ -49,10 +49,49 @@ fn the_drawn_mouth_opens_as_the_pose_asks_and_the_tracker_sees_it() {
         openings.push(mouth_opening(&seen.landmarks));
     }
     eprintln!("openings measured for poses 0, 0.5, 1: {openings:?}");
-    // The photo's own mouth shows its teeth (0.11); the closed pose narrows it.
-    assert!(openings[0] < 0.1, "closed: {}", openings[0]);
+    // The photo's own mouth shows its teeth (0.11); the closed pose shuts it.
+    assert!(openings[0] < 0.02, "closed: {}", openings[0]);
     assert!(openings[1] > openings[0] + 0.005 && openings[2] > openings[1] + 0.005, "{openings:?}");
     assert!(openings[2] > openings[0] + 0.02, "{openings:?}");
+}
+
+#[test]
+fn a_smile_that_shows_the_teeth_is_shut_by_its_jaw() {
+    let frame = common::frame(&common::golden("astronaut"));
+    let face = tracker().track(&frame).unwrap().expect("a face");
+    let own: Vec<[f32; 2]> = face.landmarks.iter().map(|p| [p[0], p[1]]).collect();
+    let neutral = Rig::new(&face.landmarks).neutral().to_vec();
+    let gap = own[14][1] - own[13][1];
+    assert!(gap > 5.0, "the photo's teeth show: {gap} px");
+    let rise = |id: usize| own[id][1] - neutral[id][1];
+    // The lower lip meets the upper one, which stays; the lip keeps its thickness; the chin comes up (the
+    // face is turned a little from the frame's axes: 0.05 px).
+    assert!((neutral[14][1] - neutral[13][1]).abs() < 0.05 && rise(13).abs() < 0.05);
+    assert!((rise(14) - gap).abs() < 0.05 && (rise(17) - gap).abs() < 0.05, "{} {}", rise(14), rise(17));
+    assert!(rise(152) > 0.9 * gap && rise(152) <= gap + 0.05, "chin: {} of {gap}", rise(152));
+    // The corners stay, and the skin just under them rises no more than the lip beside it.
+    for id in [61, 291, 78, 308] {
+        assert!(rise(id).abs() < 0.05, "corner {id}");
+    }
+    const LOWER_LIP_OUTER: [usize; 11] = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291];
+    let lip_y = |points: &[[f32; 2]], x: f32| {
+        LOWER_LIP_OUTER
+            .windows(2)
+            .map(|w| (points[w[0]], points[w[1]]))
+            .find(|(a, b)| a[0] <= x && x <= b[0])
+            .map(|(a, b)| a[1] + (b[1] - a[1]) * (x - a[0]) / (b[0] - a[0]).max(1e-6))
+    };
+    let mut under = 0;
+    for id in 0..own.len() {
+        let Some(y) = lip_y(&own, own[id][0]) else { continue };
+        if LOWER_LIP_OUTER.contains(&id) || own[id][1] < y + 1.0 {
+            continue;
+        }
+        under += 1;
+        let y = lip_y(&neutral, neutral[id][0]).unwrap();
+        assert!(neutral[id][1] > y, "landmark {id} rose past the lower lip: {:?} {y}", neutral[id]);
+    }
+    assert!(under > 20, "{under} landmarks under the lip");
 }
 
 #[test]

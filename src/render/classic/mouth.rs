@@ -90,10 +90,11 @@ pub struct Interior<'a> {
 }
 
 impl Interior<'_> {
-    /// The teeth's share of an opening of `gap` pixels on a face `scale` pixels between the eyes: about
-    /// 1/12 of the interocular distance shows below the upper lip, at most half the opening.
+    /// The teeth's share of an opening of `gap` pixels on a face `scale` pixels between the eyes: the
+    /// incisors show about 1/8 of the interocular distance below the upper lip (a centimetre), at most
+    /// half the opening.
     pub fn teeth_share(gap: f32, scale: f32) -> f32 {
-        (0.08 * scale / gap.max(1.0)).clamp(0.0, 0.5)
+        (0.12 * scale / gap.max(1.0)).clamp(0.0, 0.5)
     }
 
     fn synthetic(&self, u: f32, v: f32) -> [f32; 3] {
@@ -232,7 +233,7 @@ mod tests {
         assert!(luma(teeth) > 120.0, "{teeth:?}");
         assert!(luma(cavity) < 40.0, "{cavity:?}");
         assert!(luma(corner) < luma(teeth) * 0.5, "{corner:?}");
-        assert_eq!(Interior::teeth_share(100.0, 100.0), 0.08);
+        assert_eq!(Interior::teeth_share(100.0, 100.0), 0.12);
         assert_eq!(Interior::teeth_share(2.0, 100.0), 0.5);
     }
 

@@ -216,12 +216,8 @@ impl Rig {
     /// Builds the rig of a neutral face (468 landmarks in pixels).
     pub fn new(landmarks: &[[f32; 3]]) -> Rig {
         let mut neutral: Vec<P> = landmarks.iter().map(|p| [p[0], p[1]]).collect();
-        for &(u, l) in &INNER_PAIRS {
-            let mid = midpoint(neutral[u as usize], neutral[l as usize]);
-            neutral[u as usize] = mid;
-            neutral[l as usize] = mid;
-        }
         let axes = Axes::of(neutral[EYES.0], neutral[EYES.1]);
+        close_mouth(&mut neutral, axes);
         let face: Vec<P> = neutral.iter().map(|&p| axes.to_face(p)).collect();
         let (cl, cr) = (face[61], face[291]);
         let mouth = [(cl[0] + cr[0]) * 0.5, (cl[1] + cr[1]) * 0.5];
@@ -328,6 +324,11 @@ impl Rig {
             })
             .collect();
         rig
+    }
+
+    /// The neutral face's landmarks (frame pixels), its mouth shut.
+    pub fn neutral(&self) -> &[[f32; 2]] {
+        &self.neutral
     }
 
     /// The neutral point `id` moved to `pose` (neutral frame pixels).
@@ -445,6 +446,45 @@ impl Rig {
             .chain(right)
             .collect();
         Targets { source, target, scale, gap: gap * (1.0 - press), width, seam }
+    }
+}
+
+/// Closes the mouth of a neutral face that shows an opening (a smile with its teeth, a photo taken
+/// mid-word): the lower lip rises to the upper one, pair by pair, and the skin and jaw under it rise with
+/// it, as when a speaker shuts their mouth. Meeting halfway with the jaw left down gives fat lips over an
+/// open jaw, which neither a viewer nor the face tracker takes for a closed mouth.
+fn close_mouth(neutral: &mut [P], axes: Axes) {
+    let face: Vec<P> = neutral.iter().map(|&p| axes.to_face(p)).collect();
+    let mut shift = vec![[0.0f32; 2]; face.len()];
+    for &(u, l) in &INNER_PAIRS {
+        shift[l as usize] = sub(face[u as usize], face[l as usize]);
+    }
+    // Each lip moves as one piece: its outer edge with its inner one.
+    for &(inner, outer) in &INNER_TO_OUTER {
+        shift[outer as usize] = [0.0, shift[inner as usize][1]];
+    }
+    // The skin under the lower lip rises as the lip above it does (nothing at the corners), so no point
+    // passes the lip.
+    let (cl, cr) = (face[61], face[291]);
+    let mut profile: Vec<P> = INNER_PAIRS.iter().map(|&(_, l)| [face[l as usize][0], shift[l as usize][1]]).collect();
+    profile.extend([[cl[0], 0.0], [cr[0], 0.0]]);
+    profile.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    let rise_at = |x: f32| {
+        profile.windows(2).find(|w| w[0][0] <= x && x <= w[1][0]).map_or(0.0, |w| {
+            let t = (x - w[0][0]) / (w[1][0] - w[0][0]).max(1e-6);
+            (w[0][1] + (w[1][1] - w[0][1]) * t).min(0.0)
+        })
+    };
+    let mouth_y = (cl[1] + cr[1]) * 0.5;
+    for (id, (s, f)) in shift.iter_mut().zip(&face).enumerate() {
+        let id16 = id as u16;
+        if is_in(&UPPER_LIP, id16) || is_in(&LOWER_LIP, id16) || is_in(&CORNERS, id16) {
+            continue;
+        }
+        *s = [0.0, rise_at(f[0]) * smoothstep(-0.03, 0.08, f[1] - mouth_y)];
+    }
+    for ((p, f), s) in neutral.iter_mut().zip(&face).zip(&shift) {
+        *p = axes.to_pixels([f[0] + s[0], f[1] + s[1]]);
     }
 }
 
