@@ -268,4 +268,6 @@ fn a_photo_blinks_in_silence() {
     assert!((8.0..=30.0).contains(&per_minute), "{per_minute:.1} blinks a minute");
     assert!(moved < 0.05, "the head moved {:.1} % of the face width", 100.0 * moved);
     assert!(swayed > 0.01, "the head sways {:.1} % of the face width across: held still", 100.0 * swayed);
+    // The photo smiles with its teeth (0.111 apart); in silence the mouth is shut on every frame.
+    assert!(gap_max < 0.03, "the inner lips {gap_max:.3} of the eye distance apart in silence");
 }
