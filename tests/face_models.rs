@@ -75,3 +75,14 @@ fn a_wrong_file_in_a_folder_is_caught_by_its_checksum() {
     let err = ModelSource::Wheel(dir.join("broken.whl")).read(FaceModel::Landmarks).unwrap_err().to_string();
     assert!(err.contains("broken.whl") && err.contains("not a readable wheel"), "{err}");
 }
+
+#[test]
+fn the_meshs_adds_and_prelus_run_inside_its_convolutions() {
+    let g = graph(FaceModel::Landmarks);
+    let (out, steps) = g.profile(&golden("astronaut")["fm_input"]).unwrap();
+    assert_eq!(out.len(), 2);
+    let count = |op: &str| steps.iter().filter(|s| s.op == op).count();
+    // The file has 20 ADDs and 23 PReLUs, each after a 1x1 or k x k convolution.
+    assert_eq!((count("add"), count("prelu")), (0, 0), "{:?}", steps.iter().map(|s| s.op).collect::<Vec<_>>());
+    assert_eq!((count("conv1x1"), count("conv"), count("depthwise")), (22, 3, 20));
+}

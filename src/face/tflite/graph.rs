@@ -7,15 +7,16 @@
 //! list to get wrong) and names the operator when a file holds something else. Four-dimensional tensors
 //! are kept NCHW inside (candle's convolution layout) and converted at RESHAPE/CONCATENATION and at the
 //! outputs, so results keep TFLite's NHWC order. Padding is TensorFlow's: SAME puts the extra pixel at the
-//! bottom/right. Convolutions run as matrix products (1x1 directly, others over an unfolded input);
-//! depthwise convolutions and PReLU run in direct kernels (candle's grouped convolution runs one
-//! convolution per channel, about 20x slower here).
+//! bottom/right. Convolutions run as matrix products (1x1 directly, others over an unfolded input kept
+//! from run to run); depthwise convolutions, max pooling and PReLU run in direct kernels (candle's grouped
+//! convolution runs one convolution per channel, about 20x slower here). A residual block's ADD and a
+//! convolution's PReLU are fused into the convolution when the graph is prepared.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Shape, Tensor};
 
-use super::kernels::{self, DwShape};
+use super::kernels::{self, Activation, DwShape};
 use super::model::{Const, OpKind, Padding, TfliteModel};
 use crate::error::{Error, Result};
 
@@ -23,7 +24,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepTime {
     /// The operator: `conv` (a k x k convolution), `conv1x1`, `depthwise`, `max_pool`, `add`, `relu`,
-    /// `prelu`, `pad`, `reshape` or `concat`.
+    /// `prelu`, `pad`, `reshape` or `concat`; a convolution includes the add and activation fused into it.
     pub op: &'static str,
     /// Its output's shape (NCHW for 4-D tensors).
     pub output: Vec<usize>,
@@ -54,12 +55,14 @@ enum Step {
     Conv {
         x: usize,
         y: usize,
-        im2col: Im2col,
-        op: Pointwise,
+        op: Conv,
     },
+    /// A 1x1 convolution; with `residual`, the tensor added to its output (the add of a residual block,
+    /// fused in, run where the add was).
     Pointwise {
         x: usize,
         y: usize,
+        residual: Option<usize>,
         op: Pointwise,
     },
     Depthwise {
@@ -70,8 +73,7 @@ enum Step {
     MaxPool {
         x: usize,
         y: usize,
-        kernel: (usize, usize),
-        stride: (usize, usize),
+        op: MaxPool,
     },
     Add {
         a: usize,
@@ -86,7 +88,7 @@ enum Step {
     Prelu {
         x: usize,
         y: usize,
-        alpha: Prelu,
+        alpha: Arc<Vec<f32>>,
     },
     /// Zero padding per NCHW dim (before, after).
     Pad {
@@ -187,7 +189,7 @@ impl Graph {
                     } else if stride.0 != stride.1 {
                         return Err(bad(format!("operator {index}: unequal strides {stride:?}")));
                     } else if kh == 1 && kw == 1 && *stride == (1, 1) {
-                        Step::Pointwise { x, y, op: Pointwise { w: Arc::new(w), b: Arc::new(b), relu: *relu } }
+                        Step::Pointwise { x, y, residual: None, op: Pointwise::new(w, b, *relu) }
                     } else {
                         // OHWI -> [O][C*kh*kw], rows in im2col order (channel, ky, kx).
                         let w = Tensor::from_vec(w, (o, kh, kw, i), device)?
@@ -197,8 +199,11 @@ impl Graph {
                         Step::Conv {
                             x,
                             y,
-                            im2col: Im2col { kh, kw, stride: stride.0, pads },
-                            op: Pointwise { w: Arc::new(w.flatten_all()?.to_vec1()?), b: Arc::new(b), relu: *relu },
+                            op: Conv {
+                                unfold: Im2col { kh, kw, stride: stride.0, pads },
+                                op: Pointwise::new(w.flatten_all()?.to_vec1()?, b, *relu),
+                                cols: Mutex::new(Vec::new()),
+                            },
                         }
                     }
                 }
@@ -206,11 +211,11 @@ impl Graph {
                     if same_or_valid(*padding, hw(&xs)?, *filter, *stride) != [0; 4] {
                         return Err(bad(format!("operator {index}: padded max pooling is not supported")));
                     }
-                    Step::MaxPool { x, y, kernel: *filter, stride: *stride }
+                    Step::MaxPool { x, y, op: MaxPool { kernel: *filter, stride: *stride } }
                 }
                 OpKind::Add { relu } => Step::Add { a: x, b: op.inputs[1], y, relu: *relu },
                 OpKind::Relu => Step::Relu { x, y },
-                OpKind::Prelu => Step::Prelu { x, y, alpha: Prelu(Arc::new(f32_const(op.inputs[1], "PReLU slope")?)) },
+                OpKind::Prelu => Step::Prelu { x, y, alpha: Arc::new(f32_const(op.inputs[1], "PReLU slope")?) },
                 OpKind::Pad => {
                     let Some(Const::I32(p)) = &model.consts[op.inputs[1]] else {
                         return Err(bad(format!("operator {index}: PAD without constant paddings")));
@@ -243,6 +248,7 @@ impl Graph {
             };
             steps.push(step);
         }
+        let steps = fuse(steps, &model.outputs);
         let mut last_read = vec![None; model.tensors.len()];
         for (k, step) in steps.iter().enumerate() {
             for t in step.inputs() {
@@ -303,26 +309,21 @@ impl Graph {
         for (k, step) in self.steps.iter().enumerate() {
             let started = times.is_some().then(std::time::Instant::now);
             let (y, value) = match step {
-                Step::Conv { x, y, im2col, op } => {
-                    // A matrix product over the unfolded input: the few-channel first layers run ~10x
-                    // faster this way than through candle's convolution.
-                    let v = get(&values, *x)?;
-                    let (ho, wo) = im2col.output_size(v.dim(2)?, v.dim(3)?);
-                    let cols = v.apply_op1_no_bwd(im2col)?;
-                    let k = cols.dim(0)?;
-                    (*y, cols.reshape((1, k, ho, wo))?.apply_op1_no_bwd(op)?)
+                Step::Conv { x, y, op } => (*y, get(&values, *x)?.apply_op1_no_bwd(op)?),
+                Step::Pointwise { x, y, residual: None, op } => (*y, get(&values, *x)?.apply_op1_no_bwd(op)?),
+                Step::Pointwise { x, y, residual: Some(r), op } => {
+                    (*y, get(&values, *x)?.apply_op2_no_bwd(&get(&values, *r)?, op)?)
                 }
-                Step::Pointwise { x, y, op } => (*y, get(&values, *x)?.apply_op1_no_bwd(op)?),
                 Step::Depthwise { x, y, op } => (*y, get(&values, *x)?.apply_op1_no_bwd(op)?),
-                Step::MaxPool { x, y, kernel, stride } => {
-                    (*y, get(&values, *x)?.max_pool2d_with_stride(*kernel, *stride)?)
-                }
+                Step::MaxPool { x, y, op } => (*y, get(&values, *x)?.apply_op1_no_bwd(op)?),
                 Step::Add { a, b, y, relu } => {
                     let v = get(&values, *a)?.add(&get(&values, *b)?)?;
                     (*y, if *relu { v.relu()? } else { v })
                 }
                 Step::Relu { x, y } => (*y, get(&values, *x)?.relu()?),
-                Step::Prelu { x, y, alpha } => (*y, get(&values, *x)?.apply_op1_no_bwd(alpha)?),
+                Step::Prelu { x, y, alpha } => {
+                    (*y, get(&values, *x)?.apply_op1_no_bwd(&Activate(Activation::Prelu(alpha.clone())))?)
+                }
                 Step::Pad { x, y, pads } => {
                     let mut v = get(&values, *x)?;
                     for (dim, &(before, after)) in pads.iter().enumerate() {
@@ -374,6 +375,7 @@ impl Step {
     /// The tensors the step reads.
     fn inputs(&self) -> Vec<usize> {
         match self {
+            Step::Pointwise { x, residual: Some(r), .. } => vec![*x, *r],
             Step::Conv { x, .. }
             | Step::Pointwise { x, .. }
             | Step::Depthwise { x, .. }
@@ -401,6 +403,57 @@ impl Step {
             Step::Concat { .. } => "concat",
         }
     }
+}
+
+/// Fuses what follows a convolution into it, as XNNPACK does: an ADD of a 1x1 convolution's output (read by
+/// nothing else) and another tensor becomes the convolution with that residual, run where the add was;
+/// a PReLU of a convolution's output (read by nothing else) becomes its activation. Each saves a pass over
+/// the tensor and its allocation.
+fn fuse(mut steps: Vec<Step>, outputs: &[usize]) -> Vec<Step> {
+    let readers = |steps: &[Option<Step>], t: usize| {
+        steps.iter().flatten().filter(|s| s.inputs().contains(&t)).count() + outputs.contains(&t) as usize
+    };
+    let mut slots: Vec<Option<Step>> = steps.drain(..).map(Some).collect();
+    for k in 0..slots.len() {
+        let Some(Step::Add { a, b, y, relu }) = slots[k] else { continue };
+        let producer = |t: usize| {
+            slots[..k].iter().position(|s| {
+                matches!(s, Some(Step::Pointwise { y, residual: None, op, .. }) if *y == t && matches!(op.activation, Activation::None))
+            })
+        };
+        let Some((p, residual)) = [(a, b), (b, a)]
+            .into_iter()
+            .find_map(|(t, r)| producer(t).filter(|_| readers(&slots, t) == 1).map(|p| (p, r)))
+        else {
+            continue;
+        };
+        let Some(Step::Pointwise { x, mut op, .. }) = slots[p].take() else { unreachable!() };
+        if relu {
+            op.activation = Activation::Relu;
+        }
+        slots[k] = Some(Step::Pointwise { x, y, residual: Some(residual), op });
+    }
+    for k in 0..slots.len() {
+        let Some(Step::Prelu { x, y, ref alpha }) = slots[k] else { continue };
+        if readers(&slots, x) != 1 {
+            continue;
+        }
+        let alpha = alpha.clone();
+        let producer = slots[..k].iter_mut().flatten().find_map(|s| match s {
+            Step::Pointwise { y: out, op, .. } | Step::Conv { y: out, op: Conv { op, .. }, .. }
+                if *out == x && matches!(op.activation, Activation::None) =>
+            {
+                Some((out, op))
+            }
+            _ => None,
+        });
+        if let Some((out, op)) = producer {
+            *out = y;
+            op.activation = Activation::Prelu(alpha);
+            slots[k] = None;
+        }
+    }
+    slots.into_iter().flatten().collect()
 }
 
 /// The f32 data of a contiguous 4-D tensor given to a custom op.
@@ -447,13 +500,41 @@ impl CustomOp1 for Depthwise {
     }
 }
 
-/// A 1x1 convolution with stride 1 on an NCHW f32 tensor, bias and ReLU included ([`kernels::pointwise`]);
-/// also a k x k convolution's, over its unfolded input.
+/// A 1x1 convolution with stride 1 on an NCHW f32 tensor, bias, activation and (as a two-input op) a
+/// residual included ([`kernels::pointwise`]); also a k x k convolution's, over its unfolded input.
 struct Pointwise {
     /// [O][C]
     w: Arc<Vec<f32>>,
     b: Arc<Vec<f32>>,
-    relu: bool,
+    activation: Activation,
+}
+
+impl Pointwise {
+    fn new(w: Vec<f32>, b: Vec<f32>, relu: bool) -> Self {
+        Pointwise { w: Arc::new(w), b: Arc::new(b), activation: if relu { Activation::Relu } else { Activation::None } }
+    }
+
+    fn run(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+        residual: Option<&[f32]>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let src = nchw_f32(storage, layout, "pointwise-conv2d")?;
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let o = self.b.len();
+        if n != 1 || c * o != self.w.len() {
+            candle_core::bail!("pointwise-conv2d: input {:?} for {o} x {} weights", layout.shape(), self.w.len());
+        }
+        if residual.is_some_and(|r| r.len() != o * h * w) {
+            candle_core::bail!(
+                "pointwise-conv2d: a residual of {} values for {o} x {h} x {w}",
+                residual.map_or(0, <[f32]>::len)
+            );
+        }
+        let out = kernels::pointwise(src, &self.w, &self.b, h * w, residual, &self.activation);
+        Ok((CpuStorage::F32(out), Shape::from((1, o, h, w))))
+    }
 }
 
 impl CustomOp1 for Pointwise {
@@ -462,41 +543,99 @@ impl CustomOp1 for Pointwise {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let src = nchw_f32(storage, layout, "pointwise-conv2d")?;
-        let (n, c, h, w) = layout.shape().dims4()?;
-        let o = self.b.len();
-        if n != 1 || c * o != self.w.len() {
-            candle_core::bail!("pointwise-conv2d: input {:?} for {o} x {} weights", layout.shape(), self.w.len());
-        }
-        let out = kernels::pointwise(src, &self.w, &self.b, h * w, self.relu);
-        Ok((CpuStorage::F32(out), Shape::from((1, o, h, w))))
+        self.run(storage, layout, None)
     }
 }
 
-/// Per-channel PReLU on an NCHW f32 tensor in one pass: `x >= 0 ? x : alpha[c] * x`.
-struct Prelu(Arc<Vec<f32>>);
-
-impl CustomOp1 for Prelu {
+impl CustomOp2 for Pointwise {
     fn name(&self) -> &'static str {
-        "prelu"
+        "pointwise-conv2d-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+        residual: &CpuStorage,
+        residual_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run(storage, layout, Some(nchw_f32(residual, residual_layout, "pointwise-conv2d-add")?))
+    }
+}
+
+/// An activation on its own, on an NCHW f32 tensor in one pass.
+struct Activate(Activation);
+
+impl CustomOp1 for Activate {
+    fn name(&self) -> &'static str {
+        "activation"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let src = nchw_f32(storage, layout, "prelu")?;
+        let src = nchw_f32(storage, layout, "activation")?;
         let (_, c, h, w) = layout.shape().dims4()?;
-        if c != self.0.len() {
-            candle_core::bail!("prelu: {c} channels for {} slopes", self.0.len());
+        if let Activation::Prelu(alpha) = &self.0
+            && alpha.len() != c
+        {
+            candle_core::bail!("prelu: {c} channels for {} slopes", alpha.len());
         }
         let mut out = src.to_vec();
-        for (plane, &a) in out.chunks_mut(h * w).zip(self.0.iter().cycle()) {
-            plane.iter_mut().for_each(|v| *v = if *v >= 0.0 { *v } else { a * *v });
-        }
+        self.0.apply(&mut out, h * w);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
-/// Unfolds an NCHW f32 tensor (batch 1) into the `[C*kh*kw, Ho*Wo]` matrix a convolution multiplies,
-/// with TensorFlow's zero padding.
+/// Max pooling without padding on an NCHW f32 tensor ([`kernels::max_pool`]).
+struct MaxPool {
+    kernel: (usize, usize),
+    stride: (usize, usize),
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "max-pool2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let src = nchw_f32(storage, layout, "max-pool2d")?;
+        let (n, c, h, w) = layout.shape().dims4()?;
+        if n != 1 || h < self.kernel.0 || w < self.kernel.1 {
+            candle_core::bail!("max-pool2d: input {:?} for a {:?} window", layout.shape(), self.kernel);
+        }
+        let (out, ho, wo) = kernels::max_pool(src, c, (h, w), self.kernel, self.stride);
+        Ok((CpuStorage::F32(out), Shape::from((1, c, ho, wo))))
+    }
+}
+
+/// A k x k convolution as a matrix product over its unfolded input (the few-channel first layers run
+/// about 10x faster this way than through candle's convolution), the unfolded input kept from run to run.
+struct Conv {
+    unfold: Im2col,
+    op: Pointwise,
+    cols: Mutex<Vec<f32>>,
+}
+
+impl CustomOp1 for Conv {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let src = nchw_f32(storage, layout, "conv2d")?;
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let o = self.op.b.len();
+        if n != 1 || c * self.unfold.kh * self.unfold.kw * o != self.op.w.len() {
+            candle_core::bail!("conv2d: input {:?} for {o} x {} weights", layout.shape(), self.op.w.len());
+        }
+        let mut cols = self.cols.lock().unwrap_or_else(|e| e.into_inner());
+        let (ho, wo) = self.unfold.unfold(src, (c, h, w), &mut cols);
+        let out = kernels::pointwise(&cols, &self.op.w, &self.op.b, ho * wo, None, &self.op.activation);
+        Ok((CpuStorage::F32(out), Shape::from((1, o, ho, wo))))
+    }
+}
+
+/// Unfolds NCHW f32 planes (batch 1) into the `[C*kh*kw][Ho*Wo]` matrix a convolution multiplies, with
+/// TensorFlow's zero padding.
 #[derive(Clone, Copy)]
 struct Im2col {
     kh: usize,
@@ -506,46 +645,49 @@ struct Im2col {
 }
 
 impl Im2col {
-    fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+    /// Fills `cols` (resized to fit) from `c` planes of `h x w`; returns the output's height and width.
+    fn unfold(&self, src: &[f32], (c, h, w): (usize, usize, usize), cols: &mut Vec<f32>) -> (usize, usize) {
         let [pt, pb, pl, pr] = self.pads;
-        ((h + pt + pb - self.kh) / self.stride + 1, (w + pl + pr - self.kw) / self.stride + 1)
-    }
-}
-
-impl CustomOp1 for Im2col {
-    fn name(&self) -> &'static str {
-        "im2col"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let src = nchw_f32(storage, layout, "im2col")?;
-        let (_, c, h, w) = layout.shape().dims4()?;
-        let (ho, wo) = self.output_size(h, w);
-        let [pt, _, pl, _] = self.pads;
         let s = self.stride;
-        let mut cols = vec![0f32; c * self.kh * self.kw * ho * wo];
-        for ch in 0..c {
-            let plane = &src[ch * h * w..(ch + 1) * h * w];
+        let (ho, wo) = ((h + pt + pb - self.kh) / s + 1, (w + pl + pr - self.kw) / s + 1);
+        cols.resize(c * self.kh * self.kw * ho * wo, 0.0);
+        let mut rows = cols.chunks_exact_mut(wo);
+        for plane in src.chunks_exact(h * w).take(c) {
             for ky in 0..self.kh {
                 for kx in 0..self.kw {
-                    let row = ((ch * self.kh + ky) * self.kw + kx) * ho * wo;
+                    // Output columns whose input column ox * s + kx - pl lies inside the row.
+                    let first = pl.saturating_sub(kx).div_ceil(s).min(wo);
+                    let last = ((w + pl).saturating_sub(kx + 1) / s + 1).clamp(first, wo);
                     for oy in 0..ho {
+                        let dst = rows.next().expect("cols sized for every row");
                         let iy = (oy * s + ky) as isize - pt as isize;
                         if iy < 0 || iy >= h as isize {
+                            dst.fill(0.0);
                             continue;
                         }
                         let src_row = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        let dst = &mut cols[row + oy * wo..row + (oy + 1) * wo];
-                        for (ox, d) in dst.iter_mut().enumerate() {
-                            let ix = (ox * s + kx) as isize - pl as isize;
-                            if ix >= 0 && (ix as usize) < w {
-                                *d = src_row[ix as usize];
+                        dst[..first].fill(0.0);
+                        dst[last..].fill(0.0);
+                        if first < last {
+                            let (dst, src) = (&mut dst[first..last], &src_row[first * s + kx - pl..]);
+                            match s {
+                                1 => dst.copy_from_slice(&src[..dst.len()]),
+                                // Every other value: pairs, so the loop vectorises.
+                                2 => {
+                                    let pairs = src.chunks_exact(2);
+                                    let n = pairs.len();
+                                    dst.iter_mut().zip(pairs).for_each(|(d, p)| *d = p[0]);
+                                    if let Some(d) = dst.get_mut(n) {
+                                        *d = src[2 * n];
+                                    }
+                                }
+                                _ => dst.iter_mut().zip(src.iter().step_by(s)).for_each(|(d, v)| *d = *v),
                             }
                         }
                     }
                 }
             }
         }
-        Ok((CpuStorage::F32(cols), Shape::from((c * self.kh * self.kw, ho * wo))))
+        (ho, wo)
     }
 }
