@@ -409,18 +409,19 @@ impl Step {
 /// nothing else) and another tensor becomes the convolution with that residual, run where the add was;
 /// a PReLU of a convolution's output (read by nothing else) becomes its activation. Each saves a pass over
 /// the tensor and its allocation.
-fn fuse(mut steps: Vec<Step>, outputs: &[usize]) -> Vec<Step> {
+fn fuse(steps: Vec<Step>, outputs: &[usize]) -> Vec<Step> {
     let readers = |steps: &[Option<Step>], t: usize| {
         steps.iter().flatten().filter(|s| s.inputs().contains(&t)).count() + outputs.contains(&t) as usize
     };
-    let mut slots: Vec<Option<Step>> = steps.drain(..).map(Some).collect();
+    // A plain 1x1 convolution (no residual or activation yet) whose output is `t`.
+    let plain_pointwise = |s: &Option<Step>, t: usize| match s {
+        Some(Step::Pointwise { y, residual: None, op, .. }) => *y == t && matches!(op.activation, Activation::None),
+        _ => false,
+    };
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
     for k in 0..slots.len() {
         let Some(Step::Add { a, b, y, relu }) = slots[k] else { continue };
-        let producer = |t: usize| {
-            slots[..k].iter().position(|s| {
-                matches!(s, Some(Step::Pointwise { y, residual: None, op, .. }) if *y == t && matches!(op.activation, Activation::None))
-            })
-        };
+        let producer = |t: usize| slots[..k].iter().position(|s| plain_pointwise(s, t));
         let Some((p, residual)) = [(a, b), (b, a)]
             .into_iter()
             .find_map(|(t, r)| producer(t).filter(|_| readers(&slots, t) == 1).map(|p| (p, r)))
@@ -525,6 +526,11 @@ impl Pointwise {
         let o = self.b.len();
         if n != 1 || c * o != self.w.len() {
             candle_core::bail!("pointwise-conv2d: input {:?} for {o} x {} weights", layout.shape(), self.w.len());
+        }
+        if let Activation::Prelu(alpha) = &self.activation
+            && alpha.len() != o
+        {
+            candle_core::bail!("pointwise-conv2d: {o} channels for {} PReLU slopes", alpha.len());
         }
         if residual.is_some_and(|r| r.len() != o * h * w) {
             candle_core::bail!(
