@@ -142,28 +142,19 @@ pub fn warp_into(view: &RgbView<'_>, rect: &Rect, out_w: usize, out_h: usize, bo
             let w01 = fx * (32 - fy) * 32;
             let w10 = (32 - fx) * fy * 32;
             let w11 = fx * fy * 32;
-            let o = (y * out_w + x) * 3;
             let inside = x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h;
-            match packed {
+            let (p00, p01, p10, p11) = match packed {
                 Some((rgb, bpp)) if inside => {
                     let at = base + y0 as usize * stride + x0 as usize * bpp;
-                    let (top, bottom) = (&data[at..at + bpp + 3], &data[at + stride..at + stride + bpp + 3]);
-                    for (c, &k) in rgb.iter().enumerate() {
-                        let s = w00 * top[k] as i32
-                            + w01 * top[bpp + k] as i32
-                            + w10 * bottom[k] as i32
-                            + w11 * bottom[bpp + k] as i32;
-                        out[o + c] = ((s + 16384) >> 15).clamp(0, 255) as u8;
-                    }
+                    let px = |o: usize| rgb.map(|k| data[o + k]);
+                    (px(at), px(at + bpp), px(at + stride), px(at + stride + bpp))
                 }
-                _ => {
-                    let (p00, p01, p10, p11) =
-                        (fetch(x0, y0), fetch(x0 + 1, y0), fetch(x0, y0 + 1), fetch(x0 + 1, y0 + 1));
-                    for c in 0..3 {
-                        let s = w00 * p00[c] as i32 + w01 * p01[c] as i32 + w10 * p10[c] as i32 + w11 * p11[c] as i32;
-                        out[o + c] = ((s + 16384) >> 15).clamp(0, 255) as u8;
-                    }
-                }
+                _ => (fetch(x0, y0), fetch(x0 + 1, y0), fetch(x0, y0 + 1), fetch(x0 + 1, y0 + 1)),
+            };
+            let o = (y * out_w + x) * 3;
+            for c in 0..3 {
+                let s = w00 * p00[c] as i32 + w01 * p01[c] as i32 + w10 * p10[c] as i32 + w11 * p11[c] as i32;
+                out[o + c] = ((s + 16384) >> 15).clamp(0, 255) as u8;
             }
         }
     }

@@ -12,7 +12,7 @@
 //! convolution runs one convolution per channel, about 20x slower here). A residual block's ADD and a
 //! convolution's PReLU are fused into the convolution when the graph is prepared.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Shape, Tensor};
 
@@ -88,7 +88,7 @@ enum Step {
     Prelu {
         x: usize,
         y: usize,
-        alpha: Arc<Vec<f32>>,
+        op: Activate,
     },
     /// Zero padding per NCHW dim (before, after).
     Pad {
@@ -202,7 +202,6 @@ impl Graph {
                             op: Conv {
                                 unfold: Im2col { kh, kw, stride: stride.0, pads },
                                 op: Pointwise::new(w.flatten_all()?.to_vec1()?, b, *relu),
-                                cols: Mutex::new(Vec::new()),
                             },
                         }
                     }
@@ -215,7 +214,10 @@ impl Graph {
                 }
                 OpKind::Add { relu } => Step::Add { a: x, b: op.inputs[1], y, relu: *relu },
                 OpKind::Relu => Step::Relu { x, y },
-                OpKind::Prelu => Step::Prelu { x, y, alpha: Arc::new(f32_const(op.inputs[1], "PReLU slope")?) },
+                OpKind::Prelu => {
+                    let alpha = Arc::new(f32_const(op.inputs[1], "PReLU slope")?);
+                    Step::Prelu { x, y, op: Activate(Activation::Prelu(alpha)) }
+                }
                 OpKind::Pad => {
                     let Some(Const::I32(p)) = &model.consts[op.inputs[1]] else {
                         return Err(bad(format!("operator {index}: PAD without constant paddings")));
@@ -321,9 +323,7 @@ impl Graph {
                     (*y, if *relu { v.relu()? } else { v })
                 }
                 Step::Relu { x, y } => (*y, get(&values, *x)?.relu()?),
-                Step::Prelu { x, y, alpha } => {
-                    (*y, get(&values, *x)?.apply_op1_no_bwd(&Activate(Activation::Prelu(alpha.clone())))?)
-                }
+                Step::Prelu { x, y, op } => (*y, get(&values, *x)?.apply_op1_no_bwd(op)?),
                 Step::Pad { x, y, pads } => {
                     let mut v = get(&values, *x)?;
                     for (dim, &(before, after)) in pads.iter().enumerate() {
@@ -405,6 +405,12 @@ impl Step {
     }
 }
 
+/// Output height and width of a window operation over an `input` with zero padding `pads`.
+fn output_size(input: (usize, usize), kernel: (usize, usize), stride: (usize, usize), pads: Pads) -> (usize, usize) {
+    let [pt, pb, pl, pr] = pads;
+    ((input.0 + pt + pb - kernel.0) / stride.0 + 1, (input.1 + pl + pr - kernel.1) / stride.1 + 1)
+}
+
 /// Fuses what follows a convolution into it, as XNNPACK does: an ADD of a 1x1 convolution's output (read by
 /// nothing else) and another tensor becomes the convolution with that residual, run where the add was;
 /// a PReLU of a convolution's output (read by nothing else) becomes its activation. Each saves a pass over
@@ -435,11 +441,11 @@ fn fuse(steps: Vec<Step>, outputs: &[usize]) -> Vec<Step> {
         slots[k] = Some(Step::Pointwise { x, y, residual: Some(residual), op });
     }
     for k in 0..slots.len() {
-        let Some(Step::Prelu { x, y, ref alpha }) = slots[k] else { continue };
+        let Some(Step::Prelu { x, y, op: Activate(ref activation) }) = slots[k] else { continue };
         if readers(&slots, x) != 1 {
             continue;
         }
-        let alpha = alpha.clone();
+        let activation = activation.clone();
         let producer = slots[..k].iter_mut().flatten().find_map(|s| match s {
             Step::Pointwise { y: out, op, .. } | Step::Conv { y: out, op: Conv { op, .. }, .. }
                 if *out == x && matches!(op.activation, Activation::None) =>
@@ -450,7 +456,7 @@ fn fuse(steps: Vec<Step>, outputs: &[usize]) -> Vec<Step> {
         });
         if let Some((out, op)) = producer {
             *out = y;
-            op.activation = Activation::Prelu(alpha);
+            op.activation = activation;
             slots[k] = None;
         }
     }
@@ -490,10 +496,8 @@ impl CustomOp1 for Depthwise {
         if n != 1 || c != self.b.len() {
             candle_core::bail!("depthwise-conv2d: input {:?} for {} channels", layout.shape(), self.b.len());
         }
-        let [pt, pb, pl, pr] = self.pads;
-        let (sh, sw) = self.stride;
-        let ho = (h + pt + pb - self.kh) / sh + 1;
-        let wo = (w + pl + pr - self.kw) / sw + 1;
+        let [pt, _, pl, _] = self.pads;
+        let (ho, wo) = output_size((h, w), (self.kh, self.kw), self.stride, self.pads);
         let shape = DwShape { h, w, ho, wo, kh: self.kh, kw: self.kw, stride: self.stride, pad_top: pt, pad_left: pl };
         let mut out = vec![0f32; c * ho * wo];
         kernels::depthwise(src, &mut out, &self.w, &self.b, &shape, self.relu);
@@ -614,11 +618,10 @@ impl CustomOp1 for MaxPool {
 }
 
 /// A k x k convolution as a matrix product over its unfolded input (the few-channel first layers run
-/// about 10x faster this way than through candle's convolution), the unfolded input kept from run to run.
+/// about 10x faster this way than through candle's convolution).
 struct Conv {
     unfold: Im2col,
     op: Pointwise,
-    cols: Mutex<Vec<f32>>,
 }
 
 impl CustomOp1 for Conv {
@@ -633,8 +636,7 @@ impl CustomOp1 for Conv {
         if n != 1 || c * self.unfold.kh * self.unfold.kw * o != self.op.w.len() {
             candle_core::bail!("conv2d: input {:?} for {o} x {} weights", layout.shape(), self.op.w.len());
         }
-        let mut cols = self.cols.lock().unwrap_or_else(|e| e.into_inner());
-        let (ho, wo) = self.unfold.unfold(src, (c, h, w), &mut cols);
+        let (cols, (ho, wo)) = self.unfold.unfold(src, (c, h, w));
         let out = kernels::pointwise(&cols, &self.op.w, &self.op.b, ho * wo, None, &self.op.activation);
         Ok((CpuStorage::F32(out), Shape::from((1, o, ho, wo))))
     }
@@ -651,29 +653,27 @@ struct Im2col {
 }
 
 impl Im2col {
-    /// Fills `cols` (resized to fit) from `c` planes of `h x w`; returns the output's height and width.
-    fn unfold(&self, src: &[f32], (c, h, w): (usize, usize, usize), cols: &mut Vec<f32>) -> (usize, usize) {
-        let [pt, pb, pl, pr] = self.pads;
+    /// The matrix of `c` planes of `h x w`, and the output's height and width.
+    fn unfold(&self, src: &[f32], (c, h, w): (usize, usize, usize)) -> (Vec<f32>, (usize, usize)) {
+        let [pt, _, pl, _] = self.pads;
         let s = self.stride;
-        let (ho, wo) = ((h + pt + pb - self.kh) / s + 1, (w + pl + pr - self.kw) / s + 1);
-        cols.resize(c * self.kh * self.kw * ho * wo, 0.0);
+        let (ho, wo) = output_size((h, w), (self.kh, self.kw), (s, s), self.pads);
+        let mut cols = vec![0.0; c * self.kh * self.kw * ho * wo];
         let mut rows = cols.chunks_exact_mut(wo);
         for plane in src.chunks_exact(h * w).take(c) {
             for ky in 0..self.kh {
                 for kx in 0..self.kw {
-                    // Output columns whose input column ox * s + kx - pl lies inside the row.
+                    // Output columns whose input column ox * s + kx - pl lies inside the row (the others,
+                    // and rows outside the plane, stay zero).
                     let first = pl.saturating_sub(kx).div_ceil(s).min(wo);
                     let last = ((w + pl).saturating_sub(kx + 1) / s + 1).clamp(first, wo);
                     for oy in 0..ho {
                         let dst = rows.next().expect("cols sized for every row");
                         let iy = (oy * s + ky) as isize - pt as isize;
                         if iy < 0 || iy >= h as isize {
-                            dst.fill(0.0);
                             continue;
                         }
                         let src_row = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        dst[..first].fill(0.0);
-                        dst[last..].fill(0.0);
                         if first < last {
                             let (dst, src) = (&mut dst[first..last], &src_row[first * s + kx - pl..]);
                             match s {
@@ -694,6 +694,6 @@ impl Im2col {
                 }
             }
         }
-        (ho, wo)
+        (cols, (ho, wo))
     }
 }

@@ -204,11 +204,11 @@ pub fn pointwise(
     assert!(w.len() == o * c && src.len() == c * hw, "pointwise: sizes do not match");
     assert!(residual.is_none_or(|r| r.len() == o * hw), "pointwise: the residual's size does not match");
     // The bias (and the residual), row by row: the matrix product adds to it.
-    let mut out = vec![0.0f32; o * hw];
-    for (k, (row, &b)) in out.chunks_exact_mut(hw).zip(bias).enumerate() {
+    let mut out = Vec::with_capacity(o * hw);
+    for (k, &b) in bias.iter().enumerate() {
         match residual {
-            Some(r) => row.iter_mut().zip(&r[k * hw..(k + 1) * hw]).for_each(|(d, r)| *d = r + b),
-            None => row.fill(b),
+            Some(r) => out.extend(r[k * hw..(k + 1) * hw].iter().map(|v| v + b)),
+            None => out.resize((k + 1) * hw, b),
         }
     }
     // SAFETY: the three matrices are the slices checked above: `w` is o x c (row stride c), `src` is
