@@ -7,9 +7,9 @@
 //! list to get wrong) and names the operator when a file holds something else. Four-dimensional tensors
 //! are kept NCHW inside (candle's convolution layout) and converted at RESHAPE/CONCATENATION and at the
 //! outputs, so results keep TFLite's NHWC order. Padding is TensorFlow's: SAME puts the extra pixel at the
-//! bottom/right. Convolutions run as matrix products (1x1 directly, others over an unfolded input kept
-//! from run to run); depthwise convolutions, max pooling and PReLU run in direct kernels (candle's grouped
-//! convolution runs one convolution per channel, about 20x slower here). A residual block's ADD and a
+//! bottom/right. Convolutions run as matrix products (1x1 directly, others over an unfolded input);
+//! depthwise convolutions, max pooling and PReLU run in direct kernels (candle's grouped convolution runs
+//! one convolution per channel, about 20x slower here). A residual block's ADD and a
 //! convolution's PReLU are fused into the convolution when the graph is prepared.
 
 use std::sync::Arc;
