@@ -348,7 +348,7 @@ impl Rig {
         } else if is_in(&CORNERS, id16) {
             0.4
         } else {
-            smoothstep(-0.03, 0.08, dy)
+            with_the_jaw(dy)
         };
         let mut down = pose.jaw * JAW_MAX * with_jaw * lateral;
         let mut x = f[0];
@@ -481,11 +481,17 @@ fn close_mouth(neutral: &mut [P], axes: Axes) {
         if is_in(&UPPER_LIP, id16) || is_in(&LOWER_LIP, id16) || is_in(&CORNERS, id16) {
             continue;
         }
-        *s = [0.0, rise_at(f[0]) * smoothstep(-0.03, 0.08, f[1] - mouth_y)];
+        *s = [0.0, rise_at(f[0]) * with_the_jaw(f[1] - mouth_y)];
     }
     for ((p, f), s) in neutral.iter_mut().zip(&face).zip(&shift) {
         *p = axes.to_pixels([f[0] + s[0], f[1] + s[1]]);
     }
+}
+
+/// How much of the jaw's movement a lower-face point (not a lip) follows, `dy` below the mouth corners in
+/// face units: none from just above them, all from a little below.
+fn with_the_jaw(dy: f32) -> f32 {
+    smoothstep(-0.03, 0.08, dy)
 }
 
 /// Whether `p` lies inside `poly` (even-odd).
