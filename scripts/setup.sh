@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what lipsync needs on Debian 12 and is quiet when everything is already there.
-#   scripts/setup.sh          system packages (GStreamer, ALSA, PulseAudio, encoders, espeak-ng, festival and voices)
+#   scripts/setup.sh          system packages (GStreamer, ALSA, PulseAudio, encoders, espeak-ng, festival, flite and voices)
 #   scripts/setup.sh --media  also the demo media: the astronaut photo (scikit-image wheel) and speech
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gstreamer1.0-alsa gstreamer1.0-pulseaudio pulseaudio
   espeak-ng
-  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite
 )
 
 missing=()
