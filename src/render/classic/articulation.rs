@@ -9,8 +9,9 @@
 //!
 //! Shape: the [`VisemeEstimator`] classifies every 10 ms slice of the stream (or a [`PhonemeFeed`] says
 //! what was spoken when); the visemes around the frame, weighted by a narrower Gaussian, set how much of the
-//! opening goes to the jaw and to the lips, the spreading or rounding, the lower lip tucked under the upper
-//! teeth for /f v/ and the tongue tip for /th d t n l/. A /p b m/ anywhere in the next 30 ms presses the
+//! opening goes to the jaw and to the lips, the lower lip tucked under the upper teeth for /f v/ and the
+//! tongue tip for /th d t n l/. The spreading or rounding comes from the vowels (and /r w/) among them,
+//! pushed towards the extremes, and the consonants between take it from them. A /p b m/ anywhere in the next 30 ms presses the
 //! lips together: they close fast, ahead of the sound's release, as a speaker's do, and open slower.
 
 use super::smoothstep;
@@ -43,6 +44,16 @@ const VISEME_CENTRE_MS: f32 = 20.0;
 const VISEME_SIGMA_MS: f32 = 15.0;
 const VISEME_FIRST_MS: i64 = -20;
 const VISEME_LAST_MS: i64 = 30;
+/// Lip rounding and spreading belong to the vowels and /r w/: where they are heard, the lips take their
+/// shape, under the visemes' Gaussian; where hardly any are (a consonant cluster, a pause), the slices'
+/// own shapes.
+const LIP_SHAPERS: [Viseme; 5] = [Viseme::Glide, Viseme::Open, Viseme::Mid, Viseme::Spread, Viseme::Round];
+/// The lip shapers' share of the slices from which their rounding shows in full.
+const SHAPERS_SHOWN: f32 = 0.25;
+/// How far the heard rounding is pushed to the extremes: a classifier hearing an unseen voice spreads its
+/// belief over the vowels, where the mouth must still choose a shape (given phonemes are at the extremes
+/// already).
+const ROUNDING_GAIN: f32 = 2.0;
 /// The lips press together for a /p b m/ in the slices from the pts to 30 ms after it.
 const PRESS_FIRST_MS: i64 = 0;
 const PRESS_LAST_MS: i64 = 30;
@@ -234,6 +245,16 @@ impl Articulator {
         (mix, smoothstep(0.2, 0.5, bilabial))
     }
 
+    /// The lips' rounding (-1) or spreading (+1) for a frame's viseme mix whose shape has `own`.
+    fn rounding_of(mix: &Probabilities, own: f32) -> f32 {
+        let shapers: f32 = LIP_SHAPERS.iter().map(|v| mix[v.index()]).sum();
+        if shapers <= 0.0 {
+            return own;
+        }
+        let heard: f32 = LIP_SHAPERS.iter().map(|v| mix[v.index()] * SHAPES[v.index()].spread).sum::<f32>() / shapers;
+        own + ((ROUNDING_GAIN * heard).clamp(-1.0, 1.0) - own) * smoothstep(0.0, SHAPERS_SHOWN, shapers)
+    }
+
     /// The shape of a viseme mix: each viseme's shape weighted by its probability.
     fn shape_of(mix: &Probabilities) -> Shape {
         let mut s = Shape::default();
@@ -304,7 +325,8 @@ impl Articulator {
         let a = follow(self.opening[0], open / total);
         let b = follow(self.opening[1], a);
         self.opening = [Some(a), Some(b)];
-        let target = Self::shape_of(&mix);
+        let mut target = Self::shape_of(&mix);
+        target.spread = Self::rounding_of(&mix, target.spread);
         let shape = match self.shape {
             Some(p) if dt < 0.2 => target.lerp(&p, SHAPE_FOLLOW),
             _ => target,
@@ -405,6 +427,34 @@ mod tests {
         let mut a = Articulator::new().with_phonemes(Some(feed));
         let press: Vec<f32> = (0..28u64).map(|k| a.pose(k * 40_000_000, &sound, 0).press).collect();
         assert!(press[24] < 0.05 && press[25] > 0.8, "the press starts with the frame before the /m/: {press:?}");
+    }
+
+    #[test]
+    fn the_vowels_heard_choose_the_lips_shape() {
+        let mix = |pairs: &[(Viseme, f32)]| {
+            let mut p = [0.0; Viseme::COUNT];
+            for &(v, x) in pairs {
+                p[v.index()] = x;
+            }
+            p
+        };
+        let rounding = |p: &Probabilities| Articulator::rounding_of(p, Articulator::shape_of(p).spread);
+        // Half sure of a spread vowel (the rest an open one, a little /s/): the lips spread all the way.
+        let ee = mix(&[(Viseme::Spread, 0.4), (Viseme::Open, 0.4), (Viseme::Sibilant, 0.2)]);
+        assert!(Articulator::shape_of(&ee).spread < 0.6 && rounding(&ee) == 1.0, "{}", rounding(&ee));
+        // Round against spread: the larger share wins, in proportion.
+        let oo = mix(&[(Viseme::Round, 0.35), (Viseme::Spread, 0.15), (Viseme::Open, 0.5)]);
+        assert!((rounding(&oo) + 0.3).abs() < 1e-5, "{}", rounding(&oo));
+        // A consonant among vowels takes their shape; on its own it keeps its own.
+        let s_in_soon = mix(&[(Viseme::Sibilant, 0.7), (Viseme::Round, 0.3)]);
+        assert_eq!(rounding(&s_in_soon), -1.0);
+        let s = mix(&[(Viseme::Sibilant, 1.0)]);
+        assert_eq!(rounding(&s), SHAPES[Viseme::Sibilant.index()].spread);
+        // Given phonemes, each vowel takes its own shape, pushed as far as the heard ones.
+        for v in LIP_SHAPERS {
+            let p = mix(&[(v, 1.0)]);
+            assert_eq!(rounding(&p), (ROUNDING_GAIN * SHAPES[v.index()].spread).clamp(-1.0, 1.0));
+        }
     }
 
     #[test]

@@ -64,8 +64,8 @@ const JAW_MAX: f32 = 0.11;
 const UPPER_LIP_MAX: f32 = 0.045;
 const LOWER_LIP_MAX: f32 = 0.1;
 /// Mouth width change at full spreading and at full rounding (shares of the width).
-const SPREAD_MAX: f32 = 0.13;
-const ROUND_MAX: f32 = 0.2;
+const SPREAD_MAX: f32 = 0.18;
+const ROUND_MAX: f32 = 0.28;
 /// Rounding also narrows the opening between the inner lips further (share of the inner width).
 const ROUND_INNER: f32 = 0.25;
 /// How far pressed lips squeeze towards each other, and rounded lips push out (outer contour, face units).
