@@ -1,9 +1,10 @@
-//! The default renderer's visemes, judged on speech from a voice the viseme classifier was never trained on
-//! (festival's `cmu_us_slt_arctic_hts`, an HTS voice; the classifier learned from eSpeak NG and festival's
-//! diphone voices). The speech is synthesised here with its phone times; `lipsync dub` re-renders the
-//! photo and the talking clip; the output is tracked and scored with `lipsync::sync::viseme_scores`:
-//! the lips must meet for /p b m/, spread for /i e/ more than for /u o/, and open for open vowels, from
-//! the audio alone and, tighter, with the phonemes given (`--phonemes`).
+//! The default renderer's visemes, judged on speech from voices the viseme classifier was never trained on
+//! (festival's `cmu_us_slt_arctic_hts`, an HTS voice of a woman, and flite's `rms`, a statistical
+//! parametric voice of a man; the classifier learned from eSpeak NG and festival's diphone voices). The
+//! speech is synthesised here with its phone times; `lipsync dub` re-renders the photo and the talking
+//! clip; the output is tracked and scored with `lipsync::sync::viseme_scores`: the lips must meet for
+//! /p b m/, spread for /i e/ more than for /u o/, and open for open vowels, from the audio alone and,
+//! tighter, with the phonemes given (`--phonemes`).
 
 mod common;
 
@@ -29,24 +30,62 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// The held-out voice speaking [`TEXT`]: a 16 kHz WAV and its festival segment file.
-fn held_out_speech() -> (PathBuf, PathBuf) {
-    let (wav, segs, script) = (tmp("slt.wav"), tmp("slt.segs"), tmp("slt.scm"));
-    std::fs::write(
-        &script,
-        format!(
-            "(voice_cmu_us_slt_arctic_hts)\n(set! utt (utt.synth (Utterance Text \"{TEXT}\")))\n\
-             (utt.wave.resample utt 16000)\n(utt.save.wave utt \"{}\" 'riff)\n(utt.save.segs utt \"{}\")\n",
-            wav.display(),
-            segs.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("festival").arg("-b").arg(&script).output().expect(
-        "festival is needed to synthesise the held-out voice: scripts/setup.sh installs festival and \
-         festvox-us-slt-hts",
-    );
-    assert!(out.status.success() && wav.exists(), "festival failed: {}", String::from_utf8_lossy(&out.stderr));
+/// A voice the classifier never heard.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Voice {
+    /// festival's `cmu_us_slt_arctic_hts`.
+    Slt,
+    /// flite's `rms`.
+    Rms,
+}
+
+impl Voice {
+    fn name(self) -> &'static str {
+        match self {
+            Voice::Slt => "slt",
+            Voice::Rms => "rms",
+        }
+    }
+}
+
+/// `voice` speaking [`TEXT`]: a 16 kHz WAV and its phone times as a festival segment file.
+fn held_out_speech(voice: Voice) -> (PathBuf, PathBuf) {
+    let (wav, segs) = (tmp(&format!("{}.wav", voice.name())), tmp(&format!("{}.segs", voice.name())));
+    match voice {
+        Voice::Slt => {
+            let script = tmp("slt.scm");
+            std::fs::write(
+                &script,
+                format!(
+                    "(voice_cmu_us_slt_arctic_hts)\n(set! utt (utt.synth (Utterance Text \"{TEXT}\")))\n\
+                     (utt.wave.resample utt 16000)\n(utt.save.wave utt \"{}\" 'riff)\n(utt.save.segs utt \"{}\")\n",
+                    wav.display(),
+                    segs.display()
+                ),
+            )
+            .unwrap();
+            let out = Command::new("festival").arg("-b").arg(&script).output().expect(
+                "festival is needed to synthesise the held-out voice: scripts/setup.sh installs festival and \
+                 festvox-us-slt-hts",
+            );
+            assert!(out.status.success() && wav.exists(), "festival failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Voice::Rms => {
+            // flite prints each phone with its end time: "pau:0.142 b:0.215 ...".
+            let out = Command::new("flite")
+                .args(["-voice", "rms", "-psdur", "-t", TEXT, "-o"])
+                .arg(&wav)
+                .output()
+                .expect("flite is needed to synthesise the held-out voice: scripts/setup.sh installs it");
+            assert!(out.status.success() && wav.exists(), "flite failed: {}", String::from_utf8_lossy(&out.stderr));
+            let mut text = String::from("#\n");
+            for item in String::from_utf8(out.stdout).unwrap().split_whitespace() {
+                let (phone, end) = item.rsplit_once(':').unwrap();
+                text.push_str(&format!("{end} 100 {phone}\n"));
+            }
+            std::fs::write(&segs, text).unwrap();
+        }
+    }
     (wav, segs)
 }
 
@@ -60,22 +99,31 @@ fn dub(face: &Path, audio: &Path, phonemes: Option<&Path>, out: &Path) {
     assert!(status.status.success(), "dub failed: {}", String::from_utf8_lossy(&status.stderr));
 }
 
-/// What a dub must reach.
+/// What a dub must reach. `closure: None`: the closures are reported, not held to a floor.
 struct Floor {
-    closure: f32,
+    closure: Option<f32>,
     round_spread: f32,
     open_closed: f32,
 }
 
 /// The figures the renderer is held to today, a little under those measured (README, "Visemes", lists them
-/// with the goals: closure 0.8 from the audio, met on the clip; 0.95 with the phonemes, met on the clip;
-/// round/spread 0.9 with the phonemes, met; 0.75 from the audio, not met).
-fn floor(face: &str, phonemes: bool) -> Floor {
-    match (face, phonemes) {
-        ("photo", false) => Floor { closure: 0.7, round_spread: 0.55, open_closed: 0.88 },
-        ("photo", true) => Floor { closure: 0.8, round_spread: 0.9, open_closed: 0.9 },
-        (_, false) => Floor { closure: 0.85, round_spread: 0.5, open_closed: 0.9 },
-        (_, true) => Floor { closure: 0.95, round_spread: 0.9, open_closed: 0.9 },
+/// with the goals: closure 0.8 from the audio and 0.95 with the phonemes, round/spread 0.75 and 0.9,
+/// open/closed 0.9). rms's closures have no floor: its vowels are short and the mouth opens little for
+/// them, so the measure's threshold (0.15 x the open vowels' median gap) falls under what closed lips
+/// read on these faces.
+fn floor(voice: Voice, face: &str, phonemes: bool) -> Floor {
+    let floor = |closure: f32, round_spread: f32, open_closed: f32| Floor {
+        closure: (voice == Voice::Slt).then_some(closure),
+        round_spread,
+        open_closed,
+    };
+    match (voice, face, phonemes) {
+        (Voice::Slt, "photo", false) => floor(0.7, 0.7, 0.88),
+        (Voice::Slt, "photo", true) => floor(0.8, 0.93, 0.93),
+        (Voice::Slt, _, false) => floor(0.85, 0.65, 0.9),
+        (Voice::Slt, _, true) => floor(0.95, 0.93, 0.93),
+        (Voice::Rms, _, false) => floor(0.0, 0.82, 0.8),
+        (Voice::Rms, _, true) => floor(0.0, 0.9, 0.9),
     }
 }
 
@@ -91,8 +139,14 @@ fn scores(video: &Path, track: &PhonemeTrack) -> (VisemeScores, i32, f32) {
 }
 
 #[test]
-fn the_classifier_hears_the_visemes_of_an_unseen_voice() {
-    let (wav, segs) = held_out_speech();
+fn the_classifier_hears_the_visemes_of_unseen_voices() {
+    for voice in [Voice::Slt, Voice::Rms] {
+        classifier_hears(voice);
+    }
+}
+
+fn classifier_hears(voice: Voice) {
+    let (wav, segs) = held_out_speech(voice);
     let audio = decode_audio(&wav).unwrap();
     let track = PhonemeTrack::load(&segs).unwrap();
     // The estimator fed as the renderer feeds it: windows of 100 ms back and 100 ms ahead, every 40 ms.
@@ -119,40 +173,50 @@ fn the_classifier_hears_the_visemes_of_an_unseen_voice() {
         row[v.index()] as f32 / row.iter().sum::<usize>().max(1) as f32
     };
     let per: Vec<String> = Viseme::ALL.iter().map(|&v| format!("{v} {:.2}", recall(v))).collect();
-    eprintln!("unseen voice: frame accuracy {accuracy:.3} over {total} slices ({})", per.join(", "));
+    eprintln!("{}: frame accuracy {accuracy:.3} over {total} slices ({})", voice.name(), per.join(", "));
     assert!(total > 1000 && accuracy > 0.5, "frame accuracy {accuracy}");
-    assert!(recall(Viseme::Silence) > 0.8 && recall(Viseme::Bilabial) > 0.25, "{per:?}");
+    // rms pauses for 0.8 s in all (slt 1.4 s): the edges of its pauses, where the classifier still hears
+    // the speech around, weigh more.
+    let silence = if voice == Voice::Slt { 0.8 } else { 0.55 };
+    assert!(recall(Viseme::Silence) > silence && recall(Viseme::Bilabial) > 0.25, "{per:?}");
 }
 
 #[test]
-fn dubbed_lips_close_spread_round_and_open_for_an_unseen_voice() {
-    let (wav, segs) = held_out_speech();
-    let track = PhonemeTrack::load(&segs).unwrap();
+fn dubbed_lips_close_spread_round_and_open_for_unseen_voices() {
     let mut failures = Vec::new();
+    for voice in [Voice::Slt, Voice::Rms] {
+        dub_and_judge(voice, &mut failures);
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+fn dub_and_judge(voice: Voice, failures: &mut Vec<String>) {
+    let (wav, segs) = held_out_speech(voice);
+    let track = PhonemeTrack::load(&segs).unwrap();
     for (face_name, face) in
         [("photo", common::shared("media/astronaut.png")), ("clip", common::shared("media/speakerine.mp4"))]
     {
         for (mode, phonemes) in [("audio", None), ("phonemes", Some(segs.as_path()))] {
-            let out = tmp(&format!("{face_name}-{mode}.mp4"));
+            let out = tmp(&format!("{}-{face_name}-{mode}.mp4", voice.name()));
             dub(&face, &wav, phonemes, &out);
             let (s, offset, correlation) = scores(&out, &track);
             eprintln!(
-                "{face_name}, visemes from the {mode}: {} /p b m/, closure hit rate {:.3}, round/spread AUC {:.3}, \
-                 open/closed AUC {:.3}; offset {offset} frames, correlation {correlation:.3}",
+                "{}, {face_name}, visemes from the {mode}: {} /p b m/, closure hit rate {:.3}, round/spread AUC \
+                 {:.3}, open/closed AUC {:.3}; offset {offset} frames, correlation {correlation:.3}",
+                voice.name(),
                 s.closures,
                 s.closure_hit_rate.unwrap(),
                 s.round_spread_auc.unwrap(),
                 s.open_closed_auc.unwrap()
             );
-            let least = floor(face_name, phonemes.is_some());
+            let least = floor(voice, face_name, phonemes.is_some());
             let below = |v: Option<f32>, least: f32| v.unwrap() < least;
-            if below(s.closure_hit_rate, least.closure)
+            if least.closure.is_some_and(|c| below(s.closure_hit_rate, c))
                 || below(s.round_spread_auc, least.round_spread)
                 || below(s.open_closed_auc, least.open_closed)
             {
-                failures.push(format!("{face_name} ({mode}): {s:?}"));
+                failures.push(format!("{}, {face_name} ({mode}): {s:?}", voice.name()));
             }
         }
     }
-    assert!(failures.is_empty(), "{failures:?}");
 }
