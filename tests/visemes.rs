@@ -108,22 +108,21 @@ struct Floor {
 
 /// The figures the renderer is held to today, a little under those measured (README, "Visemes", lists them
 /// with the goals: closure 0.8 from the audio and 0.95 with the phonemes, round/spread 0.75 and 0.9,
-/// open/closed 0.9). rms's closures have no floor: its vowels are short and the mouth opens little for
-/// them, so the measure's threshold (0.15 x the open vowels' median gap) falls under what closed lips
-/// read on these faces.
+/// open/closed 0.9). rms's closures on the photo from the audio have no floor: its open vowels read
+/// narrow there, so the measure's threshold (0.15 x their median gap) falls under what the photo's closed
+/// lips read.
 fn floor(voice: Voice, face: &str, phonemes: bool) -> Floor {
-    let floor = |closure: f32, round_spread: f32, open_closed: f32| Floor {
-        closure: (voice == Voice::Slt).then_some(closure),
-        round_spread,
-        open_closed,
-    };
+    let floor =
+        |closure: Option<f32>, round_spread: f32, open_closed: f32| Floor { closure, round_spread, open_closed };
     match (voice, face, phonemes) {
-        (Voice::Slt, "photo", false) => floor(0.7, 0.7, 0.88),
-        (Voice::Slt, "photo", true) => floor(0.8, 0.93, 0.93),
-        (Voice::Slt, _, false) => floor(0.85, 0.65, 0.9),
-        (Voice::Slt, _, true) => floor(0.95, 0.93, 0.93),
-        (Voice::Rms, _, false) => floor(0.0, 0.82, 0.8),
-        (Voice::Rms, _, true) => floor(0.0, 0.9, 0.9),
+        (Voice::Slt, "photo", false) => floor(Some(0.7), 0.7, 0.9),
+        (Voice::Slt, "photo", true) => floor(Some(0.75), 0.93, 0.9),
+        (Voice::Slt, _, false) => floor(Some(0.85), 0.65, 0.9),
+        (Voice::Slt, _, true) => floor(Some(0.95), 0.93, 0.93),
+        (Voice::Rms, "photo", false) => floor(None, 0.82, 0.8),
+        (Voice::Rms, "photo", true) => floor(Some(0.3), 0.9, 0.9),
+        (Voice::Rms, _, false) => floor(Some(0.3), 0.82, 0.85),
+        (Voice::Rms, _, true) => floor(Some(0.9), 0.9, 0.9),
     }
 }
 

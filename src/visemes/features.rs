@@ -43,6 +43,27 @@ pub struct Bands {
     pub level: f32,
 }
 
+impl Bands {
+    /// The share of the slice's energy in the bands centred below 1 kHz: most of it in voiced speech
+    /// (vowels, nasals, /l r w/), a small part in frication and bursts (/s sh f t k/).
+    pub fn low_share(&self) -> f32 {
+        let (mut low, mut all) = (0.0f32, 0.0f32);
+        for (b, db) in self.db.iter().enumerate() {
+            let e = 10f32.powf(db / 10.0);
+            all += e;
+            if centre_hz(b) < 1000.0 {
+                low += e;
+            }
+        }
+        if all > 0.0 { low / all } else { 0.0 }
+    }
+}
+
+/// The centre frequency of mel band `b`.
+fn centre_hz(b: usize) -> f32 {
+    hz(mel(LOW_HZ) + (mel(HIGH_HZ) - mel(LOW_HZ)) * (b + 1) as f32 / (BANDS + 1) as f32)
+}
+
 /// The analysis of one slice: Hann window, 512-point FFT, triangular mel filters.
 pub struct LogMel {
     fft: Arc<dyn RealToComplex<f32>>,
@@ -196,11 +217,7 @@ mod tests {
     fn a_tone_lights_its_band_and_the_level_ignores_gain() {
         let bands = LogMel::new().analyse(&tone(1000.0, 0.3, 16000), 8000).db;
         let band = (0..BANDS).max_by(|&a, &b| bands[a].total_cmp(&bands[b])).unwrap();
-        let centre = |b: usize| {
-            let m = |k: usize| hz(mel(LOW_HZ) + (mel(HIGH_HZ) - mel(LOW_HZ)) * k as f32 / (BANDS + 1) as f32);
-            m(b + 1)
-        };
-        assert!((centre(band) - 1000.0).abs() < 150.0, "band {band} at {} Hz", centre(band));
+        assert!((centre_hz(band) - 1000.0).abs() < 150.0, "band {band} at {} Hz", centre_hz(band));
         // 20 dB apart, the features are the same.
         let loud = features_of(&tone(1000.0, 0.3, 16000));
         let quiet = features_of(&tone(1000.0, 0.03, 16000));
@@ -210,6 +227,31 @@ mod tests {
             assert!((a - b).abs() < tolerance, "{k}: {:?}\n{:?}", loud[50], quiet[50]);
         }
         assert!(loud[50][BANDS].abs() < 0.05, "at the peak: {}", loud[50][BANDS]);
+    }
+
+    #[test]
+    fn voiced_sound_lies_low_and_frication_high() {
+        let mut mel = LogMel::new();
+        // A vowel: harmonics of 120 Hz, strongest around 500 Hz.
+        let vowel: Vec<f32> = (0..4000)
+            .map(|i| {
+                let t = i as f32 / SAMPLE_RATE as f32;
+                (1..30)
+                    .map(|h| (std::f32::consts::TAU * 120.0 * h as f32 * t).sin() / (1.0 + (h as f32 - 4.0).abs()))
+                    .sum()
+            })
+            .collect();
+        // An /s/: noise differenced twice, its energy rising to the top of the band.
+        let mut seed = 7u32;
+        let noise: Vec<f32> = (0..4002)
+            .map(|_| {
+                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect();
+        let hiss: Vec<f32> = noise.windows(3).map(|w| w[0] - 2.0 * w[1] + w[2]).collect();
+        let (v, s) = (mel.analyse(&vowel, 2000).low_share(), mel.analyse(&hiss, 2000).low_share());
+        assert!(v > 0.8 && s < 0.05, "vowel {v}, hiss {s}");
     }
 
     #[test]

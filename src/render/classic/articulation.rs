@@ -3,8 +3,9 @@
 //!
 //! Loudness: every 10 ms a 25 ms Hann-windowed slice is analysed (512-point FFT). Its speech level
 //! (pre-emphasised, so the 1-4 kHz region where the mouth's opening shows most in the sound counts most),
-//! set against an adaptive peak and noise floor (so loud and quiet speakers both use the whole range and
-//! background noise keeps the mouth shut), gives the opening. Coarticulation is a Gaussian over the slices
+//! set against an adaptive peak of the voiced slices and a noise floor (so loud and quiet speakers both use
+//! the whole range, a voice's loud /s/ does not dwarf its vowels, and background noise keeps the mouth
+//! shut), gives the opening. Coarticulation is a Gaussian over the slices
 //! around the frame, followed by a critically damped follower.
 //!
 //! Shape: the [`VisemeEstimator`] classifies every 10 ms slice of the stream (or a [`PhonemeFeed`] says
@@ -163,6 +164,10 @@ impl Default for Articulator {
 impl Articulator {
     /// Quietest peak allowed: below it sound is treated as noise, not speech.
     const MIN_PEAK: f32 = -50.0;
+    /// A slice is voiced when this share of its energy lies below 1 kHz. The speech peak follows voiced
+    /// slices only: a voice whose /s/ and /sh/ are louder than its vowels (in the pre-emphasised level)
+    /// would otherwise set the peak with them, and its vowels would barely open the mouth.
+    const VOICED_SHARE: f32 = 0.3;
     /// Noise floor before any sound: below anything real, so it drops to the first level heard.
     const INITIAL_FLOOR: f32 = -90.0;
 
@@ -292,21 +297,27 @@ impl Articulator {
             return MouthPose::CLOSED;
         }
         let hop_ms = HOP as f32 * 1000.0 / SAMPLE_RATE as f32;
+        let mut voiced = false;
         let slices: [(f32, f32); SLICES] = std::array::from_fn(|k| {
             let ms = LAST_CENTRE_MS - k as f32 * hop_ms;
             let d = ms - KERNEL_CENTRE_MS;
             let w = (-(d * d) / (2.0 * SIGMA_MS * SIGMA_MS)).exp();
             let centre = frame_at + (ms * SAMPLE_RATE as f32 / 1000.0).round() as isize;
-            (w, self.mel.analyse(audio, centre).level)
+            let bands = self.mel.analyse(audio, centre);
+            if k == 1 {
+                voiced = bands.low_share() > Self::VOICED_SHARE;
+            }
+            (w, bands.level)
         });
-        // Level statistics follow the slice nearest the kernel's centre.
+        // Level statistics follow the slice nearest the kernel's centre; only voiced sound sets the peak.
         let dt = self.last_pts.map_or(0.04, |p| pts.saturating_sub(p) as f32 * 1e-9).min(1.0);
         self.last_pts = Some(pts);
         let now = slices[1].1;
+        let heard = if voiced { now } else { f32::MIN };
         self.peak = match self.peak {
             // Never within 25 dB of the noise floor: pauses do not turn noise into speech.
-            Some(p) => Some(now.max(p - 6.0 * dt).max(self.floor + 25.0).max(Self::MIN_PEAK)),
-            None => (now > Self::MIN_PEAK).then_some(now),
+            Some(p) => Some(heard.max(p - 6.0 * dt).max(self.floor + 25.0).max(Self::MIN_PEAK)),
+            None => (heard > Self::MIN_PEAK).then_some(heard),
         };
         self.floor = now.min(self.floor + 3.0 * dt).max(-100.0);
         let (mut open, mut total) = (0.0, 0.0);
@@ -477,6 +488,41 @@ mod tests {
         let (quiet, loud) = (run(0.02), run(0.2));
         assert!(quiet > 0.35 && loud > 0.35, "quiet {quiet}, loud {loud}");
         assert!((quiet - loud).abs() < 0.15, "quiet {quiet}, loud {loud}");
+    }
+
+    #[test]
+    fn loud_frication_does_not_shrink_the_vowels() {
+        let n = window_samples();
+        // An /s/: noise differenced twice, its energy near the top of the band, louder than the vowel in
+        // the speech level.
+        let mut seed = 11u32;
+        let noise: Vec<f32> = (0..n + 2)
+            .map(|_| {
+                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect();
+        let hiss: Vec<f32> = noise.windows(3).map(|w| 0.4 * (w[0] - 2.0 * w[1] + w[2])).collect();
+        // Syllables: 160 ms of vowel, 120 ms of /s/ (or of silence), 40 ms of silence; the widest opening
+        // of the last vowels.
+        let run = |with_hiss: bool| {
+            let mut a = Articulator::new();
+            let mut widest = 0.0f32;
+            for k in 0..80u64 {
+                let sound = match k % 8 {
+                    0..4 => vowel(700.0, 1200.0, 0.05, n, k as usize * 640),
+                    4..7 if with_hiss => hiss.clone(),
+                    _ => vec![0.0; n],
+                };
+                let p = a.pose(k * 40_000_000, &sound, 0);
+                if k >= 48 && k % 8 < 4 {
+                    widest = widest.max(p.opening());
+                }
+            }
+            widest
+        };
+        let (plain, hissing) = (run(false), run(true));
+        assert!(plain > 0.35 && (plain - hissing).abs() < 0.1, "vowels alone {plain}, with a loud /s/ {hissing}");
     }
 
     #[test]
