@@ -10,6 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use candle_core::Device;
 use lipsync::face::models::ModelSource;
@@ -48,8 +49,14 @@ impl Voice {
     }
 }
 
-/// `voice` speaking [`TEXT`]: a 16 kHz WAV and its phone times as a festival segment file.
+/// `voice` speaking [`TEXT`]: a 16 kHz WAV and its phone times as a festival segment file, made once per
+/// run (the tests share them, and run at the same time).
 fn held_out_speech(voice: Voice) -> (PathBuf, PathBuf) {
+    static SPEECH: [OnceLock<(PathBuf, PathBuf)>; 2] = [OnceLock::new(), OnceLock::new()];
+    SPEECH[voice as usize].get_or_init(|| synthesise(voice)).clone()
+}
+
+fn synthesise(voice: Voice) -> (PathBuf, PathBuf) {
     let (wav, segs) = (tmp(&format!("{}.wav", voice.name())), tmp(&format!("{}.segs", voice.name())));
     match voice {
         Voice::Slt => {
