@@ -30,6 +30,7 @@ use std::process::Command;
 
 use candle_core::{Device, Tensor};
 use lipsync::audio::resample::To16k;
+use lipsync::sync::auc;
 use lipsync::visemes::features::{BANDS, FEATURES, HOP, SILENT, features_of};
 use lipsync::visemes::model::{CONTEXT, INPUTS};
 use lipsync::visemes::{PhonemeTrack, Viseme};
@@ -580,25 +581,10 @@ fn judge(mlp: &Mlp, streams: &[Stream]) -> Judgement {
             if viseme == Viseme::Spread { spread.push(score) } else { round.push(score) }
         }
     }
-    let pairs = (spread.len() * round.len()).max(1) as f32;
-    let above: f32 = spread
-        .iter()
-        .flat_map(|a| {
-            round.iter().map(move |b| {
-                if a > b {
-                    1.0
-                } else if a == b {
-                    0.5
-                } else {
-                    0.0
-                }
-            })
-        })
-        .sum();
     Judgement {
         accuracy: right as f32 / total.max(1) as f32,
         per: per.map(|(r, t)| r as f32 / t.max(1) as f32),
-        round_spread_auc: above / pairs,
+        round_spread_auc: auc(&spread, &round).unwrap_or(f32::NAN),
     }
 }
 

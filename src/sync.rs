@@ -139,7 +139,7 @@ pub struct VisemeScores {
 }
 
 /// P(a > b) over every pair (ties count half); `None` when either side is empty.
-fn auc(a: &[f32], b: &[f32]) -> Option<f32> {
+pub fn auc(a: &[f32], b: &[f32]) -> Option<f32> {
     if a.is_empty() || b.is_empty() {
         return None;
     }

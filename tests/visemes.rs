@@ -41,6 +41,8 @@ enum Voice {
 }
 
 impl Voice {
+    const ALL: [Voice; 2] = [Voice::Slt, Voice::Rms];
+
     fn name(self) -> &'static str {
         match self {
             Voice::Slt => "slt",
@@ -146,7 +148,7 @@ fn scores(video: &Path, track: &PhonemeTrack) -> (VisemeScores, i32, f32) {
 
 #[test]
 fn the_classifier_hears_the_visemes_of_unseen_voices() {
-    for voice in [Voice::Slt, Voice::Rms] {
+    for voice in Voice::ALL {
         classifier_hears(voice);
     }
 }
@@ -190,7 +192,7 @@ fn classifier_hears(voice: Voice) {
 #[test]
 fn dubbed_lips_close_spread_round_and_open_for_unseen_voices() {
     let mut failures = Vec::new();
-    for voice in [Voice::Slt, Voice::Rms] {
+    for voice in Voice::ALL {
         dub_and_judge(voice, &mut failures);
     }
     assert!(failures.is_empty(), "{failures:?}");

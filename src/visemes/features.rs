@@ -36,27 +36,14 @@ fn hz(mel: f32) -> f32 {
     700.0 * (10f32.powf(mel / 2595.0) - 1.0)
 }
 
-/// One slice's band energies (dB) and level (dB of the pre-emphasised 80-7000 Hz energy).
+/// One slice's band energies (dB), level (dB of the pre-emphasised 80-7000 Hz energy) and the share of
+/// its band energy in the bands centred below 1 kHz: most of it in voiced speech (vowels, nasals,
+/// /l r w/), a small part in frication and bursts (/s sh f t k/).
 #[derive(Clone, Copy, Debug)]
 pub struct Bands {
     pub db: [f32; BANDS],
     pub level: f32,
-}
-
-impl Bands {
-    /// The share of the slice's energy in the bands centred below 1 kHz: most of it in voiced speech
-    /// (vowels, nasals, /l r w/), a small part in frication and bursts (/s sh f t k/).
-    pub fn low_share(&self) -> f32 {
-        let (mut low, mut all) = (0.0f32, 0.0f32);
-        for (b, db) in self.db.iter().enumerate() {
-            let e = 10f32.powf(db / 10.0);
-            all += e;
-            if centre_hz(b) < 1000.0 {
-                low += e;
-            }
-        }
-        if all > 0.0 { low / all } else { 0.0 }
-    }
+    pub low_share: f32,
 }
 
 /// The centre frequency of mel band `b`.
@@ -72,6 +59,8 @@ pub struct LogMel {
     filters: Vec<(usize, Vec<f32>)>,
     /// Per FFT bin, the gain of a first-order pre-emphasis (the level is measured on it).
     emphasis: Vec<f32>,
+    /// How many bands are centred below 1 kHz.
+    low_bands: usize,
     input: Vec<f32>,
     spectrum: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
@@ -118,7 +107,8 @@ impl LogMel {
             })
             .collect();
         let scratch = fft.make_scratch_vec();
-        LogMel { fft, hann, filters, emphasis, input: vec![0.0; FFT], spectrum, scratch }
+        let low_bands = (0..BANDS).take_while(|&b| centre_hz(b) < 1000.0).count();
+        LogMel { fft, hann, filters, emphasis, low_bands, input: vec![0.0; FFT], spectrum, scratch }
     }
 
     /// The bands of the slice centred on sample `centre` of `audio` (samples outside it are silence).
@@ -135,15 +125,21 @@ impl LogMel {
         // Energy to mean-square level (Parseval with the Hann window's power).
         let norm = 2.0 / (FFT as f32 * SLICE as f32 * 0.375);
         let mut db = [0.0f32; BANDS];
-        for (d, (first, weights)) in db.iter_mut().zip(&self.filters) {
+        let (mut low, mut all) = (0.0f32, 0.0f32);
+        for (b, (d, (first, weights))) in db.iter_mut().zip(&self.filters).enumerate() {
             let e: f32 = weights.iter().zip(&self.spectrum[*first..]).map(|(w, c)| w * c.norm_sqr()).sum();
             *d = 10.0 * (e * norm + 1e-12).log10();
+            all += e;
+            if b < self.low_bands {
+                low += e;
+            }
         }
         let bin_hz = SAMPLE_RATE as f32 / FFT as f32;
         let (lo, hi) = ((80.0 / bin_hz) as usize, (7000.0 / bin_hz) as usize);
         let emphasised: f32 =
             self.spectrum[lo..hi].iter().zip(&self.emphasis[lo..hi]).map(|(c, g)| c.norm_sqr() * g).sum();
-        Bands { db, level: 10.0 * (emphasised * norm + 1e-12).log10() }
+        let low_share = if all > 0.0 { low / all } else { 0.0 };
+        Bands { db, level: 10.0 * (emphasised * norm + 1e-12).log10(), low_share }
     }
 }
 
@@ -250,7 +246,7 @@ mod tests {
             })
             .collect();
         let hiss: Vec<f32> = noise.windows(3).map(|w| w[0] - 2.0 * w[1] + w[2]).collect();
-        let (v, s) = (mel.analyse(&vowel, 2000).low_share(), mel.analyse(&hiss, 2000).low_share());
+        let (v, s) = (mel.analyse(&vowel, 2000).low_share, mel.analyse(&hiss, 2000).low_share);
         assert!(v > 0.8 && s < 0.05, "vowel {v}, hiss {s}");
     }
 

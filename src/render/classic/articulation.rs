@@ -305,7 +305,7 @@ impl Articulator {
             let centre = frame_at + (ms * SAMPLE_RATE as f32 / 1000.0).round() as isize;
             let bands = self.mel.analyse(audio, centre);
             if k == 1 {
-                voiced = bands.low_share() > Self::VOICED_SHARE;
+                voiced = bands.low_share > Self::VOICED_SHARE;
             }
             (w, bands.level)
         });
@@ -385,6 +385,16 @@ mod tests {
             .collect()
     }
 
+    /// `n` samples of white noise in -0.5..0.5, the same for the same `seed`.
+    fn noise(mut seed: u32, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
     /// The pose after `frames` frames of the same sound (the follower settles).
     fn settle(a: &mut Articulator, from: u64, sound: &[f32], frames: u64) -> MouthPose {
         (from..from + frames).map(|k| a.pose(k * 40_000_000, sound, 0)).last().unwrap()
@@ -400,13 +410,7 @@ mod tests {
         // Low background noise after speech closes the mouth too.
         let loud = vowel(700.0, 1200.0, 0.1, window_samples(), 0);
         assert!(settle(&mut a, 50, &loud, 25).opening() > 0.3);
-        let mut seed = 1u32;
-        let hiss: Vec<f32> = (0..window_samples())
-            .map(|_| {
-                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2e-4
-            })
-            .collect();
+        let hiss: Vec<f32> = noise(1, window_samples()).iter().map(|v| v * 2e-4).collect();
         let p = settle(&mut a, 75, &hiss, 8);
         assert!(p.opening() < 0.02, "noise opened the mouth: {p:?}");
         let mut a = Articulator::new();
@@ -495,14 +499,7 @@ mod tests {
         let n = window_samples();
         // An /s/: noise differenced twice, its energy near the top of the band, louder than the vowel in
         // the speech level.
-        let mut seed = 11u32;
-        let noise: Vec<f32> = (0..n + 2)
-            .map(|_| {
-                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect();
-        let hiss: Vec<f32> = noise.windows(3).map(|w| 0.4 * (w[0] - 2.0 * w[1] + w[2])).collect();
+        let hiss: Vec<f32> = noise(11, n + 2).windows(3).map(|w| 0.4 * (w[0] - 2.0 * w[1] + w[2])).collect();
         // Syllables: 160 ms of vowel, 120 ms of /s/ (or of silence), 40 ms of silence; the widest opening
         // of the last vowels.
         let run = |with_hiss: bool| {
