@@ -58,9 +58,14 @@ const ROUNDING_GAIN: f32 = 2.0;
 /// The lips press together for a /p b m/ in the slices from the pts to 30 ms after it.
 const PRESS_FIRST_MS: i64 = 0;
 const PRESS_LAST_MS: i64 = 30;
-/// Lip pressing follows its target faster when closing than when opening (one-pole coefficients per frame).
+/// Lip pressing follows its target (one-pole coefficients per frame): the lips shut within a frame, and
+/// part within one after the release, as a stop's burst parts them; the jaw then opens at the pace of the
+/// opening's follower, slower than the lips closed.
 const PRESS_CLOSING: f32 = 0.15;
-const PRESS_OPENING: f32 = 0.5;
+const PRESS_OPENING: f32 = 0.2;
+/// How much of the jaw's drop pressed lips take back: the jaw rises a little for a /p b m/ and the lips
+/// close the rest (the rig keeps them together over what is left of the drop).
+const PRESS_JAW_RISE: f32 = 0.3;
 
 /// What each viseme does with the opening the loudness gives: the shares of it the jaw and the lips take,
 /// the spreading (+) or rounding (-), the lower lip tucked under the teeth, the tongue tip shown.
@@ -350,7 +355,7 @@ impl Articulator {
         let press = self.press;
         let free = 1.0 - press;
         MouthPose {
-            jaw: b.jaw * (1.0 - 0.9 * press),
+            jaw: b.jaw * (1.0 - PRESS_JAW_RISE * press),
             lips: b.lips * free,
             tuck: b.tuck * free,
             tongue: b.tongue * free,
@@ -433,15 +438,18 @@ mod tests {
         assert!(ah.jaw > ee.jaw + 0.1 && ah.jaw > oo.jaw + 0.1, "/a/ {ah:?}, /i/ {ee:?}, /u/ {oo:?}");
         assert!(ah.opening() > 0.4, "{ah:?}");
         assert!(ee.spread > 0.5 && oo.spread < -0.5, "/i/ {ee:?} /u/ {oo:?}");
-        assert!(mm.press > 0.95 && mm.lips < 0.02 && mm.jaw < 0.05, "/m/ shuts the lips however loud: {mm:?}");
+        assert!(mm.press > 0.95 && mm.lips < 0.02 && mm.jaw < 0.1, "/m/ shuts the lips however loud: {mm:?}");
         assert!(ff.tuck > 0.5 && ah.tuck < 0.05, "/f/ {ff:?}");
         // Without the feed the classifier decides; with it, a /p b m/ just ahead presses the lips first.
         let feed = PhonemeFeed::new();
         feed.push("aa", 0, 1_000_000_000).unwrap();
         feed.push("m", 1_020_000_000, 1_100_000_000).unwrap();
+        feed.push("aa", 1_100_000_000, 2_000_000_000).unwrap();
         let mut a = Articulator::new().with_phonemes(Some(feed));
-        let press: Vec<f32> = (0..28u64).map(|k| a.pose(k * 40_000_000, &sound, 0).press).collect();
+        let press: Vec<f32> = (0..30u64).map(|k| a.pose(k * 40_000_000, &sound, 0).press).collect();
         assert!(press[24] < 0.05 && press[25] > 0.8, "the press starts with the frame before the /m/: {press:?}");
+        // The /m/ ends at 1.10 s: the frame at 1.08 s still holds the lips shut, the next has parted them.
+        assert!(press[27] > 0.9 && press[28] < 0.25, "the lips part within a frame of the release: {press:?}");
     }
 
     #[test]
