@@ -176,3 +176,31 @@ fn a_face_at_the_frame_edge_is_rendered_inside_the_frame() {
     assert!(p.y as u32 + p.height == h as u32, "the warp reaches the frame's edge (chin at {chin})");
     assert_ne!(cut.composite(&p), cut.data(), "the mouth was drawn");
 }
+
+#[test]
+fn pressed_lips_stay_sealed_to_their_corners_over_a_dropped_jaw() {
+    let frame = common::frame(&common::golden("astronaut"));
+    let (classic, face) = primed(&frame);
+    // The darkest luma near each mouth corner: an opening there shows the dark of the mouth.
+    let darkest_at_corners = |jaw: f32| -> [f32; 2] {
+        let pose = MouthPose { press: 1.0, jaw, ..MouthPose::CLOSED };
+        let patch = classic.render_pose(&frame, &face, &pose).expect("a patch");
+        let out = frame.composite(&patch);
+        [61usize, 291].map(|id| {
+            let [x, y] = [face.landmarks[id][0].round() as usize, face.landmarks[id][1].round() as usize];
+            let mut darkest = f32::MAX;
+            for v in y - 3..=y + 3 {
+                for u in x - 4..=x + 4 {
+                    let p = &out[(v * 512 + u) * 3..][..3];
+                    darkest = darkest.min(0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32);
+                }
+            }
+            darkest
+        })
+    };
+    let (shut, dropped) = (darkest_at_corners(0.0), darkest_at_corners(0.8));
+    eprintln!("darkest luma at the corners, jaw shut {shut:?}, jaw dropped {dropped:?}");
+    for k in 0..2 {
+        assert!(dropped[k] > shut[k] - 15.0, "a corner opens over the dropped jaw: {dropped:?} against {shut:?}");
+    }
+}

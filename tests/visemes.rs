@@ -121,11 +121,11 @@ struct Floor {
 fn floor(voice: Voice, face: &str, phonemes: bool) -> Floor {
     let floor = |closure: f32, round_spread: f32, open_closed: f32| Floor { closure, round_spread, open_closed };
     match (voice, face, phonemes) {
-        (Voice::Slt, "photo", false) => floor(0.7, 0.7, 0.88),
+        (Voice::Slt, "photo", false) => floor(0.75, 0.7, 0.88),
         (Voice::Slt, _, false) => floor(0.85, 0.65, 0.9),
-        (Voice::Rms, "photo", false) => floor(0.5, 0.85, 0.85),
-        (Voice::Rms, _, false) => floor(0.7, 0.85, 0.9),
-        (_, "photo", true) => floor(0.95, 0.93, 0.9),
+        (Voice::Rms, "photo", false) => floor(0.8, 0.85, 0.85),
+        (Voice::Rms, _, false) => floor(0.8, 0.85, 0.9),
+        (_, "photo", true) => floor(0.92, 0.93, 0.9),
         (_, _, true) => floor(0.95, 0.93, 0.93),
     }
 }

@@ -9,8 +9,8 @@
 //! around the frame, followed by a critically damped follower.
 //!
 //! Shape: the [`VisemeEstimator`] classifies every 10 ms slice of the stream (or a [`PhonemeFeed`] says
-//! what was spoken when); the visemes around the frame, weighted by a narrower Gaussian, set how much of the
-//! opening goes to the jaw and to the lips, the lower lip tucked under the upper teeth for /f v/ and the
+//! what was spoken when); the visemes around the frame, weighted by a narrower Gaussian (the likeliest
+//! vowel among them weighing more than its share), set how much of the opening goes to the jaw and to the lips, the lower lip tucked under the upper teeth for /f v/ and the
 //! tongue tip for /th d t n l/. The spreading or rounding comes from the vowels (and /r w/) among them,
 //! pushed towards the extremes, and the consonants between take it from them. A /p b m/ anywhere in the next 30 ms presses the
 //! lips together: they close fast, ahead of the sound's release, as a speaker's do, and open slower.
@@ -51,6 +51,12 @@ const VISEME_LAST_MS: i64 = 30;
 const LIP_SHAPERS: [Viseme; 5] = [Viseme::Glide, Viseme::Open, Viseme::Mid, Viseme::Spread, Viseme::Round];
 /// The lip shapers' share of the slices from which their rounding shows in full.
 const SHAPERS_SHOWN: f32 = 0.25;
+/// The vowels, whose shares of a frame's visemes are sharpened (see [`Articulator::sharpened`]).
+const VOWELS: [Viseme; 4] = [Viseme::Open, Viseme::Mid, Viseme::Spread, Viseme::Round];
+/// The power the vowels' shares are raised to: a classifier hearing an unseen voice spreads its belief
+/// over the vowels (an /a/ heard as half /a/, half schwa), and the jaw and lips take the shape of the
+/// vowel it leans to instead of an average of them.
+const VOWEL_SHARPNESS: f32 = 2.0;
 /// How far the heard rounding is pushed to the extremes: a classifier hearing an unseen voice spreads its
 /// belief over the vowels, where the mouth must still choose a shape (given phonemes are at the extremes
 /// already).
@@ -265,6 +271,22 @@ impl Articulator {
         own + ((ROUNDING_GAIN * heard).clamp(-1.0, 1.0) - own) * smoothstep(0.0, SHAPERS_SHOWN, shapers)
     }
 
+    /// `mix` with its vowels' shares raised to [`VOWEL_SHARPNESS`] and scaled back to their total: the
+    /// likeliest vowel gains on the others, the consonants and silence keep their shares (the opening's
+    /// rise and fall from consonant to vowel stays the loudness's and the classifier's).
+    fn sharpened(mix: &Probabilities) -> Probabilities {
+        let share = |p: f32| p.max(0.0).powf(VOWEL_SHARPNESS);
+        let total: f32 = VOWELS.iter().map(|v| mix[v.index()]).sum();
+        let powered: f32 = VOWELS.iter().map(|v| share(mix[v.index()])).sum();
+        let mut sharp = *mix;
+        if powered > 0.0 {
+            for v in VOWELS {
+                sharp[v.index()] = share(mix[v.index()]) / powered * total;
+            }
+        }
+        sharp
+    }
+
     /// The shape of a viseme mix: each viseme's shape weighted by its probability.
     fn shape_of(mix: &Probabilities) -> Shape {
         let mut s = Shape::default();
@@ -341,7 +363,7 @@ impl Articulator {
         let a = follow(self.opening[0], open / total);
         let b = follow(self.opening[1], a);
         self.opening = [Some(a), Some(b)];
-        let mut target = Self::shape_of(&mix);
+        let mut target = Self::shape_of(&Self::sharpened(&mix));
         target.spread = Self::rounding_of(&mix, target.spread);
         let shape = match self.shape {
             Some(p) if dt < 0.2 => target.lerp(&p, SHAPE_FOLLOW),
@@ -450,6 +472,26 @@ mod tests {
         assert!(press[24] < 0.05 && press[25] > 0.8, "the press starts with the frame before the /m/: {press:?}");
         // The /m/ ends at 1.10 s: the frame at 1.08 s still holds the lips shut, the next has parted them.
         assert!(press[27] > 0.9 && press[28] < 0.25, "the lips part within a frame of the release: {press:?}");
+    }
+
+    #[test]
+    fn an_uncertain_vowel_takes_the_likeliest_shape() {
+        let mut p = [0.0; Viseme::COUNT];
+        for (v, x) in [(Viseme::Open, 0.3), (Viseme::Mid, 0.2), (Viseme::Spread, 0.1), (Viseme::Dental, 0.4)] {
+            p[v.index()] = x;
+        }
+        let sharp = Articulator::sharpened(&p);
+        // The open vowel gains on the others, the vowels keep their total and the consonant its share.
+        let (open, mid, spread) =
+            (sharp[Viseme::Open.index()], sharp[Viseme::Mid.index()], sharp[Viseme::Spread.index()]);
+        assert!((open - 0.6 * 9.0 / 14.0).abs() < 1e-6 && mid < 0.2 && spread < 0.1, "{sharp:?}");
+        assert!((open + mid + spread - 0.6).abs() < 1e-6 && sharp[Viseme::Dental.index()] == 0.4, "{sharp:?}");
+        assert!(Articulator::shape_of(&sharp).jaw > Articulator::shape_of(&p).jaw + 0.05);
+        // Given phonemes (one viseme for sure) and silence are left as they are.
+        let mut m = [0.0; Viseme::COUNT];
+        m[Viseme::Round.index()] = 1.0;
+        assert_eq!(Articulator::sharpened(&m), m);
+        assert_eq!(Articulator::sharpened(&[0.0; Viseme::COUNT]), [0.0; Viseme::COUNT]);
     }
 
     #[test]

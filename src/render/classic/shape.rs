@@ -356,6 +356,10 @@ impl Rig {
         if upper || lower || is_in(&CORNERS, id16) {
             let inner = is_in(&INNER_LIP, id16);
             let round = (-pose.spread).max(0.0);
+            if !upper {
+                // Pressed lips stay together, to their corners, over a jaw that is not quite shut.
+                down -= pose.press * pose.jaw * JAW_MAX * with_jaw * lateral;
+            }
             if upper {
                 down -= pose.lips * UPPER_LIP_MAX * profile;
                 down -= pose.tuck * TUCK_UPPER * profile;
@@ -364,8 +368,6 @@ impl Rig {
                     down += (pose.press * PRESS_MAX - round * POUT_MAX) * profile;
                 }
             } else if lower {
-                // Pressed lips stay together over a jaw that is not quite shut.
-                down -= pose.press * pose.jaw * JAW_MAX * with_jaw * lateral;
                 down += pose.lips * LOWER_LIP_MAX * profile;
                 // Rounding also pushes the lips apart a little at the centre.
                 down += round * 0.02 * profile;
