@@ -10,10 +10,11 @@
 //!
 //! Shape: the [`VisemeEstimator`] classifies every 10 ms slice of the stream (or a [`PhonemeFeed`] says
 //! what was spoken when); the visemes around the frame, weighted by a narrower Gaussian (the likeliest
-//! vowel among them weighing more than its share), set how much of the opening goes to the jaw and to the lips, the lower lip tucked under the upper teeth for /f v/ and the
-//! tongue tip for /th d t n l/. The spreading or rounding comes from the vowels (and /r w/) among them,
-//! pushed towards the extremes, and the consonants between take it from them. A /p b m/ anywhere in the next 30 ms presses the
-//! lips together: they close fast, ahead of the sound's release, as a speaker's do, and open slower.
+//! vowel among them weighing more than its share), set how much of the opening goes to the jaw and to the
+//! lips, the lower lip tucked under the upper teeth for /f v/ and the tongue tip for /th d t n l/. The
+//! spreading or rounding comes from the balance of the vowels (and /r w/) among them, and the consonants
+//! between take it from them. A /p b m/ anywhere in the next 30 ms presses the lips together: they close
+//! fast, ahead of the sound's release, as a speaker's do, part at the release, and the jaw opens slower.
 
 use super::smoothstep;
 use crate::audio::{AudioWindow, SAMPLE_RATE};
@@ -37,7 +38,9 @@ const SIGMA_MS: f32 = 30.0;
 /// The pose then goes through two one-pole low-passes (a critically damped follower): a mouth has mass,
 /// so it does not jump from frame to frame with every change of level.
 const FOLLOW: f32 = 0.5;
-/// The lips' shape follows its visemes through one one-pole stage.
+/// The jaw's and lips' shares of the opening, the tucked lip and the tongue follow their visemes through
+/// one one-pole stage. The rounding does not: the visemes' Gaussian already smooths it, and a follower's
+/// lag would give a short vowel the shape of the sound before it.
 const SHAPE_FOLLOW: f32 = 0.5;
 /// The visemes' Gaussian: centred 20 ms after the frame's pts (the middle of its display interval), σ =
 /// 15 ms, over the slices from 20 ms before the pts to 30 ms after.
@@ -57,10 +60,6 @@ const VOWELS: [Viseme; 4] = [Viseme::Open, Viseme::Mid, Viseme::Spread, Viseme::
 /// over the vowels (an /a/ heard as half /a/, half schwa), and the jaw and lips take the shape of the
 /// vowel it leans to instead of an average of them.
 const VOWEL_SHARPNESS: f32 = 2.0;
-/// How far the heard rounding is pushed to the extremes: a classifier hearing an unseen voice spreads its
-/// belief over the vowels, where the mouth must still choose a shape (given phonemes are at the extremes
-/// already).
-const ROUNDING_GAIN: f32 = 2.0;
 /// The lips press together for a /p b m/ in the slices from the pts to 30 ms after it.
 const PRESS_FIRST_MS: i64 = 0;
 const PRESS_LAST_MS: i64 = 30;
@@ -261,14 +260,16 @@ impl Articulator {
         (mix, smoothstep(0.2, 0.5, bilabial))
     }
 
-    /// The lips' rounding (-1) or spreading (+1) for a frame's viseme mix whose shape has `own`.
+    /// The lips' rounding (-1) or spreading (+1) for a frame's viseme mix whose shape has `own`: the
+    /// lip shapers' balance, whatever their share of the mix, softened towards its ends (tanh), so that
+    /// the lips move most between the shapes heard and a sure /i/ or /u/ does not swing them the furthest.
     fn rounding_of(mix: &Probabilities, own: f32) -> f32 {
         let shapers: f32 = LIP_SHAPERS.iter().map(|v| mix[v.index()]).sum();
         if shapers <= 0.0 {
             return own;
         }
         let heard: f32 = LIP_SHAPERS.iter().map(|v| mix[v.index()] * SHAPES[v.index()].spread).sum::<f32>() / shapers;
-        own + ((ROUNDING_GAIN * heard).clamp(-1.0, 1.0) - own) * smoothstep(0.0, SHAPERS_SHOWN, shapers)
+        own + (heard.tanh() - own) * smoothstep(0.0, SHAPERS_SHOWN, shapers)
     }
 
     /// `mix` with its vowels' shares raised to [`VOWEL_SHARPNESS`] and scaled back to their total: the
@@ -366,7 +367,7 @@ impl Articulator {
         let mut target = Self::shape_of(&Self::sharpened(&mix));
         target.spread = Self::rounding_of(&mix, target.spread);
         let shape = match self.shape {
-            Some(p) if dt < 0.2 => target.lerp(&p, SHAPE_FOLLOW),
+            Some(p) if dt < 0.2 => Shape { spread: target.spread, ..target.lerp(&p, SHAPE_FOLLOW) },
             _ => target,
         };
         self.shape = Some(shape);
@@ -504,21 +505,24 @@ mod tests {
             p
         };
         let rounding = |p: &Probabilities| Articulator::rounding_of(p, Articulator::shape_of(p).spread);
-        // Half sure of a spread vowel (the rest an open one, a little /s/): the lips spread all the way.
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
+        // Half sure of a spread vowel (the rest an open one, a little /s/): the lips spread as the vowels
+        // heard say, whatever the /s/'s share.
         let ee = mix(&[(Viseme::Spread, 0.4), (Viseme::Open, 0.4), (Viseme::Sibilant, 0.2)]);
-        assert!(Articulator::shape_of(&ee).spread < 0.6 && rounding(&ee) == 1.0, "{}", rounding(&ee));
-        // Round against spread: the larger share wins, in proportion.
+        assert!(close(rounding(&ee), 0.55f32.tanh()), "{}", rounding(&ee));
+        // Round against spread: the balance of the two decides, the order of the shares is kept.
         let oo = mix(&[(Viseme::Round, 0.35), (Viseme::Spread, 0.15), (Viseme::Open, 0.5)]);
-        assert!((rounding(&oo) + 0.3).abs() < 1e-5, "{}", rounding(&oo));
+        let ou = mix(&[(Viseme::Round, 0.45), (Viseme::Spread, 0.05), (Viseme::Open, 0.5)]);
+        assert!(close(rounding(&oo), -0.15f32.tanh()) && rounding(&ou) < rounding(&oo), "{}", rounding(&oo));
         // A consonant among vowels takes their shape; on its own it keeps its own.
         let s_in_soon = mix(&[(Viseme::Sibilant, 0.7), (Viseme::Round, 0.3)]);
-        assert_eq!(rounding(&s_in_soon), -1.0);
+        assert!(close(rounding(&s_in_soon), -1f32.tanh()));
         let s = mix(&[(Viseme::Sibilant, 1.0)]);
         assert_eq!(rounding(&s), SHAPES[Viseme::Sibilant.index()].spread);
-        // Given phonemes, each vowel takes its own shape, pushed as far as the heard ones.
+        // Given phonemes, each vowel takes its own shape, softened as the heard ones are.
         for v in LIP_SHAPERS {
             let p = mix(&[(v, 1.0)]);
-            assert_eq!(rounding(&p), (ROUNDING_GAIN * SHAPES[v.index()].spread).clamp(-1.0, 1.0));
+            assert!(close(rounding(&p), SHAPES[v.index()].spread.tanh()));
         }
     }
 
