@@ -261,8 +261,9 @@ impl Articulator {
     }
 
     /// The lips' rounding (-1) or spreading (+1) for a frame's viseme mix whose shape has `own`: the
-    /// lip shapers' balance, whatever their share of the mix, softened towards its ends (tanh), so that
-    /// the lips move most between the shapes heard and a sure /i/ or /u/ does not swing them the furthest.
+    /// lip shapers' balance (whatever their share of the mix), softened towards its ends (tanh). A sure
+    /// /i/ or /u/ takes 0.76 of the rig's range, and the order of the balances heard is kept (a clamp
+    /// would make every fairly sure vowel alike).
     fn rounding_of(mix: &Probabilities, own: f32) -> f32 {
         let shapers: f32 = LIP_SHAPERS.iter().map(|v| mix[v.index()]).sum();
         if shapers <= 0.0 {
