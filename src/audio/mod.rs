@@ -3,6 +3,8 @@
 
 pub mod envelope;
 pub mod ring;
+#[cfg(test)]
+pub(crate) mod test_signals;
 pub mod window;
 
 #[cfg(feature = "cpal")]

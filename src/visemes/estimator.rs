@@ -127,15 +127,13 @@ mod tests {
 
     /// A sound with pauses: vowel-like bursts and fricative-like noise.
     fn speechlike(n: usize) -> Vec<f32> {
-        let mut seed = 7u32;
+        let noise = crate::audio::test_signals::noise(7, n);
         (0..n)
             .map(|i| {
                 let t = i as f32 / 16_000.0;
-                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                let noise = (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
                 match (i / 2400) % 4 {
                     0 => 0.2 * (std::f32::consts::TAU * 140.0 * t).sin() * (std::f32::consts::TAU * 700.0 * t).sin(),
-                    1 => 0.05 * noise,
+                    1 => 0.05 * noise[i],
                     2 => 0.0,
                     _ => 0.1 * (std::f32::consts::TAU * 300.0 * t).sin(),
                 }

@@ -238,14 +238,8 @@ mod tests {
             })
             .collect();
         // An /s/: noise differenced twice, its energy rising to the top of the band.
-        let mut seed = 7u32;
-        let noise: Vec<f32> = (0..4002)
-            .map(|_| {
-                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect();
-        let hiss: Vec<f32> = noise.windows(3).map(|w| w[0] - 2.0 * w[1] + w[2]).collect();
+        let hiss: Vec<f32> =
+            crate::audio::test_signals::noise(7, 4002).windows(3).map(|w| w[0] - 2.0 * w[1] + w[2]).collect();
         let (v, s) = (mel.analyse(&vowel, 2000).low_share, mel.analyse(&hiss, 2000).low_share);
         assert!(v > 0.8 && s < 0.05, "vowel {v}, hiss {s}");
     }

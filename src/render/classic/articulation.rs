@@ -326,23 +326,20 @@ impl Articulator {
             return MouthPose::CLOSED;
         }
         let hop_ms = HOP as f32 * 1000.0 / SAMPLE_RATE as f32;
-        let mut voiced = false;
-        let slices: [(f32, f32); SLICES] = std::array::from_fn(|k| {
+        // Per slice: its weight in the kernel, its level and its low-band share.
+        let slices: [(f32, f32, f32); SLICES] = std::array::from_fn(|k| {
             let ms = LAST_CENTRE_MS - k as f32 * hop_ms;
             let d = ms - KERNEL_CENTRE_MS;
             let w = (-(d * d) / (2.0 * SIGMA_MS * SIGMA_MS)).exp();
             let centre = frame_at + (ms * SAMPLE_RATE as f32 / 1000.0).round() as isize;
             let bands = self.mel.analyse(audio, centre);
-            if k == 1 {
-                voiced = bands.low_share > Self::VOICED_SHARE;
-            }
-            (w, bands.level)
+            (w, bands.level, bands.low_share)
         });
         // Level statistics follow the slice nearest the kernel's centre; only voiced sound sets the peak.
         let dt = self.last_pts.map_or(0.04, |p| pts.saturating_sub(p) as f32 * 1e-9).min(1.0);
         self.last_pts = Some(pts);
-        let now = slices[1].1;
-        let heard = if voiced { now } else { f32::MIN };
+        let (_, now, low_share) = slices[1];
+        let heard = if low_share > Self::VOICED_SHARE { now } else { f32::MIN };
         self.peak = match self.peak {
             // Never within 25 dB of the noise floor: pauses do not turn noise into speech.
             Some(p) => Some(heard.max(p - 6.0 * dt).max(self.floor + 25.0).max(Self::MIN_PEAK)),
@@ -350,7 +347,7 @@ impl Articulator {
         };
         self.floor = now.min(self.floor + 3.0 * dt).max(-100.0);
         let (mut open, mut total) = (0.0, 0.0);
-        for &(w, level) in &slices {
+        for &(w, level, _) in &slices {
             open += w * self.opening_of(level);
             total += w;
         }
@@ -392,6 +389,7 @@ impl Articulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::test_signals::noise;
 
     fn window_samples() -> usize {
         WINDOW.samples()
@@ -410,16 +408,6 @@ mod tests {
                     })
                     .sum::<f32>()
                     * amp
-            })
-            .collect()
-    }
-
-    /// `n` samples of white noise in -0.5..0.5, the same for the same `seed`.
-    fn noise(mut seed: u32, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
             })
             .collect()
     }
