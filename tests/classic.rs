@@ -8,7 +8,7 @@ use lipsync::face::models::ModelSource;
 use lipsync::face::{FaceTracker, TrackerConfig};
 use lipsync::render::classic::shape::Rig;
 use lipsync::render::classic::{Classic, MouthPose};
-use lipsync::sync::mouth_opening;
+use lipsync::sync::{mouth_opening, mouth_width};
 use lipsync::{PixelFormat, VideoFrame};
 
 fn tracker() -> FaceTracker {
@@ -203,4 +203,25 @@ fn pressed_lips_stay_sealed_to_their_corners_over_a_dropped_jaw() {
     for k in 0..2 {
         assert!(dropped[k] > shut[k] - 15.0, "a corner opens over the dropped jaw: {dropped:?} against {shut:?}");
     }
+}
+
+#[test]
+fn rounded_and_spread_lips_read_narrower_and_wider_to_the_tracker() {
+    // On the smiling photo, lips narrowed over a still face are read by the tracker as barely narrower
+    // (the cheeks beside them still say where the corners are); the skin around them must follow.
+    let frame = common::frame(&common::golden("astronaut"));
+    let (classic, face) = primed(&frame);
+    let width = |spread: f32| {
+        let pose = MouthPose::open(0.25, 0.3, spread);
+        let patch = classic.render_pose(&frame, &face, &pose).expect("a patch");
+        let out = VideoFrame::from_vec(PixelFormat::Rgb, 512, 512, frame.composite(&patch), 0).unwrap();
+        let mut tracker = tracker();
+        // The tracker's own region, from the landmarks of the frame before, as in a video.
+        let seen: Vec<_> = (0..3).map(|_| tracker.track(&out).unwrap().expect("a face").landmarks).collect();
+        mouth_width(&seen[2])
+    };
+    let (round, neutral, spread) = (width(-0.5), width(0.0), width(0.5));
+    eprintln!("mouth width rounded {round:.4}, neutral {neutral:.4}, spread {spread:.4}");
+    // 9 % of the width between them (4 % when the skin stays still).
+    assert!(round < neutral && spread > neutral && spread - round > 0.07 * neutral, "{round} {neutral} {spread}");
 }

@@ -125,12 +125,12 @@ struct Floor {
 fn floor(voice: Voice, face: &str, phonemes: bool) -> Floor {
     let floor = |closure: f32, round_spread: f32, open_closed: f32| Floor { closure, round_spread, open_closed };
     match (voice, face, phonemes) {
-        (Voice::Slt, "photo", false) => floor(0.8, 0.75, 0.9),
-        (Voice::Slt, _, false) => floor(0.9, 0.74, 0.93),
+        (Voice::Slt, "photo", false) => floor(0.8, 0.8, 0.9),
+        (Voice::Slt, _, false) => floor(0.9, 0.75, 0.93),
         (Voice::Rms, "photo", false) => floor(0.85, 0.9, 0.9),
         (Voice::Rms, _, false) => floor(0.9, 0.9, 0.92),
-        (Voice::Awb, "photo", false) => floor(0.8, 0.65, 0.93),
-        (Voice::Awb, _, false) => floor(0.8, 0.74, 0.93),
+        (Voice::Awb, "photo", false) => floor(0.8, 0.75, 0.93),
+        (Voice::Awb, _, false) => floor(0.85, 0.75, 0.93),
         (_, "photo", true) => floor(0.95, 0.95, 0.9),
         (_, _, true) => floor(0.95, 0.95, 0.95),
     }

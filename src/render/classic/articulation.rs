@@ -54,6 +54,11 @@ const VISEME_LAST_MS: i64 = 30;
 const LIP_SHAPERS: [Viseme; 5] = [Viseme::Glide, Viseme::Open, Viseme::Mid, Viseme::Spread, Viseme::Round];
 /// The lip shapers' share of the slices from which their rounding shows in full.
 const SHAPERS_SHOWN: f32 = 0.25;
+/// The share of the rig's spreading and rounding that speech takes: a sure /i/ or /u/ (0.76, see
+/// [`Articulator::rounding_of`]) moves the mouth's corners, and the skin around them, 0.53 of the rig's
+/// full range. The shape changes from vowel to vowel at the pace of speech, and a wider swing would make
+/// the mouth tremble more than a speaker's does.
+const SPREAD_RANGE: f32 = 0.7;
 /// The vowels, whose shares of a frame's visemes are sharpened (see [`Articulator::sharpened`]).
 const VOWELS: [Viseme; 4] = [Viseme::Open, Viseme::Mid, Viseme::Spread, Viseme::Round];
 /// The power the vowels' shares are raised to: a classifier hearing an unseen voice spreads its belief
@@ -310,7 +315,7 @@ impl Articulator {
         MouthPose {
             jaw: open * s.jaw,
             lips: open * s.lips,
-            spread: s.spread.clamp(-1.0, 1.0) * (open * 4.0).min(1.0),
+            spread: s.spread.clamp(-1.0, 1.0) * SPREAD_RANGE * (open * 4.0).min(1.0),
             press: 0.0,
             tuck: s.tuck * shown,
             tongue: s.tongue * shown,
@@ -449,7 +454,8 @@ mod tests {
         let (ah, ee, oo, mm, ff) = (pose("aa"), pose("iy"), pose("uw"), pose("m"), pose("f"));
         assert!(ah.jaw > ee.jaw + 0.1 && ah.jaw > oo.jaw + 0.1, "/a/ {ah:?}, /i/ {ee:?}, /u/ {oo:?}");
         assert!(ah.opening() > 0.4, "{ah:?}");
-        assert!(ee.spread > 0.5 && oo.spread < -0.5, "/i/ {ee:?} /u/ {oo:?}");
+        let sure = SHAPES[Viseme::Spread.index()].spread.tanh() * SPREAD_RANGE;
+        assert!(ee.spread > 0.95 * sure && oo.spread < -0.95 * sure, "/i/ {ee:?} /u/ {oo:?}");
         assert!(mm.press > 0.95 && mm.lips < 0.02 && mm.jaw < 0.1, "/m/ shuts the lips however loud: {mm:?}");
         assert!(ff.tuck > 0.5 && ah.tuck < 0.05, "/f/ {ff:?}");
         // Without the feed the classifier decides; with it, a /p b m/ just ahead presses the lips first.

@@ -68,6 +68,11 @@ const SPREAD_MAX: f32 = 0.18;
 const ROUND_MAX: f32 = 0.28;
 /// Rounding also narrows the opening between the inner lips further (share of the inner width).
 const ROUND_INNER: f32 = 0.25;
+/// The skin around the lips follows their corners in and out, fading over this many half mouth widths
+/// beyond the lips (on an ellipse 0.7 times as tall as it is wide, centred on the mouth): a rounding mouth
+/// gathers the cheeks beside it and a spreading one stretches them, instead of the lips sliding over a
+/// still face (which also reads as hardly any change of width).
+const SPREAD_REACH: f32 = 1.0;
 /// How far pressed lips squeeze towards each other, and rounded lips push out (outer contour, face units).
 const PRESS_MAX: f32 = 0.03;
 const POUT_MAX: f32 = 0.012;
@@ -351,9 +356,9 @@ impl Rig {
             with_the_jaw(dy)
         };
         let mut down = pose.jaw * JAW_MAX * with_jaw * lateral;
-        let mut x = f[0];
+        let width = if pose.spread >= 0.0 { SPREAD_MAX * pose.spread } else { ROUND_MAX * pose.spread };
         let (upper, lower) = (is_in(&UPPER_LIP, id16), is_in(&LOWER_LIP, id16));
-        if upper || lower || is_in(&CORNERS, id16) {
+        let x = if upper || lower || is_in(&CORNERS, id16) {
             let inner = is_in(&INNER_LIP, id16);
             let round = (-pose.spread).max(0.0);
             if !upper {
@@ -369,17 +374,17 @@ impl Rig {
                 }
             } else if lower {
                 down += pose.lips * LOWER_LIP_MAX * profile;
-                // Rounding also pushes the lips apart a little at the centre.
-                down += round * 0.02 * profile;
                 down -= pose.tuck * if inner { TUCK_INNER } else { TUCK_OUTER } * profile;
                 if !inner {
                     down -= (pose.press * PRESS_MAX - round * POUT_MAX) * profile;
                 }
             }
-            let width = if pose.spread >= 0.0 { SPREAD_MAX * pose.spread } else { ROUND_MAX * pose.spread };
             let narrow = if inner { 1.0 - ROUND_INNER * round } else { 1.0 };
-            x = self.mouth[0] + dx * (1.0 + width) * narrow;
-        }
+            self.mouth[0] + dx * (1.0 + width) * narrow
+        } else {
+            let r = (dx / self.half_width).hypot(dy / (0.7 * self.half_width));
+            self.mouth[0] + dx * (1.0 + width * (1.0 - smoothstep(1.0, 1.0 + SPREAD_REACH, r)))
+        };
         self.axes.to_pixels([x, f[1] + down])
     }
 
