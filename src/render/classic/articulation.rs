@@ -36,8 +36,12 @@ const LAST_CENTRE_MS: f32 = 47.5;
 const KERNEL_CENTRE_MS: f32 = 50.0;
 const SIGMA_MS: f32 = 30.0;
 /// The pose then goes through two one-pole low-passes (a critically damped follower): a mouth has mass,
-/// so it does not jump from frame to frame with every change of level.
+/// so it does not jump from frame to frame with every change of level. The followers' coefficients are
+/// what each keeps of its last value over [`FOLLOWER_STEP_S`]; a stream at another frame rate keeps the
+/// same pace in time.
 const FOLLOW: f32 = 0.5;
+/// The frame interval the followers' coefficients are given for (25 fps).
+const FOLLOWER_STEP_S: f32 = 0.04;
 /// The jaw's and lips' shares of the opening, the tucked lip and the tongue follow their visemes through
 /// one one-pole stage. The rounding does not: the visemes' Gaussian already smooths it, and a follower's
 /// lag would give a short vowel the shape of the sound before it.
@@ -68,9 +72,9 @@ const VOWEL_SHARPNESS: f32 = 2.0;
 /// The lips press together for a /p b m/ in the slices from the pts to 30 ms after it.
 const PRESS_FIRST_MS: i64 = 0;
 const PRESS_LAST_MS: i64 = 30;
-/// Lip pressing follows its target (one-pole coefficients per frame): the lips shut within a frame, and
-/// part within one after the release, as a stop's burst parts them; the jaw then opens at the pace of the
-/// opening's follower, slower than the lips closed.
+/// Lip pressing follows its target (one-pole coefficients per [`FOLLOWER_STEP_S`]): the lips shut within
+/// 40 ms, and part within 40 ms of the release, as a stop's burst parts them; the jaw then opens at the
+/// pace of the opening's follower, slower than the lips closed.
 const PRESS_CLOSING: f32 = 0.15;
 const PRESS_OPENING: f32 = 0.2;
 /// How much of the jaw's drop pressed lips take back: the jaw rises a little for a /p b m/ and the lips
@@ -360,8 +364,9 @@ impl Articulator {
         let (mix, press) = self.visemes_at(pts);
         // The opening goes through the critically damped follower (the loudness kernel leads by its lag);
         // the shape, whose visemes are already centred on the frame, through one light stage.
+        let kept = |k: f32| k.powf(dt / FOLLOWER_STEP_S);
         let follow = |prev: Option<f32>, x: f32| match prev {
-            Some(p) if dt < 0.2 => x + (p - x) * FOLLOW,
+            Some(p) if dt < 0.2 => x + (p - x) * kept(FOLLOW),
             _ => x,
         };
         let a = follow(self.opening[0], open / total);
@@ -370,13 +375,13 @@ impl Articulator {
         let mut target = Self::shape_of(&Self::sharpened(&mix));
         target.spread = Self::rounding_of(&mix, target.spread);
         let shape = match self.shape {
-            Some(p) if dt < 0.2 => Shape { spread: target.spread, ..target.lerp(&p, SHAPE_FOLLOW) },
+            Some(p) if dt < 0.2 => Shape { spread: target.spread, ..target.lerp(&p, kept(SHAPE_FOLLOW)) },
             _ => target,
         };
         self.shape = Some(shape);
         let b = Self::pose_of(b, &shape);
         // The press follows on its own, fast to close and slower to open, and overrides the opening.
-        let rate = if press > self.press { PRESS_CLOSING } else { PRESS_OPENING };
+        let rate = kept(if press > self.press { PRESS_CLOSING } else { PRESS_OPENING });
         self.press = if dt < 0.2 { press + (self.press - press) * rate } else { press };
         let press = self.press;
         let free = 1.0 - press;
@@ -569,6 +574,41 @@ mod tests {
         };
         let (plain, hissing) = (run(false), run(true));
         assert!(plain > 0.35 && (plain - hissing).abs() < 0.1, "vowels alone {plain}, with a loud /s/ {hissing}");
+    }
+
+    #[test]
+    fn the_mouth_keeps_its_pace_at_any_frame_rate() {
+        // Silence, then a vowel from 0.4 s, then a /m/ from 0.8 s, at 25 and at 50 fps: at the same times
+        // the mouth is as far open, and the lips as far pressed.
+        let sound = vowel(700.0, 1200.0, 0.05, 16_000 * 2, 0);
+        let feed = || {
+            let feed = PhonemeFeed::new();
+            feed.push("aa", 400_000_000, 800_000_000).unwrap();
+            feed.push("m", 800_000_000, 1_200_000_000).unwrap();
+            Some(feed)
+        };
+        let at = |fps: u64, ms: u64| {
+            let mut a = Articulator::new().with_phonemes(feed());
+            let (frame_ns, frames) = (1_000_000_000 / fps, ms * fps / 1000);
+            let (before, after) = (WINDOW.before as i64, WINDOW.after as i64);
+            let mut pose = MouthPose::CLOSED;
+            for k in 0..=frames {
+                let pts = (k * frame_ns) as i64;
+                let window: Vec<f32> = (pts - before..pts + after)
+                    .step_by(crate::audio::NS_PER_SAMPLE as usize)
+                    .map(|t| if (400_000_000..1_200_000_000).contains(&t) { sound[(t / 62_500) as usize] } else { 0.0 })
+                    .collect();
+                pose = a.pose(pts as u64, &window, 0);
+            }
+            pose
+        };
+        // (The faster stream trails a little just after the onset: its first frames hold the sound for
+        // 20 ms, not 40. Followers stepped per frame instead put it 0.46 ahead at 440 ms.)
+        for ms in [440, 480, 520, 600, 800, 840, 880] {
+            let (slow, fast) = (at(25, ms), at(50, ms));
+            assert!((slow.opening() - fast.opening()).abs() < 0.2, "{ms} ms: {slow:?} against {fast:?}");
+            assert!((slow.press - fast.press).abs() < 0.05, "{ms} ms: {slow:?} against {fast:?}");
+        }
     }
 
     #[test]
