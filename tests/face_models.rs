@@ -55,10 +55,20 @@ fn a_truncated_model_is_an_error_naming_the_file() {
     assert!(err.contains("x.tflite") && err.contains("TFL3"), "{err}");
 }
 
+/// A folder removed when the test ends, however it ends.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn a_wrong_file_in_a_folder_is_caught_by_its_checksum() {
     let dir = std::env::temp_dir().join(format!("lipsync-models-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let _scratch = Scratch(dir.clone());
     let mut bytes = ModelSource::default_location().read(FaceModel::Detector).unwrap();
     bytes[5000] ^= 0xff;
     std::fs::write(dir.join("face_detection_short_range.tflite"), &bytes).unwrap();
