@@ -1,11 +1,10 @@
 //! The default renderer's visemes, judged on speech from voices the viseme classifier was never trained on
 //! (festival's `cmu_us_slt_arctic_hts`, an HTS voice of a woman, and flite's `rms` and `awb`, statistical
 //! parametric voices of an American and a Scottish man; the classifier learned from eSpeak NG and
-//! festival's diphone voices). The
-//! speech is synthesised here with its phone times; `lipsync dub` re-renders the photo and the talking
-//! clip; the output is tracked and scored with `lipsync::sync::viseme_scores`: the lips must meet for
-//! /p b m/, spread for /i e/ more than for /u o/, and open for open vowels, from the audio alone and,
-//! tighter, with the phonemes given (`--phonemes`).
+//! festival's diphone voices). The speech is synthesised here with its phone times; `lipsync dub`
+//! re-renders the photo and the talking clip; the output is tracked and scored with
+//! `lipsync::sync::viseme_scores`: the lips must meet for /p b m/, spread for /i e/ more than for /u o/,
+//! and open for open vowels, from the audio alone and, tighter, with the phonemes given (`--phonemes`).
 
 mod common;
 

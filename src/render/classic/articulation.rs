@@ -591,13 +591,14 @@ mod tests {
             let mut a = Articulator::new().with_phonemes(feed());
             let (frame_ns, frames) = (1_000_000_000 / fps, ms * fps / 1000);
             let (before, after) = (WINDOW.before as i64, WINDOW.after as i64);
+            // The sound from 0.4 s to 1.2 s, silence around it.
+            let step = crate::audio::NS_PER_SAMPLE as i64;
+            let sample_at =
+                |t: i64| if (400_000_000..1_200_000_000).contains(&t) { sound[(t / step) as usize] } else { 0.0 };
             let mut pose = MouthPose::CLOSED;
             for k in 0..=frames {
                 let pts = (k * frame_ns) as i64;
-                let window: Vec<f32> = (pts - before..pts + after)
-                    .step_by(crate::audio::NS_PER_SAMPLE as usize)
-                    .map(|t| if (400_000_000..1_200_000_000).contains(&t) { sound[(t / 62_500) as usize] } else { 0.0 })
-                    .collect();
+                let window: Vec<f32> = (pts - before..pts + after).step_by(step as usize).map(sample_at).collect();
                 pose = a.pose(pts as u64, &window, 0);
             }
             pose
