@@ -299,27 +299,31 @@ impl Patch {
         let y1 = (self.y + self.height as i32).max(top.y + top.height as i32);
         let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
         let mut rgba = vec![0u8; w * h * 4];
-        for p in [&self, top] {
+        // Each of a patch's rows, with where it starts in `rgba`.
+        fn rows(p: &Patch, x0: i32, y0: i32, w: usize) -> impl Iterator<Item = (usize, &[u8])> {
             let (dx, dy) = ((p.x - x0) as usize, (p.y - y0) as usize);
-            for row in 0..p.height as usize {
-                for col in 0..p.width as usize {
-                    let s = &p.rgba[(row * p.width as usize + col) * 4..][..4];
-                    if s[3] == 0 {
-                        continue;
-                    }
-                    let d = &mut rgba[((dy + row) * w + dx + col) * 4..][..4];
-                    // Opaque over anything, or anything over nothing: as it is.
-                    if s[3] == 255 || d[3] == 0 {
-                        d.copy_from_slice(s);
-                        continue;
-                    }
-                    let (a, b) = (s[3] as f32 / 255.0, d[3] as f32 / 255.0 * (1.0 - s[3] as f32 / 255.0));
-                    let out = a + b;
-                    for c in 0..3 {
-                        d[c] = ((s[c] as f32 * a + d[c] as f32 * b) / out + 0.5) as u8;
-                    }
-                    d[3] = (out * 255.0 + 0.5) as u8;
+            (dy..).zip(p.rgba.chunks_exact(p.width as usize * 4)).map(move |(y, line)| ((y * w + dx) * 4, line))
+        }
+        // Anything over nothing: as it is.
+        for (at, line) in rows(&self, x0, y0, w) {
+            rgba[at..at + line.len()].copy_from_slice(line);
+        }
+        for (at, line) in rows(top, x0, y0, w) {
+            for (s, d) in line.chunks_exact(4).zip(rgba[at..at + line.len()].chunks_exact_mut(4)) {
+                if s[3] == 0 {
+                    continue;
                 }
+                // Opaque over anything, or anything over nothing: as it is.
+                if s[3] == 255 || d[3] == 0 {
+                    d.copy_from_slice(s);
+                    continue;
+                }
+                let (a, b) = (s[3] as f32 / 255.0, d[3] as f32 / 255.0 * (1.0 - s[3] as f32 / 255.0));
+                let out = a + b;
+                for c in 0..3 {
+                    d[c] = ((s[c] as f32 * a + d[c] as f32 * b) / out + 0.5) as u8;
+                }
+                d[3] = (out * 255.0 + 0.5) as u8;
             }
         }
         Patch { x: x0, y: y0, width: w as u32, height: h as u32, rgba }
@@ -346,15 +350,16 @@ impl Patch {
         let (px0, py0) = ((x0 as i64 - self.x as i64) as usize, (y0 as i64 - self.y as i64) as usize);
         if let Some((rgb, _)) = layout.format.rgba_offsets() {
             let bpp = layout.format.packed_pixel_size().unwrap_or(4);
+            let width = self.width as usize;
             for y in y0..y1 {
                 let row = layout.offsets[0] + y * layout.strides[0];
-                for x in x0..x1 {
-                    let p = self.pixel(px0 + x - x0, py0 + y - y0);
-                    let o = row + x * bpp;
+                let src = &self.rgba[((py0 + y - y0) * width + px0) * 4..][..(x1 - x0) * 4];
+                let dst = &mut data[row + x0 * bpp..row + x1 * bpp];
+                for (p, d) in src.chunks_exact(4).zip(dst.chunks_exact_mut(bpp)) {
                     match p[3] {
                         0 => {}
-                        255 => (0..3).for_each(|c| data[o + rgb[c]] = p[c]),
-                        alpha => (0..3).for_each(|c| mix(&mut data[o + rgb[c]], p[c] as f32, alpha as f32 / 255.0)),
+                        255 => (0..3).for_each(|c| d[rgb[c]] = p[c]),
+                        alpha => (0..3).for_each(|c| mix(&mut d[rgb[c]], p[c] as f32, alpha as f32 / 255.0)),
                     }
                 }
             }

@@ -20,6 +20,10 @@ struct Packed<'a> {
     rgb: [usize; 3],
 }
 
+/// The precision of [`Sampler::bilinear_span`]'s weights: 11 bits keeps the sums of a 2x2 block's bytes
+/// times both weights within a `u32`.
+const WEIGHT_BITS: u32 = 11;
+
 /// Bilinear RGB reads from a frame: direct for packed RGB formats, through [`RgbView`] for YUV.
 pub struct Sampler<'a> {
     view: RgbView<'a>,
@@ -82,6 +86,46 @@ impl<'a> Sampler<'a> {
             top + (bot - top) * ay
         })
     }
+
+    /// Fills `out` (RGBA, alpha 255) with the colours along a line: pixel `i` from `(x + i * dx, y + i *
+    /// dy)`, as [`Sampler::bilinear`] gives them rounded to bytes. A span that lies inside a packed frame
+    /// (a warp's span nearly always does) is read in integer arithmetic, its weights in 1/2048ths: more
+    /// than twice as fast, the colours within a level of the exact ones (nearly always equal).
+    pub fn bilinear_span(&self, x: f32, y: f32, dx: f32, dy: f32, out: &mut [u8]) {
+        let n = out.len() / 4;
+        let last = n.saturating_sub(1) as f32;
+        // Strictly inside, with room for the rounding of `x + i * dx`: the 2x2 block never leaves the frame.
+        let inside = |x: f32, y: f32| x >= 0.0 && y >= 0.0 && x < self.max_x - 0.01 && y < self.max_y - 0.01;
+        match &self.packed {
+            Some(p) if inside(x, y) && inside(x + dx * last, y + dy * last) => {
+                let bpp = p.bytes_per_pixel;
+                const ONE: u32 = 1 << WEIGHT_BITS;
+                for (i, px) in out.chunks_exact_mut(4).enumerate() {
+                    let to_fixed = |v: f32| (v * ONE as f32) as u32;
+                    let (fx, fy) = (to_fixed(x + dx * i as f32), to_fixed(y + dy * i as f32));
+                    let (ax, ay) = (fx & (ONE - 1), fy & (ONE - 1));
+                    let o = p.offset + (fy >> WEIGHT_BITS) as usize * p.stride + (fx >> WEIGHT_BITS) as usize * bpp;
+                    let (top, bottom) = (&p.data[o..o + 2 * bpp], &p.data[o + p.stride..o + p.stride + 2 * bpp]);
+                    for (out, &c) in px.iter_mut().zip(&p.rgb) {
+                        let upper = top[c] as u32 * (ONE - ax) + top[c + bpp] as u32 * ax;
+                        let lower = bottom[c] as u32 * (ONE - ax) + bottom[c + bpp] as u32 * ax;
+                        *out = ((upper * (ONE - ay) + lower * ay + (1 << (2 * WEIGHT_BITS - 1))) >> (2 * WEIGHT_BITS))
+                            as u8;
+                    }
+                    px[3] = 255;
+                }
+            }
+            _ => {
+                for (i, px) in out.chunks_exact_mut(4).enumerate() {
+                    let rgb = self.bilinear(x + dx * i as f32, y + dy * i as f32);
+                    for (out, v) in px.iter_mut().zip(rgb) {
+                        *out = (v.clamp(0.0, 255.0) + 0.5) as u8;
+                    }
+                    px[3] = 255;
+                }
+            }
+        }
+    }
 }
 
 /// Landmarks on the cheeks, whose brightness tells a change of lighting.
@@ -139,4 +183,62 @@ pub fn mean_colour(view: &RgbView<'_>, landmarks: &[[f32; 3]], ids: &[u16]) -> [
 
 pub fn luma(c: [f32; 3]) -> f32 {
     0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::PixelFormat;
+
+    /// A frame whose channels vary fast and differently (so a misplaced tap or weight shows), in `format`.
+    fn textured(format: PixelFormat, w: usize, h: usize) -> VideoFrame {
+        let colour = |x: usize, y: usize| [(x * 37 + y * 11) % 256, (x * 5 + y * 53) % 256, (x * y + 90) % 256];
+        let data: Vec<u8> = match format {
+            PixelFormat::Rgb => (0..w * h).flat_map(|i| colour(i % w, i / w).map(|c| c as u8)).collect(),
+            PixelFormat::Bgrx => (0..w * h)
+                .flat_map(|i| {
+                    let [r, g, b] = colour(i % w, i / w).map(|c| c as u8);
+                    [b, g, r, 0]
+                })
+                .collect(),
+            other => unreachable!("{other:?}"),
+        };
+        VideoFrame::from_vec(format, w as u32, h as u32, data, 0).unwrap()
+    }
+
+    fn rounded(rgb: [f32; 3]) -> [u8; 3] {
+        rgb.map(|v| (v.clamp(0.0, 255.0) + 0.5) as u8)
+    }
+
+    #[test]
+    fn a_span_reads_what_single_reads_give_within_a_level() {
+        for format in [PixelFormat::Rgb, PixelFormat::Bgrx] {
+            let frame = textured(format, 40, 30);
+            let sampler = Sampler::new(&frame);
+            // Inside (the integer path), then leaving the frame across its right and bottom edges (clamped).
+            for (x, y, dx, dy, n) in [(2.3, 4.7, 0.93, 0.11, 30), (1.0, 1.0, 0.0, 0.0, 5), (30.2, 25.6, 0.7, 0.3, 20)] {
+                let mut out = vec![0u8; n * 4];
+                sampler.bilinear_span(x, y, dx, dy, &mut out);
+                for (i, px) in out.chunks_exact(4).enumerate() {
+                    let want = rounded(sampler.bilinear(x + dx * i as f32, y + dy * i as f32));
+                    for c in 0..3 {
+                        assert!(px[c].abs_diff(want[c]) <= 1, "{format:?} pixel {i} channel {c}: {px:?} vs {want:?}");
+                    }
+                    assert_eq!(px[3], 255);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_span_of_a_planar_frame_reads_through_its_view() {
+        let frame =
+            VideoFrame::from_vec(PixelFormat::I420, 8, 8, (0..96).map(|i| (i * 7 % 256) as u8).collect(), 0).unwrap();
+        let sampler = Sampler::new(&frame);
+        let mut out = vec![0u8; 6 * 4];
+        sampler.bilinear_span(0.5, 1.25, 1.0, 0.5, &mut out);
+        for (i, px) in out.chunks_exact(4).enumerate() {
+            assert_eq!(px[..3], rounded(sampler.bilinear(0.5 + i as f32, 1.25 + 0.5 * i as f32)), "pixel {i}");
+        }
+    }
 }

@@ -191,16 +191,15 @@ pub fn warp(
             // The source position along the row: affine in the pixel's index from the span's start.
             let cx = xs as f32 + 0.5;
             let (fx, fy) = (sx[0] + sx[1] * cx + sx[2] * cy, sy[0] + sy[1] * cx + sy[2] * cy);
+            let (Some(d), Some((uu, vv))) = (interior, &uv) else {
+                sampler.bilinear_span(fx, fy, sx[1], sy[1], span);
+                continue;
+            };
             for (i, out) in span.chunks_exact_mut(4).enumerate() {
                 let warped = sampler.bilinear(fx + sx[1] * i as f32, fy + sy[1] * i as f32);
-                let rgb = match (interior, &uv) {
-                    (Some(d), Some((uu, vv))) => {
-                        let cx = (xs + i as i32) as f32 + 0.5;
-                        let at = |f: &[f32; 3]| f[0] + f[1] * cx + f[2] * cy;
-                        d.shader.shade([at(uu), at(vv)], warped)
-                    }
-                    _ => warped,
-                };
+                let cx = (xs + i as i32) as f32 + 0.5;
+                let at = |f: &[f32; 3]| f[0] + f[1] * cx + f[2] * cy;
+                let rgb = d.shader.shade([at(uu), at(vv)], warped);
                 for k in 0..3 {
                     out[k] = (rgb[k].clamp(0.0, 255.0) + 0.5) as u8; // round, without libm's roundf
                 }
