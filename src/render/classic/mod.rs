@@ -232,12 +232,13 @@ impl Renderer for Classic {
     }
 
     /// The 95 ms look-ahead plus 25 ms to render: 120 ms. The face is tracked while the frame waits for its
-    /// look-ahead (the engine's tracking thread), so only the render counts: 8.5 ms on average for a
-    /// 500-pixel face in 1280x720 on a 2-core CPU, composite included (`cargo bench --bench classic`),
-    /// with a p99 of 19 to 23 ms while an encoder shares the cores (`lipsync dub`'s summary). A still
-    /// face's blinks and head sway take 11.6 ms more on that face (the whole head is warped): 15 ms more.
+    /// look-ahead (the engine's tracking thread), so only the render counts: 4.1 ms on average for a
+    /// 720-pixel face in 1280x720 on a 2-core CPU, composite included, 8.4 ms with a still face's blinks
+    /// and head sway (`cargo bench --bench classic`). Live at 25 fps a still 720-pixel face's p99 is 17 ms;
+    /// a file dub, where the encoder takes both cores as fast as they go, sees 22 to 33 ms, late for no
+    /// frame since a file is not live.
     fn recommended_latency(&self) -> u64 {
-        articulation::WINDOW.after + 25_000_000 + if self.config.still_face { 15_000_000 } else { 0 }
+        articulation::WINDOW.after + 25_000_000
     }
 
     fn needs_face(&self) -> bool {
