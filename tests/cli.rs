@@ -59,6 +59,21 @@ fn dub_a_video_keeps_its_frames_and_stops_with_the_audio() {
     assert_eq!((video.width, video.height), (256, 256));
 }
 
+/// The same dub twice gives the same pictures: the encoder's rate control is not left to thread timing.
+#[test]
+fn dub_writes_the_same_video_every_run() {
+    let frames = |name: &str| {
+        let out = tmp(name);
+        run_ok(&mut dub(&media("speakerine.mp4"), &media("speech_16k.wav"), &out));
+        lipsync::io::decode_video(&out, usize::MAX).unwrap().frames
+    };
+    let (first, second) = (frames("again-1.mp4"), frames("again-2.mp4"));
+    assert_eq!(first.len(), second.len());
+    for (k, (a, b)) in first.iter().zip(&second).enumerate() {
+        assert!(a.data() == b.data(), "frame {k} differs between two runs of the same dub");
+    }
+}
+
 #[test]
 fn dub_names_a_missing_file() {
     let out = lipsync()
