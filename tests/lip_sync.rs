@@ -99,25 +99,27 @@ fn dubbed_mouths_follow_the_speech() {
 
 #[test]
 fn the_dubbed_mouth_trembles_no_more_than_the_original() {
-    let out = tmp("jitter.mp4");
-    dub(&media("speakerine.mp4"), &media("speech_16k.wav"), &out);
-    let dubbed = measure_file(&out);
-    // The input over the same frames, against the same audio (only its jitter matters here).
-    let audio = decode_audio(&media("speech_16k.wav")).unwrap();
-    let frames = decode_video(&media("speakerine.mp4"), dubbed.frames).unwrap().frames;
-    let original = measure(frames.iter().map(Ok), &audio, &mut tracker(), 10).unwrap();
-    let (o, d) = (original.jitter_smoothed.unwrap(), dubbed.jitter_smoothed.unwrap());
-    eprintln!(
-        "mouth jitter over {} frames: original {o:.5} (raw {:.5}), dubbed {d:.5} (raw {:.5})",
-        dubbed.frames,
-        original.jitter.unwrap(),
-        dubbed.jitter.unwrap()
-    );
-    // The visemes move the mouth more than the clip's own speaker does (lips pressed shut, wider open
-    // vowels, the lips rounding and spreading from vowel to vowel), and a larger movement has larger
-    // second differences: 15 % above the original is allowed (10 % is measured; slower followers that
-    // bring it under 5 % no longer shut the lips for /p b m/ and blur the spreading and rounding).
-    assert!(d <= 1.15 * o, "the dubbed mouth trembles more: {d} > 1.15 x {o}");
+    // Recorded speech must not make the mouth tremble more than the clip's own speaker's does. eSpeak NG's
+    // speech opens and shuts the mouth on every syllable, without a pause, with vowels the classifier
+    // hears surely (so the lips round and spread fully): 5 % above is allowed there (2 % is measured).
+    for (speech, allowed) in [("education_9s_16k.wav", 1.0), ("speech_16k.wav", 1.05)] {
+        let out = tmp(&format!("jitter-{speech}.mp4"));
+        dub(&media("speakerine.mp4"), &media(speech), &out);
+        let dubbed = measure_file(&out);
+        // The input over the same frames, against the same audio (only its jitter matters here).
+        let audio = decode_audio(&media(speech)).unwrap();
+        let frames = decode_video(&media("speakerine.mp4"), dubbed.frames).unwrap().frames;
+        let original = measure(frames.iter().map(Ok), &audio, &mut tracker(), 10).unwrap();
+        let (o, d) = (original.jitter_smoothed.unwrap(), dubbed.jitter_smoothed.unwrap());
+        eprintln!(
+            "{speech}: mouth jitter over {} frames: original {o:.5} (raw {:.5}), dubbed {d:.5} (raw {:.5}), {:.3}x",
+            dubbed.frames,
+            original.jitter.unwrap(),
+            dubbed.jitter.unwrap(),
+            d / o
+        );
+        assert!(d <= allowed * o, "{speech}: the dubbed mouth trembles more: {d} > {allowed} x {o}");
+    }
 }
 
 #[test]

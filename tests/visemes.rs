@@ -126,8 +126,8 @@ fn floor(voice: Voice, face: &str, phonemes: bool) -> Floor {
     match (voice, face, phonemes) {
         (Voice::Slt, "photo", false) => floor(0.8, 0.8, 0.9),
         (Voice::Slt, _, false) => floor(0.9, 0.75, 0.93),
-        (Voice::Rms, "photo", false) => floor(0.85, 0.9, 0.9),
-        (Voice::Rms, _, false) => floor(0.9, 0.9, 0.92),
+        (Voice::Rms, "photo", false) => floor(0.8, 0.9, 0.9),
+        (Voice::Rms, _, false) => floor(0.85, 0.9, 0.92),
         (Voice::Awb, "photo", false) => floor(0.8, 0.75, 0.93),
         (Voice::Awb, _, false) => floor(0.85, 0.75, 0.93),
         (_, "photo", true) => floor(0.95, 0.95, 0.9),
