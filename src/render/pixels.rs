@@ -90,7 +90,7 @@ impl<'a> Sampler<'a> {
     /// Fills `out` (RGBA, alpha 255) with the colours along a line: pixel `i` from `(x + i * dx, y + i *
     /// dy)`, as [`Sampler::bilinear`] gives them rounded to bytes. A span that lies inside a packed frame
     /// (a warp's span nearly always does) is read in integer arithmetic, its weights in 1/2048ths: more
-    /// than twice as fast, the colours within a level of the exact ones (nearly always equal).
+    /// than twice as fast, the colours within a level of the exact ones.
     pub fn bilinear_span(&self, x: f32, y: f32, dx: f32, dy: f32, out: &mut [u8]) {
         let n = out.len() / 4;
         let last = n.saturating_sub(1) as f32;
