@@ -23,6 +23,13 @@ struct Packed<'a> {
 /// The precision of [`Sampler::bilinear_span`]'s weights: 11 bits keeps the sums of a 2x2 block's bytes
 /// times both weights within a `u32`.
 const WEIGHT_BITS: u32 = 11;
+const WEIGHT_ONE: u32 = 1 << WEIGHT_BITS;
+
+/// A colour channel rounded to a byte, clamped to 0..=255 (half added before truncating: no libm call).
+#[inline]
+pub fn to_byte(v: f32) -> u8 {
+    (v.clamp(0.0, 255.0) + 0.5) as u8
+}
 
 /// Bilinear RGB reads from a frame: direct for packed RGB formats, through [`RgbView`] for YUV.
 pub struct Sampler<'a> {
@@ -99,9 +106,9 @@ impl<'a> Sampler<'a> {
         match &self.packed {
             Some(p) if inside(x, y) && inside(x + dx * last, y + dy * last) => {
                 let bpp = p.bytes_per_pixel;
-                const ONE: u32 = 1 << WEIGHT_BITS;
+                const ONE: u32 = WEIGHT_ONE;
+                let to_fixed = |v: f32| (v * ONE as f32) as u32;
                 for (i, px) in out.chunks_exact_mut(4).enumerate() {
-                    let to_fixed = |v: f32| (v * ONE as f32) as u32;
                     let (fx, fy) = (to_fixed(x + dx * i as f32), to_fixed(y + dy * i as f32));
                     let (ax, ay) = (fx & (ONE - 1), fy & (ONE - 1));
                     let o = p.offset + (fy >> WEIGHT_BITS) as usize * p.stride + (fx >> WEIGHT_BITS) as usize * bpp;
@@ -119,7 +126,7 @@ impl<'a> Sampler<'a> {
                 for (i, px) in out.chunks_exact_mut(4).enumerate() {
                     let rgb = self.bilinear(x + dx * i as f32, y + dy * i as f32);
                     for (out, v) in px.iter_mut().zip(rgb) {
-                        *out = (v.clamp(0.0, 255.0) + 0.5) as u8;
+                        *out = to_byte(v);
                     }
                     px[3] = 255;
                 }
@@ -207,7 +214,7 @@ mod tests {
     }
 
     fn rounded(rgb: [f32; 3]) -> [u8; 3] {
-        rgb.map(|v| (v.clamp(0.0, 255.0) + 0.5) as u8)
+        rgb.map(to_byte)
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Also the Delaunay triangulation (Bowyer-Watson) the mesh is built with.
 
 use crate::frame::{Patch, VideoFrame};
-use crate::render::pixels::Sampler;
+use crate::render::pixels::{Sampler, to_byte};
 
 type P = [f32; 2];
 
@@ -200,8 +200,8 @@ pub fn warp(
                 let cx = (xs + i as i32) as f32 + 0.5;
                 let at = |f: &[f32; 3]| f[0] + f[1] * cx + f[2] * cy;
                 let rgb = d.shader.shade([at(uu), at(vv)], warped);
-                for k in 0..3 {
-                    out[k] = (rgb[k].clamp(0.0, 255.0) + 0.5) as u8; // round, without libm's roundf
+                for (channel, v) in out.iter_mut().zip(rgb) {
+                    *channel = to_byte(v);
                 }
                 out[3] = 255;
             }
